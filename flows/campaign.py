@@ -1,0 +1,46 @@
+"""A campaign: the baseline first, then waves until a budget ends, then the summary in MLflow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from prefect import flow
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.iteration import wave_flow
+from overnight import loop, progress
+from overnight.config import load_config
+
+
+@flow(name="campaign", flow_run_name="campaign {config_path}", validate_parameters=False)
+def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.CampaignSummary:
+    """Run the campaign described by a YAML config (dotted-key overrides allowed); returns the agent run's summary."""
+    config = load_config(Path(config_path), overrides)
+    memory = loop.open_memory(config)
+    name = f"{config.planner.kind} {datetime.now():%Y-%m-%d %H:%M}"
+    agent_run_id = loop.start_agent_run(config, memory, name, orchestrator_run=str(flow_run.id or ""))
+    progress.emit("campaign_started", waves=config.budget.iterations, wave_size=config.wave_size,
+                  agent_run_id=agent_run_id, experiment_id=memory.experiment_id)
+
+    def run_wave(wave: int, size: int) -> dict:
+        runner = ThreadPoolTaskRunner(max_workers=max(1, size))
+        return wave_flow.with_options(task_runner=runner)(config=config, agent_run_id=agent_run_id, wave=wave, size=size)
+
+    waves, stopped_by = 0, ""
+    try:
+        run_wave(0, 1)
+        while True:
+            size, stopped_by = loop.trials_left(config, memory, agent_run_id, waves)
+            if size == 0:
+                break
+            waves += 1
+            run_wave(waves, size)
+        summary = loop.summarise(config, memory, agent_run_id, waves, stopped_by)
+        loop.finish_agent_run(memory, summary)
+    except BaseException as error:
+        memory.finish_agent_run(agent_run_id, {"waves": waves}, f"The agent run failed: {error}", failed=True)
+        raise
+    progress.emit("campaign_finished", summary=summary)
+    return summary

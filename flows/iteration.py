@@ -1,0 +1,49 @@
+"""One wave of the research loop: plan -> dispatch N trials concurrently -> evaluate -> reflect."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from overnight import loop, progress
+from overnight.backends import make_backend
+from overnight.config import CampaignConfig
+from overnight.planners import make_planner
+from tasks.dispatch import run_trial
+from tasks.evaluate import evaluate
+from tasks.plan import plan
+from tasks.reflect import reflect
+
+
+@flow(name="wave", flow_run_name="{config.name} wave {wave}", validate_parameters=False)
+def wave_flow(config: CampaignConfig, agent_run_id: str, wave: int, size: int) -> dict:
+    """Run one wave of `size` trials (wave 0 is the baseline) and return what it decided."""
+    memory = loop.open_memory(config)
+    planner = make_planner(config)
+    backend = make_backend(config, loop.work_root(config))
+    wave_run_id = memory.start_wave(agent_run_id, wave, stage="baseline" if wave == 0 else "search")
+
+    # --- plan -----------------------------------------------------------------------------------------------------
+    planned = plan(config, memory, planner, agent_run_id, wave_run_id, wave, size)
+    progress.emit("wave_started", wave=wave, trials=len(planned))
+    for trial in planned:
+        if not trial.valid:
+            progress.emit("trial_finished", trial_id=trial.trial_id, outcome="invalid", metric=None,
+                          reason=trial.reason)
+
+    # --- dispatch: one task run per trial, all at once --------------------------------------------------------------
+    futures = [run_trial.submit(config, memory, backend, trial) for trial in planned if trial.valid]
+    for future in futures:
+        future.wait()
+
+    # --- evaluate -------------------------------------------------------------------------------------------------
+    outcome = evaluate(config, memory, wave, planned)
+
+    # --- reflect --------------------------------------------------------------------------------------------------
+    reflect(memory, planner, wave_run_id, outcome, config.name)
+    backend.close()
+    return {
+        "wave": wave,
+        "trials": len(planned),
+        "champion_run_id": outcome.champion_after.run_id,
+        "champion": outcome.champion_after.metric,
+    }

@@ -1,0 +1,118 @@
+"""Local backend: one process per trial, in its own folder and process group, killed as a group on timeout."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from overnight.backends.base import INHERITED_ENV, Backend
+from overnight.program import copy_program
+from overnight.results import Outcome, TrialResult, TrialSpec, classify, parse_metrics, tail
+
+KILL_GRACE_S = 5.0
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, program: Path, work_root: Path, metric: str):
+        self.program = program
+        self.work_root = work_root
+        self.metric = metric
+
+    def trial_dir(self, trial_id: str) -> Path:
+        return self.work_root / trial_id
+
+    def run(self, spec: TrialSpec) -> TrialResult:
+        workdir = self.trial_dir(spec.trial_id)
+        started = time.monotonic()
+        try:
+            if workdir.exists():  # a retried or resumed trial starts from clean files
+                shutil.rmtree(workdir)
+            copy_program(self.program, workdir, spec.files)
+        except OSError as error:
+            return _infra_error(spec, started, f"could not prepare the trial folder {workdir}: {error}")
+
+        result_path = workdir / ".overnight_result.json"
+        env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
+        env.update(spec.env)
+        env.update(
+            OVERNIGHT_TIME_BUDGET=str(spec.time_budget_s),
+            OVERNIGHT_SEED=str(spec.seed),
+            OVERNIGHT_TRIAL_ID=spec.trial_id,
+            OVERNIGHT_RESULT=str(result_path),
+            PYTHONUNBUFFERED="1",
+        )
+        log_path = workdir / "run.log"
+        try:
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(
+                    _argv(spec.command),
+                    cwd=workdir,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # its own process group, so a timeout kills every child too
+                )
+                timed_out = False
+                try:
+                    exit_code = process.wait(timeout=spec.timeout_s)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    exit_code = _kill_group(process)
+                finally:
+                    _kill_leftovers(process.pid)
+        except OSError as error:
+            return _infra_error(spec, started, f"could not start {spec.command!r}: {error}")
+
+        log_text = log_path.read_text(errors="replace")
+        result_json = result_path.read_text(errors="replace") if result_path.exists() else None
+        metrics = parse_metrics(log_text, result_json)
+        outcome, reason = classify(self.metric, metrics, exit_code, timed_out)
+        return TrialResult(
+            trial_id=spec.trial_id,
+            outcome=outcome,
+            metrics=metrics,
+            duration_s=time.monotonic() - started,
+            exit_code=exit_code,
+            log_tail=tail(log_text),
+            reason=reason,
+        )
+
+
+def _argv(command: str) -> list[str]:
+    argv = shlex.split(command)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable  # the interpreter overnight runs in, with its torch
+    return argv
+
+
+def _kill_group(process: subprocess.Popen) -> int | None:
+    """SIGTERM the trial's process group, then SIGKILL what is left after a grace period."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        return process.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.wait()
+    except ProcessLookupError:
+        return process.wait()
+
+
+def _kill_leftovers(pgid: int) -> None:
+    """Children the script left behind die with it."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _infra_error(spec: TrialSpec, started: float, reason: str) -> TrialResult:
+    return TrialResult(spec.trial_id, Outcome.INFRA_ERROR, {}, time.monotonic() - started, None, "", reason)

@@ -1,0 +1,219 @@
+"""The `overnight` command. It composes the Prefect flows, so it is the one module here that reaches Prefect,
+and only lazily (importing Prefect costs seconds, which `--help` should not pay)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from overnight import progress
+from overnight.config import ConfigError, default_config_path, load_config
+
+app = typer.Typer(
+    name="overnight",
+    help="Autonomous ML research while you sleep: plan a wave of experiments, run them in parallel, keep what "
+    "truly helps, repeat. Prefect runs the loop; MLflow remembers every trial.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+console = Console()
+
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(help="Campaign YAML. Default: the bundled tiny-GPT campaign on Shakespeare.", show_default=False),
+]
+
+
+@app.command()
+def run(
+    config: ConfigArg = None,
+    waves: Annotated[int | None, typer.Option(help="Waves after the baseline (overrides budget.iterations).")] = None,
+    wave_size: Annotated[int | None, typer.Option(help="Trials per wave, run at once (overrides wave_size).")] = None,
+    time_budget: Annotated[
+        float | None, typer.Option(help="Training seconds per trial (overrides trial.time_budget_s).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines.")] = False,
+) -> None:
+    """Run a campaign: a baseline, then waves of trials until a budget ends; print what was found."""
+    path = (config or default_config_path()).resolve()
+    overrides: dict[str, object] = {}
+    if waves is not None:
+        overrides["budget.iterations"] = waves
+    if wave_size is not None:
+        overrides["wave_size"] = wave_size
+    if time_budget is not None:
+        overrides["trial.time_budget_s"] = time_budget
+    try:
+        campaign = load_config(path, overrides)  # fail before anything starts
+    except ConfigError as error:
+        console.print(f"[red]Config error:[/red] {error}")
+        raise typer.Exit(2) from None
+
+    console.print(
+        f"Campaign [bold]{campaign.name}[/bold]: program {campaign.program}, metric {campaign.metric.name} "
+        f"({campaign.metric.goal}), {campaign.budget.iterations} waves x {campaign.wave_size} trials, "
+        f"{campaign.trial.time_budget_s:g} s per trial."
+    )
+    console.print(
+        f"Planner: {campaign.planner.kind} (Optuna over the script's knobs; no API key needed). "
+        f"Backend: {campaign.backend.kind}. MLflow: {campaign.resolved_tracking_uri()}"
+    )
+    _prepare_prefect_env()
+    console.print("[dim]Starting Prefect (a local API on first use takes ~15-30 s)...[/dim]")
+    from flows.campaign import campaign_flow
+
+    _quiet_prefect_console(verbose)
+    with _ProgressDisplay(campaign.budget.iterations, campaign.wave_size) as display:
+        progress.subscribe(display.on_event)
+        try:
+            state = campaign_flow(config_path=str(path), overrides=overrides, return_state=True)
+        finally:
+            progress.unsubscribe(display.on_event)
+    _silence_shutdown_noise()
+    if state.is_failed():
+        try:
+            state.result()
+        except Exception as error:
+            console.print(f"[red]The campaign failed:[/red] {error}")
+        raise typer.Exit(1)
+    summary = state.result()
+    _print_summary(summary, str(state.state_details.flow_run_id))
+
+
+@app.command()
+def show_config(config: ConfigArg = None) -> None:
+    """Validate a campaign config and print it with every default filled in."""
+    try:
+        campaign = load_config((config or default_config_path()).resolve())
+    except ConfigError as error:
+        console.print(f"[red]Config error:[/red] {error}")
+        raise typer.Exit(2) from None
+    console.print_json(campaign.model_dump_json())
+
+
+def _prepare_prefect_env() -> None:
+    """Offline-friendly defaults for Prefect's local API, set only where the user has not chosen."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _quiet_prefect_console(verbose: bool) -> None:
+    """The progress bar tells the story; Prefect's INFO lines still reach its API and UI."""
+    if verbose:
+        return
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.setLevel(logging.WARNING)
+
+
+def _silence_shutdown_noise() -> None:
+    """Prefect's temporary server logs cancelled event flushes as it stops at exit, after the work is done."""
+    logging.getLogger("prefect.server").setLevel(logging.CRITICAL + 1)
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+
+
+class _ProgressDisplay:
+    """A rich progress bar fed by the loop's progress events."""
+
+    def __init__(self, waves: int, wave_size: int):
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.waves = self.progress.add_task("waves", total=waves + 1, visible=False)
+        self.trials = self.progress.add_task("trials", total=wave_size, visible=False)
+
+    def __enter__(self) -> _ProgressDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def on_event(self, event: str, **data) -> None:
+        if event == "wave_started":
+            name = "baseline" if data["wave"] == 0 else f"wave {data['wave']}"
+            self.progress.update(self.waves, visible=True, description="waves (baseline first)")
+            self.progress.reset(self.trials, total=data["trials"], visible=True, description=f"{name} trials")
+        elif event == "trial_finished":
+            self.progress.advance(self.trials)
+            metric = f" {data['metric']:.6g}" if data.get("metric") is not None else ""
+            reason = f" ({data['reason']})" if data.get("reason") and data["outcome"] != "ok" else ""
+            self.progress.console.print(f"  {data['trial_id']}: {data['outcome']}{metric}{reason}")
+        elif event == "trial_started":
+            self.progress.console.print(f"  [dim]{data['trial_id']} started: {data['hypothesis']}[/dim]")
+        elif event == "wave_finished":
+            self.progress.advance(self.waves)
+            self.progress.console.print(f"[bold]wave {data['wave']} done[/bold]: champion {data['champion']:.6g}")
+
+
+def _print_summary(summary, flow_run_id: str) -> None:
+    better = "lower" if summary.goal == "minimize" else "higher"
+    lines = [
+        f"baseline  {summary.metric} = {summary.baseline:.6g}",
+        f"champion  {summary.metric} = {summary.champion:.6g}  ({summary.improvement_pct:+.2f}%, {better} is better)",
+        f"champion trial: {summary.champion_trial}: {summary.champion_hypothesis}",
+        f"{summary.trials} trials in {summary.waves} waves, {summary.trial_hours * 60:.1f} trial-minutes; "
+        f"stopped by the {summary.stopped_by} budget",
+    ]
+    console.print(Panel("\n".join(lines), title=f"Campaign {summary.campaign}", expand=False))
+    table = Table("outcome", "trials")
+    for outcome, count in sorted(summary.outcomes.items()):
+        table.add_row(outcome, str(count))
+    console.print(table)
+    if summary.champion_diff:
+        console.print("Champion's change from this run's baseline:")
+        console.print(Syntax(summary.champion_diff, "diff", theme="ansi_dark"))
+    else:
+        console.print("The champion is the baseline: no change beat it by the margin.")
+    console.print("\nOpen what just ran:")
+    for line in ui_commands(summary.tracking_uri, summary.experiment_id, flow_run_id):
+        console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+
+
+def ui_commands(tracking_uri: str, experiment_id: str, flow_run_id: str) -> list[str]:
+    """The exact commands that open both UIs on this campaign."""
+    runs = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if tracking_uri.startswith(("http://", "https://")):
+        mlflow_lines = [f"MLflow UI:  {tracking_uri.rstrip('/')}/{runs}"]
+    else:
+        mlflow_lines = [
+            f"MLflow UI:  mlflow ui --backend-store-uri {tracking_uri} --port 5000",
+            f"            then open http://127.0.0.1:5000/{runs}",
+        ]
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        prefect_lines = [f"Prefect UI: {api.removesuffix('/api')}/runs/flow-run/{flow_run_id}"]
+    else:
+        prefect_lines = [
+            "Prefect UI: prefect server start",
+            f"            then open http://127.0.0.1:4200/runs/flow-run/{flow_run_id}",
+        ]
+    return mlflow_lines + prefect_lines
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("[yellow]Interrupted.[/yellow] Finished trials are in MLflow.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

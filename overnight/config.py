@@ -1,0 +1,237 @@
+"""The campaign config: one YAML file, validated with pydantic.
+
+Every error names the field and what is wrong, and unknown keys are rejected with the list of valid ones, so a broken
+config fails before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from overnight.program import constants
+
+DEFAULT_STATE_DIR = ".overnight"
+
+
+class ConfigError(ValueError):
+    """A campaign config that cannot be used; the message names the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metric(_Strict):
+    name: str = Field(description="the `name: value` line the script prints, e.g. val_bpb")
+    goal: Literal["minimize", "maximize"] = "minimize"
+
+
+class TrialSettings(_Strict):
+    time_budget_s: Annotated[float, Field(gt=0)] = Field(
+        300, description="training budget given to the script (OVERNIGHT_TIME_BUDGET)"
+    )
+    timeout_s: Annotated[float, Field(gt=0)] = Field(
+        900, description="hard wall-clock limit; the process group is killed after it"
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables for every trial")
+    seed: int = Field(0, description="OVERNIGHT_SEED; one seed for all trials, so they differ only by their change")
+
+    @model_validator(mode="after")
+    def _timeout_covers_budget(self) -> TrialSettings:
+        if self.timeout_s <= self.time_budget_s:
+            raise ValueError(
+                f"timeout_s ({self.timeout_s}) must be larger than time_budget_s ({self.time_budget_s}): "
+                "the script needs time to start and evaluate"
+            )
+        return self
+
+
+class Budget(_Strict):
+    iterations: Annotated[int, Field(ge=0)] = Field(10, description="waves after the baseline")
+    trials: Annotated[int, Field(ge=1)] | None = Field(None, description="total trials, baseline included")
+    trial_hours: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="total trial time in hours (GPU-hours on a GPU backend)"
+    )
+
+
+class Knob(_Strict):
+    name: str
+    type: Literal["float", "int", "choice"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[str | int | float | bool] | None = None
+
+    @model_validator(mode="after")
+    def _range_fits_type(self) -> Knob:
+        if not self.name.isupper() or not self.name.replace("_", "").isalnum():
+            raise ValueError(f"knob name {self.name!r} must be an UPPER_CASE constant of the script")
+        if self.type == "choice":
+            if not self.choices or len(self.choices) < 2:
+                raise ValueError(f"knob {self.name}: type 'choice' needs 'choices' with at least two values")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"knob {self.name}: type {self.type!r} needs both 'low' and 'high'")
+            if self.low >= self.high:
+                raise ValueError(f"knob {self.name}: 'low' ({self.low}) must be below 'high' ({self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError(f"knob {self.name}: a log-scale range needs 'low' > 0")
+            if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+                raise ValueError(f"knob {self.name}: an int knob needs whole-number 'low' and 'high'")
+        return self
+
+
+class PlannerSettings(_Strict):
+    kind: Literal["offline"] = "offline"
+    seed: int = 0
+
+
+class BackendSettings(_Strict):
+    kind: Literal["local"] = "local"
+
+
+class CampaignConfig(_Strict):
+    name: str = Field(description="the campaign; also the MLflow experiment name")
+    program: Path = Field(description="folder of the research program, relative to the config file")
+    editable: list[str] = Field(default_factory=lambda: ["train.py"], description="files the agent may edit")
+    command: str = Field("python train.py", description="run in the trial's folder; 'python' is this interpreter")
+    metric: Metric
+    trial: TrialSettings = Field(default_factory=TrialSettings)
+    wave_size: Annotated[int, Field(ge=1, le=256)] = 4
+    budget: Budget = Field(default_factory=Budget)
+    min_improvement: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="a trial becomes champion only if it beats the champion by more than this"
+    )
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    backend: BackendSettings = Field(default_factory=BackendSettings)
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default: SQLite under .overnight/")
+    state_dir: Path = Field(Path(DEFAULT_STATE_DIR), description="where the local store and trial folders live")
+    knobs: list[Knob] = Field(default_factory=list, description="what the offline planner may turn")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_usable(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        if "/" in value:
+            raise ValueError("must not contain '/'")
+        return value
+
+    @field_validator("editable")
+    @classmethod
+    def _editable_inside_program(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one file the agent may edit")
+        for name in value:
+            path = Path(name)
+            if path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"{name!r} must be a path inside the program folder")
+        return value
+
+    @model_validator(mode="after")
+    def _knobs_unique(self) -> CampaignConfig:
+        names = [k.name for k in self.knobs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"knobs: {', '.join(duplicates)} declared more than once")
+        return self
+
+    def resolved_tracking_uri(self) -> str:
+        """Config wins, then MLFLOW_TRACKING_URI, then a SQLite file in the state folder."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return os.environ["MLFLOW_TRACKING_URI"]
+        return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            parent = _model_at(item["loc"][:-1])
+            valid = ", ".join(parent.model_fields) if parent else "see the README"
+            lines.append(f"  {where}: unknown key; valid keys here: {valid}")
+        elif item["type"] == "missing":
+            lines.append(f"  {where}: required, but missing")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"  {where}: {message} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that sits at a location of the config, to list its valid keys."""
+    model: type[BaseModel] = CampaignConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def parse_config(data: object, base_dir: Path, source: str = "config") -> CampaignConfig:
+    """Validate a config mapping; relative paths are resolved against base_dir."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values at the top level")
+    try:
+        config = CampaignConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source} is not a valid campaign config:\n{_describe(error)}") from None
+    program = (base_dir / config.program).resolve()
+    if not program.is_dir():
+        raise ConfigError(f"{source}: program: folder {program} does not exist")
+    for name in config.editable:
+        if not (program / name).is_file():
+            raise ConfigError(f"{source}: editable: {name!r} is not a file in {program}")
+    declared = set()
+    for name in config.editable:
+        if name.endswith(".py"):
+            declared |= set(constants((program / name).read_text()))
+    for number, knob in enumerate(config.knobs):
+        if knob.name not in declared:
+            raise ConfigError(
+                f"{source}: knobs.{number}.name: {knob.name} is not an UPPER_CASE constant with a literal value "
+                f"in the editable files ({', '.join(config.editable)})"
+            )
+    return config.model_copy(update={"program": program})
+
+
+def load_config(path: Path | str, overrides: dict[str, object] | None = None) -> CampaignConfig:
+    """Read and validate a campaign YAML file; `overrides` sets dotted keys first (e.g. {"budget.iterations": 2})."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if isinstance(data, dict):
+        for dotted, value in (overrides or {}).items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for key in parents:
+                node = node.setdefault(key, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"{path}: cannot override {dotted}: {key} is not a mapping")
+            node[leaf] = value
+    return parse_config(data, path.resolve().parent, source=str(path))
+
+
+def default_config_path() -> Path:
+    """The campaign that ships with overnight: a tiny GPT on bundled Shakespeare."""
+    return Path(__file__).parent / "programs" / "tiny_gpt" / "campaign.yaml"

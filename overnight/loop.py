@@ -1,0 +1,332 @@
+"""The stages of the research loop as plain functions: plan -> dispatch -> evaluate -> reflect.
+
+`tasks/` wraps each of these as a Prefect task and `flows/` composes them; nothing here knows about Prefect, so the
+same loop can be driven by anything. Every object is written to MLflow as it is made.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from overnight import progress
+from overnight.backends import Backend
+from overnight.config import CampaignConfig
+from overnight.evaluation import Decision, evaluate_wave, improvement
+from overnight.memory import Memory
+from overnight.planners import PlanContext, Planner, WaveOutcome
+from overnight.program import constants, read_files
+from overnight.proposals import ProposalError, apply_proposal, fingerprint, unified_diff
+from overnight.results import Outcome, TrialResult, TrialSpec, tail
+
+
+class CampaignError(RuntimeError):
+    """The campaign cannot go on (e.g. the baseline itself fails); the message says why."""
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """A proposal turned into a trial: recorded in MLflow, ready to dispatch (or invalid, with the reason)."""
+
+    trial_id: str
+    run_id: str
+    hypothesis: str
+    files: dict[str, str] | None  # None when the proposal is invalid
+    reason: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return self.files is not None
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    campaign: str
+    experiment_id: str
+    agent_run_id: str
+    metric: str
+    goal: str
+    baseline: float
+    champion: float
+    improvement_pct: float
+    champion_trial: str
+    champion_hypothesis: str
+    champion_diff: str
+    outcomes: dict[str, int]
+    trials: int
+    waves: int
+    trial_hours: float
+    tracking_uri: str
+    stopped_by: str
+    lineage: list[str] = field(default_factory=list)
+
+
+def open_memory(config: CampaignConfig) -> Memory:
+    return Memory(
+        tracking_uri=config.resolved_tracking_uri(),
+        campaign=config.name,
+        goal=config.metric.goal,
+        metric=config.metric.name,
+        artifact_root=config.state_dir.resolve() / "artifacts",
+    )
+
+
+def work_root(config: CampaignConfig) -> Path:
+    return config.state_dir.resolve() / "work" / config.name
+
+
+def knob_values(config: CampaignConfig, files: dict[str, str]) -> dict[str, object]:
+    """The values of every UPPER_CASE constant in the editable scripts: the trial's params in MLflow."""
+    values: dict[str, object] = {}
+    for path in config.editable:
+        if path.endswith(".py") and path in files:
+            values.update({name: c.value for name, c in constants(files[path]).items()})
+    return values
+
+
+def start_agent_run(config: CampaignConfig, memory: Memory, name: str, orchestrator_run: str = "") -> str:
+    """The top-level MLflow run of one execution of the campaign, with its setup as params."""
+    params = {
+        "planner": config.planner.kind,
+        "model": "-",  # the offline planner uses no language model
+        "backend": config.backend.kind,
+        "wave_size": config.wave_size,
+        "budget_iterations": config.budget.iterations,
+        "budget_trials": config.budget.trials or "-",
+        "budget_trial_hours": config.budget.trial_hours or "-",
+        "time_budget_s": config.trial.time_budget_s,
+        "timeout_s": config.trial.timeout_s,
+        "min_improvement": config.min_improvement,
+        "metric": f"{config.metric.name} ({config.metric.goal})",
+        "program": str(config.program),
+        "prefect_flow_run_id": orchestrator_run or "-",
+    }
+    return memory.start_agent_run(name, params, description=f"Agent run of campaign {config.name}")
+
+
+# --- plan ------------------------------------------------------------------------------------------------------------
+
+
+def plan_baseline(config: CampaignConfig, memory: Memory, agent_run_id: str, wave_run_id: str) -> list[PlannedTrial]:
+    """The first trial of every agent run measures the starting point: the last champion, or the program as shipped."""
+    previous = memory.champion()
+    files = memory.champion_files() if previous else read_files(config.program, config.editable)
+    hypothesis = "baseline: the champion as it stands" if previous else "baseline: the program as shipped"
+    trial_id = f"{agent_run_id[:8]}-baseline"
+    return [_record_trial(config, memory, agent_run_id, wave_run_id, 0, trial_id, hypothesis, "", files, files,
+                          previous.run_id if previous else "")]
+
+
+def plan_wave(
+    config: CampaignConfig, memory: Memory, planner: Planner, agent_run_id: str, wave_run_id: str, wave: int, n: int
+) -> list[PlannedTrial]:
+    """Ask the planner for n proposals, validate each against the champion, record every one in MLflow."""
+    champion = memory.champion()
+    champion_files = memory.champion_files()
+    history = tuple(memory.trials())
+    context = PlanContext(wave, n, champion, champion_files, history, memory.digest())
+    proposals = planner.propose(context)
+    seen = {t.fingerprint for t in history if t.fingerprint}
+    planned = []
+    for index, proposal in enumerate(proposals[:n]):
+        trial_id = f"{agent_run_id[:8]}-w{wave}-t{index}"
+        try:
+            files = apply_proposal(champion_files, proposal, config.editable)
+            if fingerprint(files) in seen:
+                raise ProposalError("it repeats a trial already run (same files)")
+        except ProposalError as error:
+            run_id = memory.record_invalid(
+                wave_run_id=wave_run_id, agent_run_id=agent_run_id, trial_id=trial_id, wave=wave,
+                hypothesis=proposal.hypothesis, reason=str(error), proposal_json=proposal.model_dump_json(indent=2),
+            )
+            planned.append(PlannedTrial(trial_id, run_id, proposal.hypothesis, None, str(error)))
+            continue
+        seen.add(fingerprint(files))
+        planned.append(_record_trial(config, memory, agent_run_id, wave_run_id, wave, trial_id, proposal.hypothesis,
+                                     proposal.rationale, champion_files, files, champion.run_id))
+    return planned
+
+
+def _record_trial(config, memory, agent_run_id, wave_run_id, wave, trial_id, hypothesis, rationale, before, files,
+                  parent) -> PlannedTrial:
+    run_id = memory.start_trial(
+        wave_run_id=wave_run_id, agent_run_id=agent_run_id, trial_id=trial_id, wave=wave, hypothesis=hypothesis,
+        rationale=rationale, params=knob_values(config, files), files=files, diff=unified_diff(before, files),
+        fingerprint=fingerprint(files), parent_champion=parent,
+    )
+    return PlannedTrial(trial_id, run_id, hypothesis, files)
+
+
+# --- dispatch --------------------------------------------------------------------------------------------------------
+
+
+def run_trial(config: CampaignConfig, memory: Memory, backend: Backend, trial: PlannedTrial) -> TrialResult:
+    """Run one valid trial on the backend and record its result."""
+    progress.emit("trial_started", trial_id=trial.trial_id, hypothesis=trial.hypothesis)
+    spec = TrialSpec(
+        trial_id=trial.trial_id,
+        files=trial.files,
+        seed=config.trial.seed,
+        command=config.command,
+        time_budget_s=config.trial.time_budget_s,
+        timeout_s=config.trial.timeout_s,
+        env=dict(config.trial.env),
+    )
+    try:
+        result = backend.run(spec)
+    except Exception as error:  # a backend bug must not lose the wave: it becomes this trial's infra_error
+        result = TrialResult(trial.trial_id, Outcome.INFRA_ERROR, {}, 0.0, None, "", f"backend error: {error!r}")
+    return result
+
+
+def record_result(memory: Memory, trial: PlannedTrial, result: TrialResult) -> None:
+    memory.finish_trial(trial.run_id, result)
+    progress.emit(
+        "trial_finished", trial_id=trial.trial_id, outcome=result.outcome.value,
+        metric=result.metrics.get(memory.metric), reason=result.reason,
+    )
+
+
+# --- evaluate --------------------------------------------------------------------------------------------------------
+
+
+def evaluate_baseline(config: CampaignConfig, memory: Memory, trial: PlannedTrial) -> WaveOutcome:
+    """The baseline becomes the champion the wave's trials are measured against; if it fails, the campaign stops."""
+    previous = memory.champion()
+    record = next(t for t in memory.trials() if t.run_id == trial.run_id)
+    if record.outcome is not Outcome.OK:
+        raise CampaignError(
+            f"the baseline trial failed ({record.outcome.value if record.outcome else 'unfinished'}: {record.reason}); "
+            f"there is nothing to improve on. Run the program by hand to see why. Last lines of its log:\n"
+            f"{tail(memory.read_artifact(record.run_id, 'log_tail.txt'), 15)}"
+        )
+    reason = "re-measured the champion under this run's conditions" if previous else "the program as shipped"
+    memory.record_decision(record.run_id, "baseline", reason)
+    memory.set_champion(record.run_id, previous.run_id if previous else "")
+    champion = memory.champion()
+    decision = Decision(record.run_id, record.trial_id, "baseline", reason, None)
+    return WaveOutcome(0, config.metric.name, config.metric.goal, champion, champion, (champion,), (decision,))
+
+
+def evaluate(config: CampaignConfig, memory: Memory, wave: int, planned: list[PlannedTrial]) -> WaveOutcome:
+    """Decide each trial of the wave against the champion; crown the best one that clears the margin."""
+    champion = memory.champion()
+    run_ids = {t.run_id for t in planned}
+    trials = [t for t in memory.trials() if t.run_id in run_ids]
+    decisions, best = evaluate_wave(trials, champion, config.metric.goal, config.min_improvement)
+    for decision in decisions:
+        memory.record_decision(decision.run_id, decision.decision, decision.reason)
+    if best.run_id != champion.run_id:
+        memory.set_champion(best.run_id, champion.run_id)
+    after = memory.champion()
+    trials = [t for t in memory.trials() if t.run_id in run_ids]
+    return WaveOutcome(wave, config.metric.name, config.metric.goal, champion, after, tuple(trials), tuple(decisions))
+
+
+# --- reflect ---------------------------------------------------------------------------------------------------------
+
+
+def reflect(memory: Memory, planner: Planner, wave_run_id: str, outcome: WaveOutcome) -> tuple[str, list[dict]]:
+    """The planner's reflection and the wave's table, stored on the wave run in MLflow."""
+    reflection = planner.reflect(outcome)
+    table = wave_table(outcome)
+    ok = [t.metric for t in outcome.trials if t.outcome is Outcome.OK and t.metric is not None]
+    metrics = {
+        "trials": len(outcome.trials),
+        "trials_ok": len(ok),
+        "champion_" + outcome.metric: outcome.champion_after.metric,
+    }
+    if ok:
+        metrics["best_" + outcome.metric] = min(ok) if outcome.goal == "minimize" else max(ok)
+    memory.finish_wave(wave_run_id, metrics, reflection, table)
+    progress.emit("wave_finished", wave=outcome.wave, champion=outcome.champion_after.metric)
+    return reflection, table
+
+
+def wave_table(outcome: WaveOutcome) -> list[dict]:
+    decisions = {d.run_id: d for d in outcome.decisions}
+    rows = []
+    for trial in outcome.trials:
+        decision = decisions.get(trial.run_id)
+        rows.append(
+            {
+                "trial": trial.trial_id,
+                "change": trial.hypothesis,
+                "outcome": trial.outcome.value if trial.outcome else "running",
+                outcome.metric: None if trial.metric is None else round(trial.metric, 6),
+                "vs champion": None if not decision or decision.delta is None else round(decision.delta, 6),
+                "decision": decision.decision if decision else "",
+                "mlflow run": trial.run_id,
+            }
+        )
+    return rows
+
+
+# --- budget and summary ----------------------------------------------------------------------------------------------
+
+
+def trials_left(config: CampaignConfig, memory: Memory, agent_run_id: str, waves_done: int) -> tuple[int, str]:
+    """How many trials the next wave may have, and which budget ended the campaign when none."""
+    if waves_done >= config.budget.iterations:
+        return 0, f"iterations ({config.budget.iterations} waves)"
+    mine = [t for t in memory.trials() if t.trial_id.startswith(agent_run_id[:8])]
+    if config.budget.trials is not None and len(mine) >= config.budget.trials:
+        return 0, f"trials ({config.budget.trials})"
+    hours = sum(t.duration_s for t in mine) / 3600
+    if config.budget.trial_hours is not None and hours >= config.budget.trial_hours:
+        return 0, f"trial hours ({config.budget.trial_hours})"
+    n = config.wave_size
+    if config.budget.trials is not None:
+        n = min(n, config.budget.trials - len(mine))
+    return n, ""
+
+
+def summarise(config: CampaignConfig, memory: Memory, agent_run_id: str, waves: int, stopped_by: str) -> CampaignSummary:
+    mine = [t for t in memory.trials() if t.trial_id.startswith(agent_run_id[:8])]
+    baseline = next(t for t in mine if t.decision == "baseline")
+    champion = memory.champion()
+    gain = improvement(config.metric.goal, baseline.metric, champion.metric)
+    champion_files = memory.champion_files()
+    baseline_files = memory.trial_files(baseline.run_id)
+    outcomes = Counter(t.outcome.value if t.outcome else "running" for t in mine)
+    return CampaignSummary(
+        campaign=config.name,
+        experiment_id=memory.experiment_id,
+        agent_run_id=agent_run_id,
+        metric=config.metric.name,
+        goal=config.metric.goal,
+        baseline=baseline.metric,
+        champion=champion.metric,
+        improvement_pct=100.0 * gain / abs(baseline.metric) if baseline.metric else 0.0,
+        champion_trial=champion.trial_id,
+        champion_hypothesis=champion.hypothesis,
+        champion_diff=unified_diff(baseline_files, champion_files),
+        outcomes=dict(outcomes),
+        trials=len(mine),
+        waves=waves,
+        trial_hours=sum(t.duration_s for t in mine) / 3600,
+        tracking_uri=memory.tracking_uri,
+        stopped_by=stopped_by,
+        lineage=[f"{t.trial_id}: {t.hypothesis}" for t in memory.lineage()],
+    )
+
+
+def finish_agent_run(memory: Memory, summary: CampaignSummary) -> None:
+    metrics = {
+        "baseline_" + summary.metric: summary.baseline,
+        "champion_" + summary.metric: summary.champion,
+        "improvement_pct": summary.improvement_pct,
+        "trials": summary.trials,
+        "waves": summary.waves,
+        "trial_hours": summary.trial_hours,
+    }
+    metrics.update({f"trials_{outcome}": count for outcome, count in summary.outcomes.items()})
+    text = (
+        f"# Agent run {summary.agent_run_id}\n\n{summary.metric}: {summary.baseline:.6g} -> {summary.champion:.6g} "
+        f"({summary.improvement_pct:+.2f}%), {summary.trials} trials in {summary.waves} waves; stopped by "
+        f"{summary.stopped_by}.\n\nChampion {summary.champion_trial}: {summary.champion_hypothesis}\n\n"
+        f"```diff\n{summary.champion_diff}```\n"
+    )
+    memory.finish_agent_run(summary.agent_run_id, metrics, text)
+

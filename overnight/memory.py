@@ -1,0 +1,319 @@
+"""MLflow as the campaign's memory. Every MLflow call of overnight goes through this module.
+
+Layout: experiment = campaign; top-level run = agent run (one execution of the campaign); nested run = wave; nested in
+the wave = trial. The champion is an experiment tag pointing at a trial run whose artifacts hold its full files.
+
+All calls go through one lock: MLflow on SQLite loses writes beyond about a dozen concurrent writers, and trials finish
+from many threads at once. One writer at a time costs little (tens of ms per trial) and loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from overnight.results import Outcome, TrialResult
+
+PREFIX = "overnight."
+KIND, STATUS, OUTCOME = PREFIX + "kind", PREFIX + "status", PREFIX + "outcome"
+CHAMPION_TAG = PREFIX + "champion_run_id"
+PARENT_RUN = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"  # shown as the run's description in the MLflow UI
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as the planner and the evaluator see it: plain values, no MLflow objects."""
+
+    run_id: str
+    trial_id: str
+    wave: int
+    status: str  # running | finished
+    outcome: Outcome | None
+    metric: float | None
+    hypothesis: str
+    params: dict[str, str]
+    fingerprint: str
+    parent_champion: str  # run id of the champion this trial was built on ("" for the first baseline)
+    decision: str  # keep | discard | baseline | "" while undecided
+    reason: str
+    duration_s: float
+    started_ms: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Memory:
+    def __init__(self, tracking_uri: str, campaign: str, goal: str, metric: str, artifact_root: Path | None = None):
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in the CLI's output
+        self.tracking_uri = tracking_uri
+        self.goal = goal
+        self.metric = metric
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self._lock = threading.RLock()
+        experiment = self.client.get_experiment_by_name(campaign)
+        if experiment is None:
+            location = None
+            if artifact_root is not None and not tracking_uri.startswith(("http://", "https://", "databricks")):
+                artifact_root.mkdir(parents=True, exist_ok=True)
+                location = artifact_root.resolve().as_uri()
+            experiment_id = self.client.create_experiment(campaign, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
+        self.experiment_id: str = experiment_id
+
+    # --- writing -------------------------------------------------------------------------------------------------
+
+    def start_agent_run(self, name: str, params: dict[str, object], description: str = "") -> str:
+        with self._lock:
+            run = self.client.create_run(
+                self.experiment_id, run_name=name, tags={KIND: "agent_run", STATUS: "running", NOTE: description}
+            )
+            self._log_params(run.info.run_id, params)
+            return run.info.run_id
+
+    def start_wave(self, agent_run_id: str, wave: int, stage: str = "search") -> str:
+        with self._lock:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=f"wave {wave}" if stage != "baseline" else "baseline",
+                tags={KIND: "wave", PARENT_RUN: agent_run_id, PREFIX + "wave": str(wave), PREFIX + "stage": stage},
+            )
+            return run.info.run_id
+
+    def start_trial(
+        self,
+        *,
+        wave_run_id: str,
+        agent_run_id: str,
+        trial_id: str,
+        wave: int,
+        hypothesis: str,
+        rationale: str,
+        params: dict[str, object],
+        files: dict[str, str],
+        diff: str,
+        fingerprint: str,
+        parent_champion: str,
+    ) -> str:
+        """Record a trial as it is dispatched, with its full files: the champion can be rebuilt from them alone."""
+        with self._lock:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=trial_id,
+                tags={
+                    KIND: "trial",
+                    STATUS: "running",
+                    PARENT_RUN: wave_run_id,
+                    PREFIX + "agent_run_id": agent_run_id,
+                    PREFIX + "trial_id": trial_id,
+                    PREFIX + "wave": str(wave),
+                    PREFIX + "hypothesis": hypothesis[:4000],
+                    PREFIX + "fingerprint": fingerprint,
+                    PREFIX + "parent_champion": parent_champion,
+                    NOTE: f"{hypothesis}\n\n{rationale}".strip(),
+                },
+            )
+            run_id = run.info.run_id
+            self._log_params(run_id, params)
+            self.client.log_text(run_id, diff or "(no change: the champion as it is)\n", "diff.patch")
+            for path, text in files.items():
+                self.client.log_text(run_id, text, f"files/{path}")
+            return run_id
+
+    def record_invalid(self, *, wave_run_id: str, agent_run_id: str, trial_id: str, wave: int, hypothesis: str,
+                       reason: str, proposal_json: str) -> str:
+        """A proposal that failed validation: recorded with the reason, never dispatched."""
+        with self._lock:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=trial_id,
+                tags={
+                    KIND: "trial",
+                    STATUS: "finished",
+                    OUTCOME: Outcome.INVALID.value,
+                    PARENT_RUN: wave_run_id,
+                    PREFIX + "agent_run_id": agent_run_id,
+                    PREFIX + "trial_id": trial_id,
+                    PREFIX + "wave": str(wave),
+                    PREFIX + "hypothesis": hypothesis[:4000],
+                    PREFIX + "reason": reason[:4000],
+                    NOTE: f"{hypothesis}\n\nInvalid: {reason}",
+                },
+            )
+            self.client.log_text(run.info.run_id, proposal_json, "proposal.json")
+            self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+            return run.info.run_id
+
+    def finish_trial(self, run_id: str, result: TrialResult) -> None:
+        with self._lock:
+            metrics = {k: v for k, v in result.metrics.items() if math.isfinite(v)}
+            metrics["duration_s"] = result.duration_s
+            self.client.log_batch(run_id, metrics=_metric_list(metrics))
+            self.client.set_tag(run_id, OUTCOME, result.outcome.value)
+            self.client.set_tag(run_id, STATUS, "finished")
+            if result.reason:
+                self.client.set_tag(run_id, PREFIX + "reason", result.reason[:4000])
+            if result.exit_code is not None:
+                self.client.set_tag(run_id, PREFIX + "exit_code", str(result.exit_code))
+            self.client.log_text(run_id, result.log_tail or "(no output)\n", "log_tail.txt")
+            status = RunStatus.FINISHED if result.outcome is Outcome.OK else RunStatus.FAILED
+            self.client.set_terminated(run_id, RunStatus.to_string(status))
+
+    def record_decision(self, run_id: str, decision: str, reason: str) -> None:
+        with self._lock:
+            self.client.set_tag(run_id, PREFIX + "decision", decision)
+            self.client.set_tag(run_id, PREFIX + "decision_reason", reason[:4000])
+
+    def set_champion(self, run_id: str, previous: str) -> None:
+        """Crown a trial; its parent link makes the champion's lineage walkable."""
+        with self._lock:
+            self.client.set_tag(run_id, PREFIX + "champion_parent", previous)
+            self.client.set_tag(run_id, PREFIX + "was_champion", "true")
+            self.client.set_experiment_tag(self.experiment_id, CHAMPION_TAG, run_id)
+
+    def finish_wave(self, wave_run_id: str, metrics: dict[str, float], reflection: str, table: list[dict]) -> None:
+        with self._lock:
+            self.client.log_batch(wave_run_id, metrics=_metric_list(metrics))
+            self.client.log_text(wave_run_id, reflection, "reflection.md")
+            self.client.log_text(wave_run_id, json.dumps(table, indent=2), "trials.json")
+            self.client.set_tag(wave_run_id, NOTE, reflection[:5000])
+            self.client.set_terminated(wave_run_id)
+
+    def finish_agent_run(self, run_id: str, metrics: dict[str, float], summary: str, failed: bool = False) -> None:
+        with self._lock:
+            self.client.log_batch(run_id, metrics=_metric_list(metrics))
+            self.client.log_text(run_id, summary, "summary.md")
+            self.client.set_tag(run_id, STATUS, "failed" if failed else "finished")
+            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
+
+    def _log_params(self, run_id: str, params: dict[str, object]) -> None:
+        items = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    # --- reading -------------------------------------------------------------------------------------------------
+
+    def trials(self) -> list[TrialRecord]:
+        """Every trial of the campaign (all agent runs), oldest first."""
+        with self._lock:
+            runs, token = [], None
+            while True:
+                page = self.client.search_runs(
+                    [self.experiment_id],
+                    filter_string=f"tags.`{KIND}` = 'trial'",
+                    max_results=5000,
+                    order_by=["attributes.start_time ASC"],
+                    page_token=token,
+                )
+                runs.extend(page)
+                token = page.token
+                if not token:
+                    break
+        return [self._record(run) for run in runs]
+
+    def champion(self) -> TrialRecord | None:
+        with self._lock:
+            run_id = self.client.get_experiment(self.experiment_id).tags.get(CHAMPION_TAG)
+            return self._record(self.client.get_run(run_id)) if run_id else None
+
+    def lineage(self) -> list[TrialRecord]:
+        """The champion and its predecessors, newest first."""
+        chain, current = [], self.champion()
+        while current is not None:
+            chain.append(current)
+            with self._lock:
+                parent = self.client.get_run(current.run_id).data.tags.get(PREFIX + "champion_parent")
+                current = self._record(self.client.get_run(parent)) if parent else None
+        return chain
+
+    def champion_files(self) -> dict[str, str]:
+        """Rebuild the champion's editable files from its MLflow artifacts alone."""
+        champion = self.champion()
+        if champion is None:
+            raise LookupError("this campaign has no champion yet")
+        return self.trial_files(champion.run_id)
+
+    def trial_files(self, run_id: str) -> dict[str, str]:
+        with self._lock, tempfile.TemporaryDirectory() as scratch:
+            local = Path(self.client.download_artifacts(run_id, "files", scratch))
+            return {str(p.relative_to(local)): p.read_text() for p in sorted(local.rglob("*")) if p.is_file()}
+
+    def read_artifact(self, run_id: str, path: str) -> str:
+        """The text of one artifact, or an empty string when the run has none by that name."""
+        with self._lock, tempfile.TemporaryDirectory() as scratch:
+            try:
+                return Path(self.client.download_artifacts(run_id, path, scratch)).read_text()
+            except (OSError, MlflowException):
+                return ""
+
+    def best(self, n: int = 5) -> list[TrialRecord]:
+        ok = [t for t in self.trials() if t.outcome is Outcome.OK and t.metric is not None]
+        return sorted(ok, key=lambda t: t.metric if self.goal == "minimize" else -t.metric)[:n]
+
+    def recent(self, n: int = 10) -> list[TrialRecord]:
+        return self.trials()[-n:]
+
+    def failed(self, n: int = 5) -> list[TrialRecord]:
+        return [t for t in self.trials() if t.outcome not in (None, Outcome.OK)][-n:]
+
+    def digest(self, n_best: int = 5, n_recent: int = 10, n_failed: int = 5) -> str:
+        """A compact text view of the campaign's history, small enough for a prompt."""
+        trials = self.trials()
+        champion = self.champion()
+        lines = [f"Campaign memory: {len(trials)} trials so far; metric {self.metric} ({self.goal})."]
+        if champion:
+            lines.append(f"Champion: {champion.trial_id} {self.metric}={champion.metric:.6g} ({champion.hypothesis})")
+        lines.append("Best trials:")
+        lines += [f"  {t.trial_id} {self.metric}={t.metric:.6g} {t.hypothesis}" for t in self.best(n_best)]
+        lines.append("Recent trials:")
+        lines += [f"  {_describe(t, self.metric)}" for t in trials[-n_recent:]]
+        failed = [t for t in trials if t.outcome not in (None, Outcome.OK)][-n_failed:]
+        if failed:
+            lines.append("Failed trials:")
+            lines += [f"  {t.trial_id} {t.outcome.value}: {t.reason} ({t.hypothesis})" for t in failed]
+        return "\n".join(lines)
+
+    def ui_url(self, base: str = "http://127.0.0.1:5000") -> str:
+        return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+
+    def _record(self, run) -> TrialRecord:
+        tags, data = run.data.tags, run.data
+        outcome = tags.get(OUTCOME)
+        return TrialRecord(
+            run_id=run.info.run_id,
+            trial_id=tags.get(PREFIX + "trial_id", run.info.run_name or ""),
+            wave=int(tags.get(PREFIX + "wave", "0")),
+            status=tags.get(STATUS, "running"),
+            outcome=Outcome(outcome) if outcome else None,
+            metric=data.metrics.get(self.metric),
+            hypothesis=tags.get(PREFIX + "hypothesis", ""),
+            params=dict(data.params),
+            fingerprint=tags.get(PREFIX + "fingerprint", ""),
+            parent_champion=tags.get(PREFIX + "parent_champion", ""),
+            decision=tags.get(PREFIX + "decision", ""),
+            reason=tags.get(PREFIX + "reason", ""),
+            duration_s=data.metrics.get("duration_s", 0.0),
+            started_ms=run.info.start_time or int(time.time() * 1000),
+            metrics=dict(data.metrics),
+        )
+
+
+def _describe(trial: TrialRecord, metric: str) -> str:
+    value = f"{metric}={trial.metric:.6g}" if trial.metric is not None else (trial.outcome or "running")
+    outcome = trial.outcome.value if trial.outcome else "running"
+    return f"{trial.trial_id} [{outcome}{', ' + trial.decision if trial.decision else ''}] {value} {trial.hypothesis}"
+
+
+def _metric_list(metrics: dict[str, float]):
+    now = int(time.time() * 1000)
+    return [Metric(key, float(value), now, 0) for key, value in metrics.items() if math.isfinite(float(value))]

@@ -1,0 +1,231 @@
+"""The offline planner: search over the script's knobs with Optuna, no API key needed.
+
+It holds no state: each call rebuilds an in-memory Optuna study from the campaign's history in MLflow (finished trials
+as COMPLETE or FAIL, running ones as pending), seeded from the campaign seed and the history length, so a resumed
+campaign makes the same choices. The first wave after the baseline screens knobs one at a time around the champion;
+later waves ask Optuna's TPE sampler.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from overnight.config import CampaignConfig, Knob
+from overnight.evaluation import improvement
+from overnight.memory import TrialRecord
+from overnight.planners.base import PlanContext, Planner, WaveOutcome
+from overnight.program import constants, format_literal, set_constant
+from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint
+from overnight.results import Outcome
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+ASKS_PER_PROPOSAL = 20  # how often Optuna may suggest a point already tried before we give up on it
+
+
+class OfflinePlanner(Planner):
+    name = "offline"
+
+    def __init__(self, config: CampaignConfig):
+        self.config = config
+        self.goal = config.metric.goal
+
+    # --- propose -------------------------------------------------------------------------------------------------
+
+    def propose(self, context: PlanContext) -> list[Proposal]:
+        knobs = self.knobs(context.champion_files)
+        if not knobs:
+            return []
+        seen = {t.fingerprint for t in context.history if t.fingerprint}
+        searched = [t for t in context.history if t.decision != "baseline" and t.wave > 0]
+        proposals: list[Proposal] = []
+        if not searched:
+            candidates = self._screening_moves(knobs, context.champion_files)
+        else:
+            candidates = self._optuna_points(knobs, context)
+        for values, hypothesis in candidates:
+            proposal = self._proposal(values, hypothesis, context.champion_files)
+            if proposal is None:
+                continue
+            key = fingerprint(apply_proposal(context.champion_files, proposal, self.config.editable))
+            if key in seen:
+                continue
+            seen.add(key)
+            proposals.append(proposal)
+            if len(proposals) == context.n:
+                break
+        return proposals
+
+    def knobs(self, files: dict[str, str]) -> list[Knob]:
+        """The declared knobs, or else ranges guessed around the numeric constants of the editable scripts."""
+        if self.config.knobs:
+            return list(self.config.knobs)
+        guessed = []
+        for path in self.config.editable:
+            if not path.endswith(".py"):
+                continue
+            for constant in constants(files[path]).values():
+                value = constant.value
+                if isinstance(value, bool):
+                    guessed.append(Knob(name=constant.name, type="choice", choices=[value, not value]))
+                elif isinstance(value, int) and value > 0:
+                    guessed.append(Knob(name=constant.name, type="int", low=max(1, value // 4), high=value * 4,
+                                        log=True))
+                elif isinstance(value, float) and value > 0:
+                    guessed.append(Knob(name=constant.name, type="float", low=value / 10, high=value * 10, log=True))
+        return guessed
+
+    def _current_values(self, knobs: list[Knob], files: dict[str, str]) -> dict[str, object]:
+        found: dict[str, object] = {}
+        for path in self.config.editable:
+            if path.endswith(".py"):
+                found.update({name: c.value for name, c in constants(files[path]).items()})
+        return {k.name: found[k.name] for k in knobs if k.name in found}
+
+    def _screening_moves(self, knobs: list[Knob], files: dict[str, str]):
+        """One knob at a time, a step up then a step down, in the order the knobs are declared."""
+        current = self._current_values(knobs, files)
+        for knob in knobs:
+            if knob.name not in current:
+                continue
+            for value in _neighbours(knob, current[knob.name]):
+                old = format_literal(current[knob.name])
+                yield {knob.name: value}, f"{knob.name} {old} -> {format_literal(value)}"
+
+    def _optuna_points(self, knobs: list[Knob], context: PlanContext):
+        """Points suggested by TPE, from a study rebuilt from the whole history."""
+        current = self._current_values(knobs, context.champion_files)
+        distributions = {k.name: _distribution(k) for k in knobs if k.name in current}
+        seed = hash((self.config.planner.seed, len(context.history))) % 2**31
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=1, multivariate=True, constant_liar=True)
+        direction = "minimize" if self.goal == "minimize" else "maximize"
+        study = optuna.create_study(direction=direction, sampler=sampler)
+        for trial in context.history:
+            params = _decode(trial.params, knobs, distributions)
+            if params is None:
+                continue
+            if trial.status == "running":
+                study.enqueue_trial(params)
+                study.ask(distributions)  # pending: TPE's constant liar steers away from it
+            elif trial.outcome is Outcome.OK and trial.metric is not None and math.isfinite(trial.metric):
+                study.add_trial(create_trial(params=params, distributions=distributions, value=trial.metric))
+            elif trial.outcome is not None:
+                study.add_trial(create_trial(params=params, distributions=distributions, state=TrialState.FAIL))
+        for _ in range(context.n * ASKS_PER_PROPOSAL):
+            asked = study.ask(distributions)
+            values = {name: _round(knobs, name, value) for name, value in asked.params.items()}
+            changed = {name: v for name, v in values.items() if v != current[name]}
+            if not changed:
+                continue
+            parts = [f"{name} {format_literal(current[name])} -> {format_literal(v)}" for name, v in changed.items()]
+            yield changed, "TPE: " + ", ".join(parts)
+
+    def _proposal(self, values: dict[str, object], hypothesis: str, files: dict[str, str]) -> Proposal | None:
+        edits = []
+        for name, value in values.items():
+            path = next(p for p in self.config.editable if p.endswith(".py") and name in constants(files[p]))
+            edits.append(set_constant(path, files[path], name, value))
+        proposal = Proposal(
+            hypothesis=hypothesis,
+            rationale="offline search over the declared knobs (Optuna)",
+            edits=edits,
+            params={k: v for k, v in values.items()},
+        )
+        try:
+            apply_proposal(files, proposal, self.config.editable)
+        except ProposalError:
+            return None
+        return proposal
+
+    # --- reflect -------------------------------------------------------------------------------------------------
+
+    def reflect(self, outcome: WaveOutcome) -> str:
+        metric = outcome.metric
+        before, after = outcome.champion_before, outcome.champion_after
+        by_run = {d.run_id: d for d in outcome.decisions}
+        lines = [f"## Wave {outcome.wave}", ""]
+        if after.run_id != before.run_id:
+            gain = improvement(outcome.goal, before.metric, after.metric)
+            lines.append(
+                f"New champion **{after.trial_id}**: {metric} {before.metric:.6g} -> {after.metric:.6g} "
+                f"(better by {gain:.4g}). Change: {after.hypothesis}"
+            )
+        else:
+            lines.append(f"No trial beat the champion {before.trial_id} ({metric} {before.metric:.6g}).")
+        lines += ["", f"| trial | change | outcome | {metric} | vs champion | decision |", "|---|---|---|---|---|---|"]
+        for trial in outcome.trials:
+            decision = by_run.get(trial.run_id)
+            value = f"{trial.metric:.6g}" if trial.metric is not None else "-"
+            delta = f"{decision.delta:+.4g}" if decision and decision.delta is not None else "-"
+            verdict = decision.decision if decision else ""
+            result = trial.outcome.value if trial.outcome else "running"
+            lines.append(f"| {trial.trial_id} | {trial.hypothesis} | {result} | {value} | {delta} | {verdict} |")
+        failures = [t for t in outcome.trials if t.outcome not in (None, Outcome.OK)]
+        if failures:
+            lines += ["", "Failures:"]
+            lines += [f"- {t.trial_id} ({t.outcome.value}): {t.reason}" for t in failures]
+        return "\n".join(lines) + "\n"
+
+
+def _distribution(knob: Knob) -> BaseDistribution:
+    if knob.type == "float":
+        return FloatDistribution(knob.low, knob.high, log=knob.log)
+    if knob.type == "int":
+        return IntDistribution(int(knob.low), int(knob.high), log=knob.log)
+    return CategoricalDistribution(list(knob.choices))
+
+
+def _neighbours(knob: Knob, value: object) -> list[object]:
+    """A step up and a step down from the current value, inside the knob's range."""
+    if knob.type == "choice":
+        return [c for c in knob.choices if c != value][:2]
+    if knob.log:
+        up, down = value * 2, value / 2
+    else:
+        step = (knob.high - knob.low) / 8
+        step = max(1, round(step)) if knob.type == "int" else step
+        up, down = value + step, value - step
+    moves = []
+    for candidate in (up, down):
+        candidate = min(max(candidate, knob.low), knob.high)
+        candidate = round(candidate) if knob.type == "int" else float(format_literal(float(candidate)))
+        if candidate != value and candidate not in moves:
+            moves.append(candidate)
+    return moves
+
+
+def _in_range(knob: Knob, value: object) -> bool:
+    if knob.type == "choice":
+        return value in knob.choices
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and knob.low <= value <= knob.high
+
+
+def _round(knobs: list[Knob], name: str, value: object) -> object:
+    """Optuna's floats rounded to three significant digits, so values read well and repeats are caught."""
+    knob = next(k for k in knobs if k.name == name)
+    if knob.type == "float":
+        return min(max(float(format_literal(float(value))), knob.low), knob.high)
+    return value
+
+
+def _decode(params: dict[str, str], knobs: list[Knob], distributions: dict) -> dict[str, object] | None:
+    """Knob values from a trial's MLflow params; None when the trial lies outside the search space."""
+    decoded: dict[str, object] = {}
+    for knob in knobs:
+        if knob.name not in distributions:
+            continue
+        if knob.name not in params:
+            return None
+        try:
+            value = ast.literal_eval(params[knob.name])
+        except (ValueError, SyntaxError):
+            value = params[knob.name]
+        if not _in_range(knob, value):
+            return None
+        decoded[knob.name] = value
+    return decoded

@@ -1,0 +1,75 @@
+"""The research program: the folder a trial runs in, and the UPPER_CASE constants that act as its knobs."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from overnight.proposals import Edit
+
+# Folders never copied into a trial: caches and local state that are not part of the program.
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".overnight", "mlruns", ".git")
+
+
+def read_files(program: Path, names: list[str]) -> dict[str, str]:
+    """The text of the named files of a program folder."""
+    return {name: (program / name).read_text() for name in names}
+
+
+def copy_program(program: Path, destination: Path, files: dict[str, str]) -> None:
+    """Copy the program folder to a fresh trial folder, then write the trial's versions of the editable files."""
+    shutil.copytree(program, destination, ignore=_IGNORED)
+    for name, text in files.items():
+        (destination / name).write_text(text)
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A module-level `NAME = literal` line in a script."""
+
+    name: str
+    value: object
+    line: str  # the source line, exactly as in the file (the search text of an edit)
+    literal: str  # the literal as written, e.g. "1e-3"
+
+
+def constants(source: str) -> dict[str, Constant]:
+    """The module-level UPPER_CASE constants whose value is a plain literal, in file order."""
+    found: dict[str, Constant] = {}
+    lines = source.splitlines()
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            continue
+        name = node.targets[0].id
+        if not name.isupper() or node.lineno != node.end_lineno:
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:
+            continue
+        if isinstance(value, (bool, int, float, str)):
+            line = lines[node.lineno - 1]
+            literal = ast.get_source_segment(source, node.value) or repr(value)
+            found[name] = Constant(name, value, line, literal)
+    return found
+
+
+def format_literal(value: object) -> str:
+    """A short Python literal: floats with 3 significant digits (so values read well and repeat exactly)."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return repr(value)
+    if isinstance(value, float):
+        text = f"{value:.3g}"
+        return text if any(c in text for c in ".en") else text + ".0"
+    return repr(value)
+
+
+def set_constant(path: str, source: str, name: str, value: object) -> Edit:
+    """The edit that sets constant `name` to `value`, keeping the rest of its line (comment, alignment)."""
+    constant = constants(source)[name]
+    start = constant.line.index("=") + 1
+    head, tail = constant.line[:start], constant.line[start:]
+    replaced = tail.replace(constant.literal, format_literal(value), 1)
+    return Edit(path=path, search=constant.line, replace=head + replaced)

@@ -1,0 +1,103 @@
+"""Proposals: a hypothesis plus exact search/replace edits to the editable files.
+
+Every planner emits these objects; `apply_proposal` is the one place where edits are checked (each applies exactly once,
+only editable files change, Python still parses) and turned into the trial's files.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import hashlib
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ProposalError(ValueError):
+    """A proposal that cannot be applied to the champion; the message says which edit and why."""
+
+
+class Edit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str = Field(description="file to edit, relative to the program folder")
+    search: str = Field(description="exact text that occurs exactly once in the file")
+    replace: str = Field(description="text that takes its place")
+
+
+class Proposal(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    hypothesis: str = Field(description="one line: what is changed and what it should do")
+    rationale: str = Field("", description="why this is worth a trial")
+    expected: str = Field("", description="the effect expected on the metric")
+    edits: list[Edit] = Field(default_factory=list)
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="knob values the proposal sets (for the record)"
+    )
+
+
+Files = Mapping[str, str]
+
+
+def apply_proposal(files: Files, proposal: Proposal, editable: list[str]) -> dict[str, str]:
+    """Return the editable files with the proposal applied, or raise ProposalError naming the bad edit."""
+    allowed = {_normalise_path(name) for name in editable}
+    result = dict(files)
+    for number, edit in enumerate(proposal.edits, start=1):
+        path = _normalise_path(edit.path)
+        if path not in allowed:
+            raise ProposalError(
+                f"edit {number} touches {edit.path!r}, which is not editable (editable: {', '.join(sorted(allowed))})"
+            )
+        text = result[path]
+        count = text.count(edit.search) if edit.search else 0
+        if count == 0:
+            raise ProposalError(f"edit {number} to {path}: the search text was not found: {edit.search[:80]!r}")
+        if count > 1:
+            raise ProposalError(
+                f"edit {number} to {path}: the search text occurs {count} times; it must occur exactly once"
+            )
+        result[path] = text.replace(edit.search, edit.replace, 1)
+    for path, text in result.items():
+        if path.endswith(".py"):
+            try:
+                ast.parse(text, filename=path)
+            except SyntaxError as error:
+                raise ProposalError(f"{path} no longer parses after the edits: line {error.lineno}: {error.msg}") from None
+    return result
+
+
+def _normalise_path(name: str) -> str:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts:
+        raise ProposalError(f"edit path {name!r} must stay inside the program folder")
+    return str(path)
+
+
+def unified_diff(before: Files, after: Files) -> str:
+    """A git-style diff of the editable files, for people and for MLflow."""
+    chunks = []
+    for path in sorted(after):
+        old, new = before.get(path, ""), after[path]
+        if old != new:
+            chunks.extend(
+                difflib.unified_diff(
+                    old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}"
+                )
+            )
+    return "".join(chunks)
+
+
+def fingerprint(files: Files) -> str:
+    """Identity of an experiment: the editable files' content, ignoring trailing spaces and blank lines.
+
+    Two proposals that lead to the same files are the same experiment, however their edits were written.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        lines = [line.rstrip() for line in files[path].splitlines() if line.strip()]
+        digest.update(path.encode() + b"\0" + "\n".join(lines).encode() + b"\0")
+    return digest.hexdigest()[:16]

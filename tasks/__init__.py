@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over the core stages in overnight.loop (retries, artifacts; no domain logic)."""

@@ -1,0 +1,46 @@
+"""Dispatch: one task run per trial. Only infrastructure errors are retried; a crashed experiment is a result."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+from prefect.runtime import task_run
+
+from overnight import loop
+from overnight.backends import Backend
+from overnight.config import CampaignConfig
+from overnight.memory import Memory
+from overnight.results import Outcome, TrialResult
+
+INFRA_RETRIES = 2
+
+
+class InfraError(RuntimeError):
+    """The backend could not run the trial; Prefect retries it with backoff."""
+
+
+def _only_infra_errors(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except InfraError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="run-trial",
+    task_run_name="trial {trial.trial_id}",
+    cache_policy=NONE,
+    retries=INFRA_RETRIES,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=_only_infra_errors,
+)
+def run_trial(config: CampaignConfig, memory: Memory, backend: Backend, trial: loop.PlannedTrial) -> TrialResult:
+    """Run one trial on the backend and record its outcome in MLflow."""
+    result = loop.run_trial(config, memory, backend, trial)
+    if result.outcome is Outcome.INFRA_ERROR and task_run.run_count <= INFRA_RETRIES:
+        raise InfraError(result.reason)
+    loop.record_result(memory, trial, result)
+    return result

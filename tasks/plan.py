@@ -1,0 +1,21 @@
+"""Plan: the planner proposes a wave; each proposal is validated and recorded before any trial runs."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from overnight import loop
+from overnight.config import CampaignConfig
+from overnight.memory import Memory
+from overnight.planners import Planner
+
+
+@task(name="plan", task_run_name="plan wave {wave}", cache_policy=NONE)
+def plan(
+    config: CampaignConfig, memory: Memory, planner: Planner, agent_run_id: str, wave_run_id: str, wave: int, n: int
+) -> list[loop.PlannedTrial]:
+    """Propose n trials for this wave and record them (invalid ones with their reason)."""
+    if wave == 0:
+        return loop.plan_baseline(config, memory, agent_run_id, wave_run_id)
+    return loop.plan_wave(config, memory, planner, agent_run_id, wave_run_id, wave, n)

@@ -1,0 +1,35 @@
+"""Reflect: the planner's insights on the wave, stored in MLflow and published as Prefect artifacts."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from overnight import loop
+from overnight.memory import Memory
+from overnight.planners import Planner, WaveOutcome
+
+
+def artifact_key(campaign: str, suffix: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes; a stable key makes a history per campaign."""
+    slug = "".join(c if c.isalnum() else "-" for c in campaign.lower()).strip("-")
+    return f"{slug}-{suffix}"
+
+
+@task(name="reflect", task_run_name="reflect on wave {outcome.wave}", cache_policy=NONE)
+def reflect(memory: Memory, planner: Planner, wave_run_id: str, outcome: WaveOutcome, campaign: str) -> str:
+    """Write the reflection and the wave's trial table to MLflow and to the Prefect UI."""
+    reflection, table = loop.reflect(memory, planner, wave_run_id, outcome)
+    link = memory.ui_url()
+    create_table_artifact(
+        table=table,
+        key=artifact_key(campaign, "wave-trials"),
+        description=f"Trials of wave {outcome.wave} of campaign {campaign}. MLflow: {link}",
+    )
+    create_markdown_artifact(
+        markdown=reflection + f"\n[Open the campaign in MLflow]({link})\n",
+        key=artifact_key(campaign, "wave-reflection"),
+        description=f"Reflection on wave {outcome.wave} of campaign {campaign}",
+    )
+    return reflection

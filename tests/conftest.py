@@ -1,0 +1,44 @@
+"""Shared fixtures: real MLflow stores in temporary folders, one real Prefect API for the whole session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.pop("MLFLOW_TRACKING_URI", None)  # tests choose their own stores
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real (temporary) Prefect API server for every flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def quadratic(tmp_path: Path) -> Path:
+    """A copy of the quadratic program (metric = known function of its knobs) with its campaign config."""
+    target = tmp_path / "quadratic"
+    shutil.copytree(FIXTURES / "quadratic", target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory) -> str:
+    """One real SQLite store for the session (its migrations cost seconds); tests use their own experiments."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def campaign_name(request) -> str:
+    return request.node.name.replace("[", "-").replace("]", "")

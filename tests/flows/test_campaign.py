@@ -1,0 +1,87 @@
+"""End to end: a real campaign flow on the real default program, read back from MLflow and from Prefect's API."""
+
+from collections import Counter
+
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+
+from flows.campaign import campaign_flow
+from overnight.config import default_config_path
+
+pytestmark = pytest.mark.slow
+
+
+def read_prefect(flow_run_id):
+    with get_client(sync_client=True) as client:
+        campaign = client.read_flow_run(flow_run_id)
+        waves = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+        )
+        ids = [flow_run_id] + [w.id for w in waves]
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+        artifacts = client.read_artifacts()
+    return campaign, waves, tasks, artifacts
+
+
+def test_a_tiny_campaign_on_the_default_program(prefect_api, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = {
+        "name": "e2e-tiny-gpt",
+        "tracking_uri": uri,
+        "state_dir": str(tmp_path / "state"),
+        "trial.time_budget_s": 3,
+        "trial.timeout_s": 120,
+        "budget.iterations": 2,
+        "wave_size": 2,
+    }
+    state = campaign_flow(config_path=str(default_config_path()), overrides=overrides, return_state=True)
+    assert state.is_completed(), state
+    summary = state.result()
+
+    # --- MLflow: experiment > agent run > wave runs > trial runs -----------------------------------------------------
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("e2e-tiny-gpt")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    by_kind = {kind: [r for r in runs if r.data.tags.get("overnight.kind") == kind] for kind in
+               ("agent_run", "wave", "trial")}
+    (agent,) = by_kind["agent_run"]
+    assert "mlflow.parentRunId" not in agent.data.tags
+    assert agent.data.params["planner"] == "offline" and agent.data.params["wave_size"] == "2"
+    for key in ("baseline_val_bpb", "champion_val_bpb", "improvement_pct", "trials", "trial_hours"):
+        assert key in agent.data.metrics
+    assert agent.info.status == "FINISHED"
+
+    waves = by_kind["wave"]
+    assert len(waves) == 3  # baseline + 2 waves
+    assert all(w.data.tags["mlflow.parentRunId"] == agent.info.run_id for w in waves)
+    assert all("reflection.md" in {a.path for a in client.list_artifacts(w.info.run_id)} for w in waves)
+
+    trials = by_kind["trial"]
+    assert len(trials) == 5
+    wave_ids = {w.info.run_id for w in waves}
+    for trial in trials:
+        assert trial.data.tags["mlflow.parentRunId"] in wave_ids
+        assert trial.data.tags["overnight.hypothesis"]
+        assert "diff.patch" in {a.path for a in client.list_artifacts(trial.info.run_id)}
+        if trial.data.tags["overnight.outcome"] == "ok":
+            assert trial.data.metrics["val_bpb"] > 0
+            assert "LEARNING_RATE" in trial.data.params
+    outcomes = Counter(t.data.tags["overnight.outcome"] for t in trials)
+    assert outcomes["ok"] >= 3, outcomes
+
+    # the champion is never worse than the baseline
+    assert summary.champion <= summary.baseline
+    assert agent.data.metrics["champion_val_bpb"] <= agent.data.metrics["baseline_val_bpb"]
+
+    # --- Prefect: the campaign flow run, a subflow per wave, the task runs ---------------------------------------------
+    campaign, wave_runs, task_runs, artifacts = read_prefect(state.state_details.flow_run_id)
+    assert campaign.state.is_completed()
+    assert len(wave_runs) == 3 and all(w.state.is_completed() for w in wave_runs)
+    names = Counter(t.name.split(" ")[0] for t in task_runs)
+    assert names["plan"] == 3 and names["evaluate"] == 3 and names["reflect"] == 3
+    assert names["trial"] == 5  # one task run per trial
+    assert all(t.state.is_completed() for t in task_runs)
+    keys = {a.key for a in artifacts}
+    assert {"e2e-tiny-gpt-wave-trials", "e2e-tiny-gpt-wave-reflection"} <= keys

@@ -1,0 +1,57 @@
+"""Failures in a real campaign: a crashing trial is a result, not a retry; a crashing baseline stops cleanly."""
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+from flows.campaign import campaign_flow
+
+pytestmark = pytest.mark.slow
+
+
+def configure(quadratic, tmp_path, **changes):
+    path = quadratic / "campaign.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", state_dir=str(tmp_path / "state"), **changes)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_crashing_trial_is_recorded_and_not_retried(prefect_api, quadratic, tmp_path):
+    train = quadratic / "train.py"
+    train.write_text(train.read_text() + "if X > 1.5:\n    raise RuntimeError('X too large for this program')\n")
+    path = configure(quadratic, tmp_path, budget={"iterations": 1})
+    state = campaign_flow(config_path=str(path), return_state=True)
+    assert state.is_completed()
+    summary = state.result()
+    assert summary.outcomes == {"ok": 2, "crash": 1}  # baseline, X 1.0 -> 2.0 crashes, X 1.0 -> 0.5 runs
+    client = MlflowClient(summary.tracking_uri)
+    runs = client.search_runs([summary.experiment_id], "tags.`overnight.outcome` = 'crash'")
+    (crashed,) = runs
+    assert crashed.data.tags["overnight.reason"] == "exited with status 1"
+    with open(client.download_artifacts(crashed.info.run_id, "log_tail.txt")) as log:
+        assert "RuntimeError: X too large for this program" in log.read()
+    with get_client(sync_client=True) as prefect:
+        waves = prefect.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
+        tasks = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [w.id for w in waves]}))
+    trial_tasks = [t for t in tasks if t.name.startswith("trial")]
+    assert len(trial_tasks) == 3 and all(t.run_count == 1 for t in trial_tasks)  # never retried
+
+
+def test_a_crashing_baseline_stops_the_campaign_with_the_reason(prefect_api, quadratic, tmp_path):
+    (quadratic / "train.py").write_text("X = 1.0\nY = 2\nMODE = 'plain'\nimport missing_module_xyz\n")
+    path = configure(quadratic, tmp_path)
+    state = campaign_flow(config_path=str(path), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=r"the baseline trial failed \(crash: exited with status 1\)") as error:
+        state.result()
+    assert "missing_module_xyz" in str(error.value)  # the log tail says why
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("quadratic")
+    (agent,) = client.search_runs([experiment.experiment_id], "tags.`overnight.kind` = 'agent_run'")
+    assert agent.info.status == "FAILED"
+    (baseline,) = client.search_runs([experiment.experiment_id], "tags.`overnight.kind` = 'trial'")
+    assert baseline.data.tags["overnight.outcome"] == "crash"

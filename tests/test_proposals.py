@@ -1,0 +1,59 @@
+import pytest
+
+from overnight.program import constants, set_constant
+from overnight.proposals import Edit, Proposal, ProposalError, apply_proposal, fingerprint, unified_diff
+
+FILES = {"train.py": "LR = 1e-3  # learning rate\nDEPTH = 4\n\nprint(LR * DEPTH)\n"}
+
+
+def proposal(*edits: Edit) -> Proposal:
+    return Proposal(hypothesis="h", edits=list(edits))
+
+
+def test_an_edit_applies_and_leaves_the_original_untouched():
+    result = apply_proposal(FILES, proposal(Edit(path="train.py", search="DEPTH = 4", replace="DEPTH = 6")), ["train.py"])
+    assert "DEPTH = 6" in result["train.py"]
+    assert "DEPTH = 4" in FILES["train.py"]
+    assert "-DEPTH = 4\n+DEPTH = 6" in unified_diff(FILES, result)
+
+
+def test_missing_anchor_is_rejected():
+    with pytest.raises(ProposalError, match="search text was not found"):
+        apply_proposal(FILES, proposal(Edit(path="train.py", search="WIDTH = 8", replace="WIDTH = 9")), ["train.py"])
+
+
+def test_two_matches_are_rejected():
+    with pytest.raises(ProposalError, match="occurs 2 times"):
+        apply_proposal(FILES, proposal(Edit(path="train.py", search="LR", replace="RATE")), ["train.py"])
+
+
+def test_forbidden_file_is_rejected():
+    edit = Edit(path="prepare.py", search="x", replace="y")
+    with pytest.raises(ProposalError, match="'prepare.py', which is not editable"):
+        apply_proposal({**FILES, "prepare.py": "x = 1\n"}, proposal(edit), ["train.py"])
+
+
+def test_paths_that_escape_are_rejected():
+    with pytest.raises(ProposalError, match="must stay inside the program folder"):
+        apply_proposal(FILES, proposal(Edit(path="../train.py", search="LR", replace="X")), ["train.py"])
+
+
+def test_syntax_error_is_rejected():
+    edit = Edit(path="train.py", search="DEPTH = 4", replace="DEPTH = (4")
+    with pytest.raises(ProposalError, match="no longer parses after the edits: line 2"):
+        apply_proposal(FILES, proposal(edit), ["train.py"])
+
+
+def test_fingerprint_ignores_blank_lines_and_trailing_spaces_only():
+    spaced = {"train.py": FILES["train.py"].replace("DEPTH = 4\n", "DEPTH = 4   \n\n\n")}
+    assert fingerprint(spaced) == fingerprint(FILES)
+    changed = {"train.py": FILES["train.py"].replace("DEPTH = 4", "DEPTH = 5")}
+    assert fingerprint(changed) != fingerprint(FILES)
+
+
+def test_set_constant_keeps_the_comment_and_formats_floats():
+    edit = set_constant("train.py", FILES["train.py"], "LR", 0.0020000001)
+    assert edit.search == "LR = 1e-3  # learning rate"
+    assert edit.replace == "LR = 0.002  # learning rate"
+    result = apply_proposal(FILES, proposal(edit), ["train.py"])
+    assert constants(result["train.py"])["LR"].value == 0.002
