@@ -21,12 +21,19 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
     memory = loop.open_memory(config)
     name = f"{config.planner.kind} {datetime.now():%Y-%m-%d %H:%M}"
     agent_run_id = loop.start_agent_run(config, memory, name, orchestrator_run=str(flow_run.id or ""))
-    progress.emit("campaign_started", waves=config.budget.iterations, wave_size=config.wave_size,
-                  agent_run_id=agent_run_id, experiment_id=memory.experiment_id)
+    progress.emit(
+        "campaign_started",
+        waves=config.budget.iterations,
+        wave_size=config.wave_size,
+        agent_run_id=agent_run_id,
+        experiment_id=memory.experiment_id,
+    )
 
     def run_wave(wave: int, size: int) -> dict:
         runner = ThreadPoolTaskRunner(max_workers=max(1, size))
-        return wave_flow.with_options(task_runner=runner)(config=config, agent_run_id=agent_run_id, wave=wave, size=size)
+        return wave_flow.with_options(task_runner=runner)(
+            config=config, agent_run_id=agent_run_id, wave=wave, size=size
+        )
 
     waves, stopped_by = 0, ""
     try:

@@ -27,8 +27,9 @@ def wave_flow(config: CampaignConfig, agent_run_id: str, wave: int, size: int) -
     progress.emit("wave_started", wave=wave, trials=len(planned))
     for trial in planned:
         if not trial.valid:
-            progress.emit("trial_finished", trial_id=trial.trial_id, outcome="invalid", metric=None,
-                          reason=trial.reason)
+            progress.emit(
+                "trial_finished", trial_id=trial.trial_id, outcome="invalid", metric=None, reason=trial.reason
+            )
 
     # --- dispatch: one task run per trial, all at once --------------------------------------------------------------
     futures = [run_trial.submit(config, memory, backend, trial) for trial in planned if trial.valid]

@@ -12,7 +12,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -31,15 +38,21 @@ console = Console()
 
 ConfigArg = Annotated[
     Path | None,
-    typer.Argument(help="Campaign YAML. Default: the bundled tiny-GPT campaign on Shakespeare.", show_default=False),
+    typer.Argument(
+        help="Campaign YAML. Default: the bundled tiny-GPT campaign on Shakespeare.", show_default=False
+    ),
 ]
 
 
 @app.command()
 def run(
     config: ConfigArg = None,
-    waves: Annotated[int | None, typer.Option(help="Waves after the baseline (overrides budget.iterations).")] = None,
-    wave_size: Annotated[int | None, typer.Option(help="Trials per wave, run at once (overrides wave_size).")] = None,
+    waves: Annotated[
+        int | None, typer.Option(help="Waves after the baseline (overrides budget.iterations).")
+    ] = None,
+    wave_size: Annotated[
+        int | None, typer.Option(help="Trials per wave, run at once (overrides wave_size).")
+    ] = None,
     time_budget: Annotated[
         float | None, typer.Option(help="Training seconds per trial (overrides trial.time_budget_s).")
     ] = None,
@@ -159,7 +172,9 @@ class _ProgressDisplay:
             self.progress.console.print(f"  [dim]{data['trial_id']} started: {data['hypothesis']}[/dim]")
         elif event == "wave_finished":
             self.progress.advance(self.waves)
-            self.progress.console.print(f"[bold]wave {data['wave']} done[/bold]: champion {data['champion']:.6g}")
+            self.progress.console.print(
+                f"[bold]wave {data['wave']} done[/bold]: champion {data['champion']:.6g}"
+            )
 
 
 def _print_summary(summary, flow_run_id: str) -> None:
@@ -189,11 +204,12 @@ def _print_summary(summary, flow_run_id: str) -> None:
 def ui_commands(tracking_uri: str, experiment_id: str, flow_run_id: str) -> list[str]:
     """The exact commands that open both UIs on this campaign."""
     runs = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    tools = Path(sys.executable).parent  # the mlflow and prefect commands installed beside this interpreter
     if tracking_uri.startswith(("http://", "https://")):
         mlflow_lines = [f"MLflow UI:  {tracking_uri.rstrip('/')}/{runs}"]
     else:
         mlflow_lines = [
-            f"MLflow UI:  mlflow ui --backend-store-uri {tracking_uri} --port 5000",
+            f"MLflow UI:  {tools / 'mlflow'} ui --backend-store-uri {tracking_uri} --port 5000",
             f"            then open http://127.0.0.1:5000/{runs}",
         ]
     api = os.environ.get("PREFECT_API_URL")
@@ -201,7 +217,7 @@ def ui_commands(tracking_uri: str, experiment_id: str, flow_run_id: str) -> list
         prefect_lines = [f"Prefect UI: {api.removesuffix('/api')}/runs/flow-run/{flow_run_id}"]
     else:
         prefect_lines = [
-            "Prefect UI: prefect server start",
+            f"Prefect UI: {tools / 'prefect'} server start",
             f"            then open http://127.0.0.1:4200/runs/flow-run/{flow_run_id}",
         ]
     return mlflow_lines + prefect_lines
@@ -209,7 +225,7 @@ def ui_commands(tracking_uri: str, experiment_id: str, flow_run_id: str) -> list
 
 def main() -> None:
     try:
-        app()
+        app(prog_name="overnight")
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.[/yellow] Finished trials are in MLflow.")
         sys.exit(130)

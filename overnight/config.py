@@ -38,8 +38,12 @@ class TrialSettings(_Strict):
     timeout_s: Annotated[float, Field(gt=0)] = Field(
         900, description="hard wall-clock limit; the process group is killed after it"
     )
-    env: dict[str, str] = Field(default_factory=dict, description="extra environment variables for every trial")
-    seed: int = Field(0, description="OVERNIGHT_SEED; one seed for all trials, so they differ only by their change")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="extra environment variables for every trial"
+    )
+    seed: int = Field(
+        0, description="OVERNIGHT_SEED; one seed for all trials, so they differ only by their change"
+    )
 
     @model_validator(mode="after")
     def _timeout_covers_budget(self) -> TrialSettings:
@@ -99,7 +103,9 @@ class CampaignConfig(_Strict):
     name: str = Field(description="the campaign; also the MLflow experiment name")
     program: Path = Field(description="folder of the research program, relative to the config file")
     editable: list[str] = Field(default_factory=lambda: ["train.py"], description="files the agent may edit")
-    command: str = Field("python train.py", description="run in the trial's folder; 'python' is this interpreter")
+    command: str = Field(
+        "python train.py", description="run in the trial's folder; 'python' is this interpreter"
+    )
     metric: Metric
     trial: TrialSettings = Field(default_factory=TrialSettings)
     wave_size: Annotated[int, Field(ge=1, le=256)] = 4
@@ -109,8 +115,12 @@ class CampaignConfig(_Strict):
     )
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     backend: BackendSettings = Field(default_factory=BackendSettings)
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default: SQLite under .overnight/")
-    state_dir: Path = Field(Path(DEFAULT_STATE_DIR), description="where the local store and trial folders live")
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default: SQLite under .overnight/"
+    )
+    state_dir: Path = Field(
+        Path(DEFAULT_STATE_DIR), description="where the local store and trial folders live"
+    )
     knobs: list[Knob] = Field(default_factory=list, description="what the offline planner may turn")
 
     @field_validator("name")

@@ -31,7 +31,9 @@ def evaluate_wave(
     for trial in trials:
         if trial.outcome is not Outcome.OK or trial.metric is None:
             outcome = trial.outcome.value if trial.outcome else "unfinished"
-            decisions.append(Decision(trial.run_id, trial.trial_id, "failed", f"{outcome}: {trial.reason}", None))
+            decisions.append(
+                Decision(trial.run_id, trial.trial_id, "failed", f"{outcome}: {trial.reason}", None)
+            )
             continue
         gain = improvement(goal, champion.metric, trial.metric)
         delta = trial.metric - champion.metric
@@ -46,6 +48,7 @@ def evaluate_wave(
         decisions.append(Decision(trial.run_id, trial.trial_id, "discard", reason, delta))
     # Only the best of the wave is kept; others that also cleared the margin stay discarded (one change at a time).
     decisions = [
-        Decision(d.run_id, d.trial_id, "keep", d.reason, d.delta) if d.run_id == best.run_id else d for d in decisions
+        Decision(d.run_id, d.trial_id, "keep", d.reason, d.delta) if d.run_id == best.run_id else d
+        for d in decisions
     ]
     return decisions, best

@@ -108,18 +108,39 @@ def start_agent_run(config: CampaignConfig, memory: Memory, name: str, orchestra
 # --- plan ------------------------------------------------------------------------------------------------------------
 
 
-def plan_baseline(config: CampaignConfig, memory: Memory, agent_run_id: str, wave_run_id: str) -> list[PlannedTrial]:
+def plan_baseline(
+    config: CampaignConfig, memory: Memory, agent_run_id: str, wave_run_id: str
+) -> list[PlannedTrial]:
     """The first trial of every agent run measures the starting point: the last champion, or the program as shipped."""
     previous = memory.champion()
     files = memory.champion_files() if previous else read_files(config.program, config.editable)
     hypothesis = "baseline: the champion as it stands" if previous else "baseline: the program as shipped"
     trial_id = f"{agent_run_id[:8]}-baseline"
-    return [_record_trial(config, memory, agent_run_id, wave_run_id, 0, trial_id, hypothesis, "", files, files,
-                          previous.run_id if previous else "")]
+    return [
+        _record_trial(
+            config,
+            memory,
+            agent_run_id,
+            wave_run_id,
+            0,
+            trial_id,
+            hypothesis,
+            "",
+            files,
+            files,
+            previous.run_id if previous else "",
+        )
+    ]
 
 
 def plan_wave(
-    config: CampaignConfig, memory: Memory, planner: Planner, agent_run_id: str, wave_run_id: str, wave: int, n: int
+    config: CampaignConfig,
+    memory: Memory,
+    planner: Planner,
+    agent_run_id: str,
+    wave_run_id: str,
+    wave: int,
+    n: int,
 ) -> list[PlannedTrial]:
     """Ask the planner for n proposals, validate each against the champion, record every one in MLflow."""
     champion = memory.champion()
@@ -137,23 +158,50 @@ def plan_wave(
                 raise ProposalError("it repeats a trial already run (same files)")
         except ProposalError as error:
             run_id = memory.record_invalid(
-                wave_run_id=wave_run_id, agent_run_id=agent_run_id, trial_id=trial_id, wave=wave,
-                hypothesis=proposal.hypothesis, reason=str(error), proposal_json=proposal.model_dump_json(indent=2),
+                wave_run_id=wave_run_id,
+                agent_run_id=agent_run_id,
+                trial_id=trial_id,
+                wave=wave,
+                hypothesis=proposal.hypothesis,
+                reason=str(error),
+                proposal_json=proposal.model_dump_json(indent=2),
             )
             planned.append(PlannedTrial(trial_id, run_id, proposal.hypothesis, None, str(error)))
             continue
         seen.add(fingerprint(files))
-        planned.append(_record_trial(config, memory, agent_run_id, wave_run_id, wave, trial_id, proposal.hypothesis,
-                                     proposal.rationale, champion_files, files, champion.run_id))
+        planned.append(
+            _record_trial(
+                config,
+                memory,
+                agent_run_id,
+                wave_run_id,
+                wave,
+                trial_id,
+                proposal.hypothesis,
+                proposal.rationale,
+                champion_files,
+                files,
+                champion.run_id,
+            )
+        )
     return planned
 
 
-def _record_trial(config, memory, agent_run_id, wave_run_id, wave, trial_id, hypothesis, rationale, before, files,
-                  parent) -> PlannedTrial:
+def _record_trial(
+    config, memory, agent_run_id, wave_run_id, wave, trial_id, hypothesis, rationale, before, files, parent
+) -> PlannedTrial:
     run_id = memory.start_trial(
-        wave_run_id=wave_run_id, agent_run_id=agent_run_id, trial_id=trial_id, wave=wave, hypothesis=hypothesis,
-        rationale=rationale, params=knob_values(config, files), files=files, diff=unified_diff(before, files),
-        fingerprint=fingerprint(files), parent_champion=parent,
+        wave_run_id=wave_run_id,
+        agent_run_id=agent_run_id,
+        trial_id=trial_id,
+        wave=wave,
+        hypothesis=hypothesis,
+        rationale=rationale,
+        params=knob_values(config, files),
+        files=files,
+        diff=unified_diff(before, files),
+        fingerprint=fingerprint(files),
+        parent_champion=parent,
     )
     return PlannedTrial(trial_id, run_id, hypothesis, files)
 
@@ -176,15 +224,20 @@ def run_trial(config: CampaignConfig, memory: Memory, backend: Backend, trial: P
     try:
         result = backend.run(spec)
     except Exception as error:  # a backend bug must not lose the wave: it becomes this trial's infra_error
-        result = TrialResult(trial.trial_id, Outcome.INFRA_ERROR, {}, 0.0, None, "", f"backend error: {error!r}")
+        result = TrialResult(
+            trial.trial_id, Outcome.INFRA_ERROR, {}, 0.0, None, "", f"backend error: {error!r}"
+        )
     return result
 
 
 def record_result(memory: Memory, trial: PlannedTrial, result: TrialResult) -> None:
     memory.finish_trial(trial.run_id, result)
     progress.emit(
-        "trial_finished", trial_id=trial.trial_id, outcome=result.outcome.value,
-        metric=result.metrics.get(memory.metric), reason=result.reason,
+        "trial_finished",
+        trial_id=trial.trial_id,
+        outcome=result.outcome.value,
+        metric=result.metrics.get(memory.metric),
+        reason=result.reason,
     )
 
 
@@ -206,7 +259,9 @@ def evaluate_baseline(config: CampaignConfig, memory: Memory, trial: PlannedTria
     memory.set_champion(record.run_id, previous.run_id if previous else "")
     champion = memory.champion()
     decision = Decision(record.run_id, record.trial_id, "baseline", reason, None)
-    return WaveOutcome(0, config.metric.name, config.metric.goal, champion, champion, (champion,), (decision,))
+    return WaveOutcome(
+        0, config.metric.name, config.metric.goal, champion, champion, (champion,), (decision,)
+    )
 
 
 def evaluate(config: CampaignConfig, memory: Memory, wave: int, planned: list[PlannedTrial]) -> WaveOutcome:
@@ -221,13 +276,17 @@ def evaluate(config: CampaignConfig, memory: Memory, wave: int, planned: list[Pl
         memory.set_champion(best.run_id, champion.run_id)
     after = memory.champion()
     trials = [t for t in memory.trials() if t.run_id in run_ids]
-    return WaveOutcome(wave, config.metric.name, config.metric.goal, champion, after, tuple(trials), tuple(decisions))
+    return WaveOutcome(
+        wave, config.metric.name, config.metric.goal, champion, after, tuple(trials), tuple(decisions)
+    )
 
 
 # --- reflect ---------------------------------------------------------------------------------------------------------
 
 
-def reflect(memory: Memory, planner: Planner, wave_run_id: str, outcome: WaveOutcome) -> tuple[str, list[dict]]:
+def reflect(
+    memory: Memory, planner: Planner, wave_run_id: str, outcome: WaveOutcome
+) -> tuple[str, list[dict]]:
     """The planner's reflection and the wave's table, stored on the wave run in MLflow."""
     reflection = planner.reflect(outcome)
     table = wave_table(outcome)
@@ -266,11 +325,13 @@ def wave_table(outcome: WaveOutcome) -> list[dict]:
 # --- budget and summary ----------------------------------------------------------------------------------------------
 
 
-def trials_left(config: CampaignConfig, memory: Memory, agent_run_id: str, waves_done: int) -> tuple[int, str]:
+def trials_left(
+    config: CampaignConfig, memory: Memory, agent_run_id: str, waves_done: int
+) -> tuple[int, str]:
     """How many trials the next wave may have, and which budget ended the campaign when none."""
     if waves_done >= config.budget.iterations:
         return 0, f"iterations ({config.budget.iterations} waves)"
-    mine = [t for t in memory.trials() if t.trial_id.startswith(agent_run_id[:8])]
+    mine = [t for t in memory.trials() if t.agent_run_id == agent_run_id]
     if config.budget.trials is not None and len(mine) >= config.budget.trials:
         return 0, f"trials ({config.budget.trials})"
     hours = sum(t.duration_s for t in mine) / 3600
@@ -282,8 +343,10 @@ def trials_left(config: CampaignConfig, memory: Memory, agent_run_id: str, waves
     return n, ""
 
 
-def summarise(config: CampaignConfig, memory: Memory, agent_run_id: str, waves: int, stopped_by: str) -> CampaignSummary:
-    mine = [t for t in memory.trials() if t.trial_id.startswith(agent_run_id[:8])]
+def summarise(
+    config: CampaignConfig, memory: Memory, agent_run_id: str, waves: int, stopped_by: str
+) -> CampaignSummary:
+    mine = [t for t in memory.trials() if t.agent_run_id == agent_run_id]
     baseline = next(t for t in mine if t.decision == "baseline")
     champion = memory.champion()
     gain = improvement(config.metric.goal, baseline.metric, champion.metric)
@@ -329,4 +392,3 @@ def finish_agent_run(memory: Memory, summary: CampaignSummary) -> None:
         f"```diff\n{summary.champion_diff}```\n"
     )
     memory.finish_agent_run(summary.agent_run_id, metrics, text)
-

@@ -37,6 +37,7 @@ class TrialRecord:
 
     run_id: str
     trial_id: str
+    agent_run_id: str
     wave: int
     status: str  # running | finished
     outcome: Outcome | None
@@ -53,8 +54,12 @@ class TrialRecord:
 
 
 class Memory:
-    def __init__(self, tracking_uri: str, campaign: str, goal: str, metric: str, artifact_root: Path | None = None):
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in the CLI's output
+    def __init__(
+        self, tracking_uri: str, campaign: str, goal: str, metric: str, artifact_root: Path | None = None
+    ):
+        os.environ.setdefault(
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+        )  # no tqdm bars in the CLI's output
         self.tracking_uri = tracking_uri
         self.goal = goal
         self.metric = metric
@@ -63,7 +68,9 @@ class Memory:
         experiment = self.client.get_experiment_by_name(campaign)
         if experiment is None:
             location = None
-            if artifact_root is not None and not tracking_uri.startswith(("http://", "https://", "databricks")):
+            if artifact_root is not None and not tracking_uri.startswith(
+                ("http://", "https://", "databricks")
+            ):
                 artifact_root.mkdir(parents=True, exist_ok=True)
                 location = artifact_root.resolve().as_uri()
             experiment_id = self.client.create_experiment(campaign, artifact_location=location)
@@ -76,7 +83,9 @@ class Memory:
     def start_agent_run(self, name: str, params: dict[str, object], description: str = "") -> str:
         with self._lock:
             run = self.client.create_run(
-                self.experiment_id, run_name=name, tags={KIND: "agent_run", STATUS: "running", NOTE: description}
+                self.experiment_id,
+                run_name=name,
+                tags={KIND: "agent_run", STATUS: "running", NOTE: description},
             )
             self._log_params(run.info.run_id, params)
             return run.info.run_id
@@ -86,7 +95,12 @@ class Memory:
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=f"wave {wave}" if stage != "baseline" else "baseline",
-                tags={KIND: "wave", PARENT_RUN: agent_run_id, PREFIX + "wave": str(wave), PREFIX + "stage": stage},
+                tags={
+                    KIND: "wave",
+                    PARENT_RUN: agent_run_id,
+                    PREFIX + "wave": str(wave),
+                    PREFIX + "stage": stage,
+                },
             )
             return run.info.run_id
 
@@ -130,8 +144,17 @@ class Memory:
                 self.client.log_text(run_id, text, f"files/{path}")
             return run_id
 
-    def record_invalid(self, *, wave_run_id: str, agent_run_id: str, trial_id: str, wave: int, hypothesis: str,
-                       reason: str, proposal_json: str) -> str:
+    def record_invalid(
+        self,
+        *,
+        wave_run_id: str,
+        agent_run_id: str,
+        trial_id: str,
+        wave: int,
+        hypothesis: str,
+        reason: str,
+        proposal_json: str,
+    ) -> str:
         """A proposal that failed validation: recorded with the reason, never dispatched."""
         with self._lock:
             run = self.client.create_run(
@@ -181,7 +204,9 @@ class Memory:
             self.client.set_tag(run_id, PREFIX + "was_champion", "true")
             self.client.set_experiment_tag(self.experiment_id, CHAMPION_TAG, run_id)
 
-    def finish_wave(self, wave_run_id: str, metrics: dict[str, float], reflection: str, table: list[dict]) -> None:
+    def finish_wave(
+        self, wave_run_id: str, metrics: dict[str, float], reflection: str, table: list[dict]
+    ) -> None:
         with self._lock:
             self.client.log_batch(wave_run_id, metrics=_metric_list(metrics))
             self.client.log_text(wave_run_id, reflection, "reflection.md")
@@ -189,12 +214,16 @@ class Memory:
             self.client.set_tag(wave_run_id, NOTE, reflection[:5000])
             self.client.set_terminated(wave_run_id)
 
-    def finish_agent_run(self, run_id: str, metrics: dict[str, float], summary: str, failed: bool = False) -> None:
+    def finish_agent_run(
+        self, run_id: str, metrics: dict[str, float], summary: str, failed: bool = False
+    ) -> None:
         with self._lock:
             self.client.log_batch(run_id, metrics=_metric_list(metrics))
             self.client.log_text(run_id, summary, "summary.md")
             self.client.set_tag(run_id, STATUS, "failed" if failed else "finished")
-            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
+            self.client.set_terminated(
+                run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
+            )
 
     def _log_params(self, run_id: str, params: dict[str, object]) -> None:
         items = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
@@ -272,7 +301,9 @@ class Memory:
         champion = self.champion()
         lines = [f"Campaign memory: {len(trials)} trials so far; metric {self.metric} ({self.goal})."]
         if champion:
-            lines.append(f"Champion: {champion.trial_id} {self.metric}={champion.metric:.6g} ({champion.hypothesis})")
+            lines.append(
+                f"Champion: {champion.trial_id} {self.metric}={champion.metric:.6g} ({champion.hypothesis})"
+            )
         lines.append("Best trials:")
         lines += [f"  {t.trial_id} {self.metric}={t.metric:.6g} {t.hypothesis}" for t in self.best(n_best)]
         lines.append("Recent trials:")
@@ -292,6 +323,7 @@ class Memory:
         return TrialRecord(
             run_id=run.info.run_id,
             trial_id=tags.get(PREFIX + "trial_id", run.info.run_name or ""),
+            agent_run_id=tags.get(PREFIX + "agent_run_id", ""),
             wave=int(tags.get(PREFIX + "wave", "0")),
             status=tags.get(STATUS, "running"),
             outcome=Outcome(outcome) if outcome else None,
@@ -316,4 +348,6 @@ def _describe(trial: TrialRecord, metric: str) -> str:
 
 def _metric_list(metrics: dict[str, float]):
     now = int(time.time() * 1000)
-    return [Metric(key, float(value), now, 0) for key, value in metrics.items() if math.isfinite(float(value))]
+    return [
+        Metric(key, float(value), now, 0) for key, value in metrics.items() if math.isfinite(float(value))
+    ]

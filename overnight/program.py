@@ -40,7 +40,9 @@ def constants(source: str) -> dict[str, Constant]:
     found: dict[str, Constant] = {}
     lines = source.splitlines()
     for node in ast.parse(source).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+        if not (
+            isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+        ):
             continue
         name = node.targets[0].id
         if not name.isupper() or node.lineno != node.end_lineno:

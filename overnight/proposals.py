@@ -55,7 +55,9 @@ def apply_proposal(files: Files, proposal: Proposal, editable: list[str]) -> dic
         text = result[path]
         count = text.count(edit.search) if edit.search else 0
         if count == 0:
-            raise ProposalError(f"edit {number} to {path}: the search text was not found: {edit.search[:80]!r}")
+            raise ProposalError(
+                f"edit {number} to {path}: the search text was not found: {edit.search[:80]!r}"
+            )
         if count > 1:
             raise ProposalError(
                 f"edit {number} to {path}: the search text occurs {count} times; it must occur exactly once"
@@ -66,7 +68,9 @@ def apply_proposal(files: Files, proposal: Proposal, editable: list[str]) -> dic
             try:
                 ast.parse(text, filename=path)
             except SyntaxError as error:
-                raise ProposalError(f"{path} no longer parses after the edits: line {error.lineno}: {error.msg}") from None
+                raise ProposalError(
+                    f"{path} no longer parses after the edits: line {error.lineno}: {error.msg}"
+                ) from None
     return result
 
 

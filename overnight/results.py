@@ -71,7 +71,9 @@ def parse_metrics(log: str, result_json: str | None = None) -> dict[str, float]:
     return metrics
 
 
-def classify(metric: str, metrics: dict[str, float], exit_code: int | None, timed_out: bool) -> tuple[Outcome, str]:
+def classify(
+    metric: str, metrics: dict[str, float], exit_code: int | None, timed_out: bool
+) -> tuple[Outcome, str]:
     """The outcome of a finished process, with the reason a person would want to read."""
     if timed_out:
         return Outcome.TIMEOUT, "killed after the hard timeout"

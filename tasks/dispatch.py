@@ -37,7 +37,9 @@ def _only_infra_errors(task, task_run, state) -> bool:
     retry_delay_seconds=[5, 30],
     retry_condition_fn=_only_infra_errors,
 )
-def run_trial(config: CampaignConfig, memory: Memory, backend: Backend, trial: loop.PlannedTrial) -> TrialResult:
+def run_trial(
+    config: CampaignConfig, memory: Memory, backend: Backend, trial: loop.PlannedTrial
+) -> TrialResult:
     """Run one trial on the backend and record its outcome in MLflow."""
     result = loop.run_trial(config, memory, backend, trial)
     if result.outcome is Outcome.INFRA_ERROR and task_run.run_count <= INFRA_RETRIES:

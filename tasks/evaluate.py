@@ -12,7 +12,9 @@ from overnight.planners import WaveOutcome
 
 
 @task(name="evaluate", task_run_name="evaluate wave {wave}", cache_policy=NONE)
-def evaluate(config: CampaignConfig, memory: Memory, wave: int, planned: list[loop.PlannedTrial]) -> WaveOutcome:
+def evaluate(
+    config: CampaignConfig, memory: Memory, wave: int, planned: list[loop.PlannedTrial]
+) -> WaveOutcome:
     """Decisions for every trial of the wave; the baseline wave sets the champion."""
     if wave == 0:
         return loop.evaluate_baseline(config, memory, planned[0])

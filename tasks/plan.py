@@ -13,7 +13,13 @@ from overnight.planners import Planner
 
 @task(name="plan", task_run_name="plan wave {wave}", cache_policy=NONE)
 def plan(
-    config: CampaignConfig, memory: Memory, planner: Planner, agent_run_id: str, wave_run_id: str, wave: int, n: int
+    config: CampaignConfig,
+    memory: Memory,
+    planner: Planner,
+    agent_run_id: str,
+    wave_run_id: str,
+    wave: int,
+    n: int,
 ) -> list[loop.PlannedTrial]:
     """Propose n trials for this wave and record them (invalid ones with their reason)."""
     if wave == 0:

@@ -34,16 +34,34 @@ def test_overrides_set_dotted_keys(quadratic):
     ("change", "expected"),
     [
         ({"wave_sise": 2}, "wave_sise: unknown key; valid keys here: name, program"),
-        ({"trial": {"time_budget_s": 60, "timout_s": 5}}, "trial.timout_s: unknown key; valid keys here: time_budget_s"),
-        ({"metric": {"name": "loss", "goal": "lowest"}}, "metric.goal: Input should be 'minimize' or 'maximize'"),
+        (
+            {"trial": {"time_budget_s": 60, "timout_s": 5}},
+            "trial.timout_s: unknown key; valid keys here: time_budget_s",
+        ),
+        (
+            {"metric": {"name": "loss", "goal": "lowest"}},
+            "metric.goal: Input should be 'minimize' or 'maximize'",
+        ),
         ({"wave_size": 0}, "wave_size: Input should be greater than or equal to 1"),
-        ({"trial": {"time_budget_s": 60, "timeout_s": 30}}, "timeout_s (30.0) must be larger than time_budget_s"),
+        (
+            {"trial": {"time_budget_s": 60, "timeout_s": 30}},
+            "timeout_s (30.0) must be larger than time_budget_s",
+        ),
         ({"editable": ["../escape.py"]}, "must be a path inside the program folder"),
         ({"editable": ["missing.py"]}, "editable: 'missing.py' is not a file"),
-        ({"knobs": [{"name": "X", "type": "float", "low": 5, "high": 1}]}, "'low' (5.0) must be below 'high' (1.0)"),
+        (
+            {"knobs": [{"name": "X", "type": "float", "low": 5, "high": 1}]},
+            "'low' (5.0) must be below 'high' (1.0)",
+        ),
         ({"knobs": [{"name": "X", "type": "float"}]}, "type 'float' needs both 'low' and 'high'"),
-        ({"knobs": [{"name": "NOPE", "type": "int", "low": 1, "high": 3}]}, "knobs.0.name: NOPE is not an UPPER_CASE"),
-        ({"knobs": [{"name": "MODE", "type": "choice", "choices": ["a"]}]}, "needs 'choices' with at least two"),
+        (
+            {"knobs": [{"name": "NOPE", "type": "int", "low": 1, "high": 3}]},
+            "knobs.0.name: NOPE is not an UPPER_CASE",
+        ),
+        (
+            {"knobs": [{"name": "MODE", "type": "choice", "choices": ["a"]}]},
+            "needs 'choices' with at least two",
+        ),
         ({"planner": {"kind": "oracle"}}, "planner.kind: Input should be 'offline'"),
     ],
 )
@@ -84,7 +102,10 @@ def test_broken_yaml_and_missing_files_are_clear(tmp_path):
 def test_tracking_uri_precedence(quadratic, monkeypatch):
     config = load_config(quadratic / "campaign.yaml")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert config.resolved_tracking_uri().startswith("sqlite:///") and "mlflow.db" in config.resolved_tracking_uri()
+    assert (
+        config.resolved_tracking_uri().startswith("sqlite:///")
+        and "mlflow.db" in config.resolved_tracking_uri()
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     assert config.resolved_tracking_uri() == "http://127.0.0.1:5999"
     explicit = config.model_copy(update={"tracking_uri": "sqlite:////tmp/x.db"})

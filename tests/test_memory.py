@@ -11,19 +11,39 @@ from overnight.results import Outcome, TrialResult
 
 @pytest.fixture
 def memory(tmp_path, tracking_uri, campaign_name) -> Memory:
-    return Memory(tracking_uri, campaign_name, goal="minimize", metric="loss", artifact_root=tmp_path / "artifacts")
+    return Memory(
+        tracking_uri, campaign_name, goal="minimize", metric="loss", artifact_root=tmp_path / "artifacts"
+    )
 
 
 def add_trial(memory, agent, wave_run, name, loss, outcome=Outcome.OK, text=None, wave=1):
     files = {"train.py": text or f"X = {loss}\n"}
     run_id = memory.start_trial(
-        wave_run_id=wave_run, agent_run_id=agent, trial_id=name, wave=wave, hypothesis=f"try {name}",
-        rationale="because", params={"X": loss}, files=files, diff=f"-X\n+X = {loss}\n", fingerprint=name,
+        wave_run_id=wave_run,
+        agent_run_id=agent,
+        trial_id=name,
+        wave=wave,
+        hypothesis=f"try {name}",
+        rationale="because",
+        params={"X": loss},
+        files=files,
+        diff=f"-X\n+X = {loss}\n",
+        fingerprint=name,
         parent_champion="",
     )
     metrics = {"loss": loss} if loss is not None else {}
-    memory.finish_trial(run_id, TrialResult(name, outcome, metrics, 1.5, 0 if outcome is Outcome.OK else 1,
-                                            f"log of {name}", "" if outcome is Outcome.OK else "exited with status 1"))
+    memory.finish_trial(
+        run_id,
+        TrialResult(
+            name,
+            outcome,
+            metrics,
+            1.5,
+            0 if outcome is Outcome.OK else 1,
+            f"log of {name}",
+            "" if outcome is Outcome.OK else "exited with status 1",
+        ),
+    )
     return run_id
 
 
@@ -68,8 +88,9 @@ def test_the_champion_files_are_rebuilt_from_artifacts_alone(memory, tmp_path):
     text = "X = 3\n# the champion's own file\n"
     run_id = add_trial(memory, agent, wave, "a", 0.1, text=text)
     memory.set_champion(run_id, "")
-    reopened = Memory(memory.tracking_uri, "test_the_champion_files_are_rebuilt_from_artifacts_alone", "minimize",
-                      "loss")  # a new process, nothing in memory
+    reopened = Memory(
+        memory.tracking_uri, "test_the_champion_files_are_rebuilt_from_artifacts_alone", "minimize", "loss"
+    )  # a new process, nothing in memory
     assert reopened.champion_files() == {"train.py": text}
 
 

@@ -11,7 +11,9 @@ def proposal(*edits: Edit) -> Proposal:
 
 
 def test_an_edit_applies_and_leaves_the_original_untouched():
-    result = apply_proposal(FILES, proposal(Edit(path="train.py", search="DEPTH = 4", replace="DEPTH = 6")), ["train.py"])
+    result = apply_proposal(
+        FILES, proposal(Edit(path="train.py", search="DEPTH = 4", replace="DEPTH = 6")), ["train.py"]
+    )
     assert "DEPTH = 6" in result["train.py"]
     assert "DEPTH = 4" in FILES["train.py"]
     assert "-DEPTH = 4\n+DEPTH = 6" in unified_diff(FILES, result)
@@ -19,7 +21,9 @@ def test_an_edit_applies_and_leaves_the_original_untouched():
 
 def test_missing_anchor_is_rejected():
     with pytest.raises(ProposalError, match="search text was not found"):
-        apply_proposal(FILES, proposal(Edit(path="train.py", search="WIDTH = 8", replace="WIDTH = 9")), ["train.py"])
+        apply_proposal(
+            FILES, proposal(Edit(path="train.py", search="WIDTH = 8", replace="WIDTH = 9")), ["train.py"]
+        )
 
 
 def test_two_matches_are_rejected():

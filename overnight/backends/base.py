@@ -7,7 +7,17 @@ from abc import ABC, abstractmethod
 from overnight.results import TrialResult, TrialSpec
 
 # Variables a trial may inherit from the orchestrator. Everything else (API keys, cloud credentials) stays out.
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "CUDA_VISIBLE_DEVICES", "VIRTUAL_ENV")
+INHERITED_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "TZ",
+    "CUDA_VISIBLE_DEVICES",
+    "VIRTUAL_ENV",
+)
 
 
 class Backend(ABC):
@@ -17,5 +27,5 @@ class Backend(ABC):
     def run(self, spec: TrialSpec) -> TrialResult:
         """Run one trial to its outcome. Blocks; safe to call from several threads at once."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
         """Release what the backend holds (clusters, processes). Called once at the end of a campaign."""

@@ -17,7 +17,6 @@ from optuna.trial import TrialState, create_trial
 
 from overnight.config import CampaignConfig, Knob
 from overnight.evaluation import improvement
-from overnight.memory import TrialRecord
 from overnight.planners.base import PlanContext, Planner, WaveOutcome
 from overnight.program import constants, format_literal, set_constant
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint
@@ -74,10 +73,13 @@ class OfflinePlanner(Planner):
                 if isinstance(value, bool):
                     guessed.append(Knob(name=constant.name, type="choice", choices=[value, not value]))
                 elif isinstance(value, int) and value > 0:
-                    guessed.append(Knob(name=constant.name, type="int", low=max(1, value // 4), high=value * 4,
-                                        log=True))
+                    guessed.append(
+                        Knob(name=constant.name, type="int", low=max(1, value // 4), high=value * 4, log=True)
+                    )
                 elif isinstance(value, float) and value > 0:
-                    guessed.append(Knob(name=constant.name, type="float", low=value / 10, high=value * 10, log=True))
+                    guessed.append(
+                        Knob(name=constant.name, type="float", low=value / 10, high=value * 10, log=True)
+                    )
         return guessed
 
     def _current_values(self, knobs: list[Knob], files: dict[str, str]) -> dict[str, object]:
@@ -102,7 +104,9 @@ class OfflinePlanner(Planner):
         current = self._current_values(knobs, context.champion_files)
         distributions = {k.name: _distribution(k) for k in knobs if k.name in current}
         seed = hash((self.config.planner.seed, len(context.history))) % 2**31
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=1, multivariate=True, constant_liar=True)
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=1, multivariate=True, constant_liar=True
+        )
         direction = "minimize" if self.goal == "minimize" else "maximize"
         study = optuna.create_study(direction=direction, sampler=sampler)
         for trial in context.history:
@@ -115,14 +119,19 @@ class OfflinePlanner(Planner):
             elif trial.outcome is Outcome.OK and trial.metric is not None and math.isfinite(trial.metric):
                 study.add_trial(create_trial(params=params, distributions=distributions, value=trial.metric))
             elif trial.outcome is not None:
-                study.add_trial(create_trial(params=params, distributions=distributions, state=TrialState.FAIL))
+                study.add_trial(
+                    create_trial(params=params, distributions=distributions, state=TrialState.FAIL)
+                )
         for _ in range(context.n * ASKS_PER_PROPOSAL):
             asked = study.ask(distributions)
             values = {name: _round(knobs, name, value) for name, value in asked.params.items()}
             changed = {name: v for name, v in values.items() if v != current[name]}
             if not changed:
                 continue
-            parts = [f"{name} {format_literal(current[name])} -> {format_literal(v)}" for name, v in changed.items()]
+            parts = [
+                f"{name} {format_literal(current[name])} -> {format_literal(v)}"
+                for name, v in changed.items()
+            ]
             yield changed, "TPE: " + ", ".join(parts)
 
     def _proposal(self, values: dict[str, object], hypothesis: str, files: dict[str, str]) -> Proposal | None:
@@ -157,14 +166,20 @@ class OfflinePlanner(Planner):
             )
         else:
             lines.append(f"No trial beat the champion {before.trial_id} ({metric} {before.metric:.6g}).")
-        lines += ["", f"| trial | change | outcome | {metric} | vs champion | decision |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"| trial | change | outcome | {metric} | vs champion | decision |",
+            "|---|---|---|---|---|---|",
+        ]
         for trial in outcome.trials:
             decision = by_run.get(trial.run_id)
             value = f"{trial.metric:.6g}" if trial.metric is not None else "-"
             delta = f"{decision.delta:+.4g}" if decision and decision.delta is not None else "-"
             verdict = decision.decision if decision else ""
             result = trial.outcome.value if trial.outcome else "running"
-            lines.append(f"| {trial.trial_id} | {trial.hypothesis} | {result} | {value} | {delta} | {verdict} |")
+            lines.append(
+                f"| {trial.trial_id} | {trial.hypothesis} | {result} | {value} | {delta} | {verdict} |"
+            )
         failures = [t for t in outcome.trials if t.outcome not in (None, Outcome.OK)]
         if failures:
             lines += ["", "Failures:"]

@@ -28,8 +28,15 @@ def program(tmp_path: Path) -> Path:
 
 def run(program: Path, tmp_path: Path, script: str, timeout: float = 20, **env) -> tuple:
     backend = LocalBackend(program=program, work_root=tmp_path / "work", metric="loss")
-    spec = TrialSpec("t1", {"train.py": script}, seed=7, command="python train.py", time_budget_s=1,
-                     timeout_s=timeout, env=env)
+    spec = TrialSpec(
+        "t1",
+        {"train.py": script},
+        seed=7,
+        command="python train.py",
+        time_budget_s=1,
+        timeout_s=timeout,
+        env=env,
+    )
     return backend.run(spec), tmp_path / "work" / "t1"
 
 
@@ -93,7 +100,8 @@ def alive(pid: int) -> bool:
 
 def test_a_command_that_cannot_start_is_an_infra_error(program, tmp_path):
     backend = LocalBackend(program=program, work_root=tmp_path / "work", metric="loss")
-    spec = TrialSpec("t1", {"train.py": ""}, seed=0, command="/no/such/interpreter train.py", time_budget_s=1,
-                     timeout_s=5)
+    spec = TrialSpec(
+        "t1", {"train.py": ""}, seed=0, command="/no/such/interpreter train.py", time_budget_s=1, timeout_s=5
+    )
     result = backend.run(spec)
     assert result.outcome is Outcome.INFRA_ERROR and "could not start" in result.reason

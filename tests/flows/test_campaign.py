@@ -44,8 +44,10 @@ def test_a_tiny_campaign_on_the_default_program(prefect_api, tmp_path):
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("e2e-tiny-gpt")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
-    by_kind = {kind: [r for r in runs if r.data.tags.get("overnight.kind") == kind] for kind in
-               ("agent_run", "wave", "trial")}
+    by_kind = {
+        kind: [r for r in runs if r.data.tags.get("overnight.kind") == kind]
+        for kind in ("agent_run", "wave", "trial")
+    }
     (agent,) = by_kind["agent_run"]
     assert "mlflow.parentRunId" not in agent.data.tags
     assert agent.data.params["planner"] == "offline" and agent.data.params["wave_size"] == "2"

@@ -14,14 +14,18 @@ pytestmark = pytest.mark.slow
 def configure(quadratic, tmp_path, **changes):
     path = quadratic / "campaign.yaml"
     data = yaml.safe_load(path.read_text())
-    data.update(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", state_dir=str(tmp_path / "state"), **changes)
+    data.update(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", state_dir=str(tmp_path / "state"), **changes
+    )
     path.write_text(yaml.safe_dump(data))
     return path
 
 
 def test_a_crashing_trial_is_recorded_and_not_retried(prefect_api, quadratic, tmp_path):
     train = quadratic / "train.py"
-    train.write_text(train.read_text() + "if X > 1.5:\n    raise RuntimeError('X too large for this program')\n")
+    train.write_text(
+        train.read_text() + "if X > 1.5:\n    raise RuntimeError('X too large for this program')\n"
+    )
     path = configure(quadratic, tmp_path, budget={"iterations": 1})
     state = campaign_flow(config_path=str(path), return_state=True)
     assert state.is_completed()
@@ -34,8 +38,11 @@ def test_a_crashing_trial_is_recorded_and_not_retried(prefect_api, quadratic, tm
     with open(client.download_artifacts(crashed.info.run_id, "log_tail.txt")) as log:
         assert "RuntimeError: X too large for this program" in log.read()
     with get_client(sync_client=True) as prefect:
-        waves = prefect.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
+        waves = prefect.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
         tasks = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [w.id for w in waves]}))
     trial_tasks = [t for t in tasks if t.name.startswith("trial")]
     assert len(trial_tasks) == 3 and all(t.run_count == 1 for t in trial_tasks)  # never retried
@@ -46,7 +53,9 @@ def test_a_crashing_baseline_stops_the_campaign_with_the_reason(prefect_api, qua
     path = configure(quadratic, tmp_path)
     state = campaign_flow(config_path=str(path), return_state=True)
     assert state.is_failed()
-    with pytest.raises(Exception, match=r"the baseline trial failed \(crash: exited with status 1\)") as error:
+    with pytest.raises(
+        Exception, match=r"the baseline trial failed \(crash: exited with status 1\)"
+    ) as error:
         state.result()
     assert "missing_module_xyz" in str(error.value)  # the log tail says why
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

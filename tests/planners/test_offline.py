@@ -34,9 +34,17 @@ def loss_of(files):
 
 def record(memory, config, agent, wave, trial_id, before, files, wave_index=1):
     run_id = memory.start_trial(
-        wave_run_id=wave, agent_run_id=agent, trial_id=trial_id, wave=wave_index, hypothesis=trial_id, rationale="",
-        params=loop.knob_values(config, files), files=files, diff=unified_diff(before, files),
-        fingerprint=fingerprint(files), parent_champion="",
+        wave_run_id=wave,
+        agent_run_id=agent,
+        trial_id=trial_id,
+        wave=wave_index,
+        hypothesis=trial_id,
+        rationale="",
+        params=loop.knob_values(config, files),
+        files=files,
+        diff=unified_diff(before, files),
+        fingerprint=fingerprint(files),
+        parent_champion="",
     )
     memory.finish_trial(run_id, TrialResult(trial_id, Outcome.OK, {"loss": loss_of(files)}, 0.1, 0, ""))
     if wave_index == 0:
@@ -45,18 +53,23 @@ def record(memory, config, agent, wave, trial_id, before, files, wave_index=1):
 
 
 def context(memory, n, wave=1):
-    return PlanContext(wave, n, memory.champion(), memory.champion_files(), tuple(memory.trials()), memory.digest())
+    return PlanContext(
+        wave, n, memory.champion(), memory.champion_files(), tuple(memory.trials()), memory.digest()
+    )
 
 
 def test_first_wave_screens_one_knob_at_a_time(setup):
-    config, memory, *_ , files = setup
+    config, memory, *_, files = setup
     proposals = OfflinePlanner(config).propose(context(memory, 4))
     assert len(proposals) == 4
     results = [apply_proposal(files, p, config.editable) for p in proposals]
     assert len({fingerprint(r) for r in results}) == 4  # distinct
     for proposal in proposals:
         assert len(proposal.edits) == 1 and len(proposal.params) == 1  # one knob each
-    assert [p.hypothesis for p in proposals[:2]] == ["X 1.0 -> 2.0", "X 1.0 -> 0.5"]  # declared order, up then down
+    assert [p.hypothesis for p in proposals[:2]] == [
+        "X 1.0 -> 2.0",
+        "X 1.0 -> 0.5",
+    ]  # declared order, up then down
 
 
 def test_never_repeats_a_trial_already_run(setup):
