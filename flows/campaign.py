@@ -11,7 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.iteration import wave_flow
 from overnight import loop, progress
-from overnight.config import load_config
+from overnight.config import load_config, resolve_planner
 
 
 @flow(name="campaign", flow_run_name="campaign {config_path}", validate_parameters=False)
@@ -19,7 +19,8 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
     """Run the campaign described by a YAML config (dotted-key overrides allowed); returns the agent run's summary."""
     config = load_config(Path(config_path), overrides)
     memory = loop.open_memory(config)
-    name = f"{config.planner.kind} {datetime.now():%Y-%m-%d %H:%M}"
+    planner, _ = resolve_planner(config)
+    name = f"{planner} {datetime.now():%Y-%m-%d %H:%M}"
     agent_run_id = loop.start_agent_run(config, memory, name, orchestrator_run=str(flow_run.id or ""))
     progress.emit(
         "campaign_started",

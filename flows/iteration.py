@@ -15,7 +15,7 @@ from tasks.reflect import reflect
 
 
 @flow(name="wave", flow_run_name="{config.name} wave {wave}", validate_parameters=False)
-def wave_flow(config: CampaignConfig, agent_run_id: str, wave: int, size: int) -> dict:
+def wave_flow(config: CampaignConfig, agent_run_id: str, wave: int, size: int, budget_left: str = "") -> dict:
     """Run one wave of `size` trials (wave 0 is the baseline) and return what it decided."""
     memory = loop.open_memory(config)
     planner = make_planner(config)
@@ -23,8 +23,9 @@ def wave_flow(config: CampaignConfig, agent_run_id: str, wave: int, size: int) -
     wave_run_id = memory.start_wave(agent_run_id, wave, stage="baseline" if wave == 0 else "search")
 
     # --- plan -----------------------------------------------------------------------------------------------------
-    planned = plan(config, memory, planner, agent_run_id, wave_run_id, wave, size)
-    progress.emit("wave_started", wave=wave, trials=len(planned))
+    planned_wave = plan(config, memory, planner, agent_run_id, wave_run_id, wave, size, budget_left)
+    planned = planned_wave.trials
+    progress.emit("wave_started", wave=wave, trials=len(planned), note=planned_wave.note)
     for trial in planned:
         if not trial.valid:
             progress.emit(
@@ -40,7 +41,7 @@ def wave_flow(config: CampaignConfig, agent_run_id: str, wave: int, size: int) -
     outcome = evaluate(config, memory, wave, planned)
 
     # --- reflect --------------------------------------------------------------------------------------------------
-    reflect(memory, planner, wave_run_id, outcome, config.name)
+    reflect(config, memory, planner, wave_run_id, outcome, planned_wave.note)
     backend.close()
     return {
         "wave": wave,

@@ -24,7 +24,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from overnight import progress
-from overnight.config import ConfigError, default_config_path, load_config
+from overnight.config import ConfigError, default_config_path, load_config, resolve_planner
 
 app = typer.Typer(
     name="overnight",
@@ -78,10 +78,15 @@ def run(
         f"({campaign.metric.goal}), {campaign.budget.iterations} waves x {campaign.wave_size} trials, "
         f"{campaign.trial.time_budget_s:g} s per trial."
     )
-    console.print(
-        f"Planner: {campaign.planner.kind} (Optuna over the script's knobs; no API key needed). "
-        f"Backend: {campaign.backend.kind}. MLflow: {campaign.resolved_tracking_uri()}"
-    )
+    try:
+        planner, why = resolve_planner(campaign)
+    except ConfigError as error:
+        console.print(f"[red]Config error:[/red] {error}")
+        raise typer.Exit(2) from None
+    model = f" ({campaign.planner.model})" if planner == "claude" else ""
+    console.print(f"Planner: {planner}{model}, because {why}.")
+    console.print(f"Backend: {campaign.backend.kind}. MLflow: {campaign.resolved_tracking_uri()}")
+    _quiet_libraries()
     _prepare_prefect_env()
     console.print("[dim]Starting Prefect (a local API on first use takes ~15-30 s)...[/dim]")
     from flows.campaign import campaign_flow
@@ -105,6 +110,68 @@ def run(
 
 
 @app.command()
+def plan(
+    config: ConfigArg = None,
+    show_prompt: Annotated[
+        bool, typer.Option("--show-prompt", help="Print the exact prompt Claude would get, and call nothing.")
+    ] = False,
+) -> None:
+    """Print the next wave's proposals (hypothesis, rationale, diff) without running or recording them."""
+    from overnight import loop
+    from overnight.planners import make_planner
+    from overnight.proposals import apply_proposal, unified_diff
+
+    try:
+        campaign = load_config((config or default_config_path()).resolve())
+        kind, why = resolve_planner(campaign)
+    except ConfigError as error:
+        console.print(f"[red]Config error:[/red] {error}")
+        raise typer.Exit(2) from None
+    _quiet_libraries()
+    memory = loop.open_memory(campaign)
+    waves_done = len({t.wave for t in memory.trials() if t.wave > 0})
+    context = loop.plan_context(campaign, memory, waves_done + 1, campaign.wave_size)
+    planner = make_planner(campaign)
+    if show_prompt:
+        if kind != "claude":
+            console.print(f"The offline planner sends no prompt ({why}).")
+            return
+        from overnight.planners.prompts import SYSTEM
+
+        console.print(
+            f"--- system ---\n{SYSTEM}\n--- user ---\n{planner.prompt(context)}",
+            markup=False,
+            highlight=False,
+        )
+        return
+    console.print(f"Planner: {kind}, because {why}. Next wave: {context.wave}, {context.n} proposals.")
+    try:
+        proposed = planner.propose(context)
+    except Exception as error:  # e.g. a rejected API key: say it plainly
+        console.print(f"[red]The planner failed:[/red] {error}")
+        raise typer.Exit(1) from None
+    for number, proposal in enumerate(proposed.proposals, start=1):
+        diff = unified_diff(
+            context.champion_files, apply_proposal(context.champion_files, proposal, campaign.editable)
+        )
+        console.print(
+            Panel(
+                f"{proposal.rationale}\nexpected: {proposal.expected or '-'}",
+                title=f"{number}. {proposal.hypothesis}",
+                expand=False,
+            )
+        )
+        console.print(Syntax(diff, "diff", theme="ansi_dark"))
+    if proposed.note:
+        console.print(f"Note: {proposed.note}")
+    if proposed.usage.calls:
+        console.print(
+            f"Planner usage: {proposed.usage.input_tokens} input / {proposed.usage.output_tokens} output "
+            f"tokens, ${proposed.cost_usd:.4f}."
+        )
+
+
+@app.command()
 def show_config(config: ConfigArg = None) -> None:
     """Validate a campaign config and print it with every default filled in."""
     try:
@@ -119,6 +186,12 @@ def _prepare_prefect_env() -> None:
     """Offline-friendly defaults for Prefect's local API, set only where the user has not chosen."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _quiet_libraries() -> None:
+    """MLflow announces its database migrations at INFO; users need none of that."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
@@ -163,6 +236,8 @@ class _ProgressDisplay:
             name = "baseline" if data["wave"] == 0 else f"wave {data['wave']}"
             self.progress.update(self.waves, visible=True, description="waves (baseline first)")
             self.progress.reset(self.trials, total=data["trials"], visible=True, description=f"{name} trials")
+            if data.get("note"):
+                self.progress.console.print(f"[yellow]  planner note:[/yellow] {data['note']}")
         elif event == "trial_finished":
             self.progress.advance(self.trials)
             metric = f" {data['metric']:.6g}" if data.get("metric") is not None else ""

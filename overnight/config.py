@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from overnight.program import constants
 
 DEFAULT_STATE_DIR = ".overnight"
+DEFAULT_MODEL = "claude-sonnet-4-5"
+API_KEY_ENV = "ANTHROPIC_API_KEY"
 
 
 class ConfigError(ValueError):
@@ -61,6 +63,9 @@ class Budget(_Strict):
     trial_hours: Annotated[float, Field(gt=0)] | None = Field(
         None, description="total trial time in hours (GPU-hours on a GPU backend)"
     )
+    max_usd: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="dollars an agent run may spend (language model calls); no wave starts past it"
+    )
 
 
 class Knob(_Strict):
@@ -91,8 +96,23 @@ class Knob(_Strict):
 
 
 class PlannerSettings(_Strict):
-    kind: Literal["offline"] = "offline"
-    seed: int = 0
+    kind: Literal["auto", "claude", "offline"] = Field(
+        "auto", description="auto: Claude when ANTHROPIC_API_KEY is set, else the offline planner"
+    )
+    seed: int = Field(0, description="seed of the offline planner's search")
+    model: str = Field(DEFAULT_MODEL, description="the Claude model that plans and reflects")
+    validation_retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        2,
+        description="times Claude may correct an answer that fails validation before the offline planner fills in",
+    )
+    http_retries: Annotated[int, Field(ge=0, le=20)] = Field(
+        4, description="retries (with backoff) of a 429 or 5xx answer from the API"
+    )
+    max_prompt_tokens: Annotated[int, Field(ge=2000)] = Field(
+        60000, description="the prompt is shrunk (older history first) to fit this"
+    )
+    max_output_tokens: Annotated[int, Field(ge=256)] = 8000
+    timeout_s: Annotated[float, Field(gt=0)] = Field(300, description="per API request")
 
 
 class BackendSettings(_Strict):
@@ -240,6 +260,23 @@ def load_config(path: Path | str, overrides: dict[str, object] | None = None) ->
                     raise ConfigError(f"{path}: cannot override {dotted}: {key} is not a mapping")
             node[leaf] = value
     return parse_config(data, path.resolve().parent, source=str(path))
+
+
+def resolve_planner(config: CampaignConfig, environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """Which planner runs, and why, in words for the CLI. `claude` without a key fails here, before anything runs."""
+    environ = os.environ if environ is None else environ
+    has_key = bool(environ.get(API_KEY_ENV))
+    kind = config.planner.kind
+    if kind == "claude" and not has_key:
+        raise ConfigError(
+            f"planner.kind: 'claude' needs the {API_KEY_ENV} environment variable; set it, or use planner kind "
+            "'auto' or 'offline'"
+        )
+    if kind == "auto":
+        if has_key:
+            return "claude", f"{API_KEY_ENV} is set (planner: auto)"
+        return "offline", f"{API_KEY_ENV} is not set (planner: auto); Optuna over the script's knobs"
+    return kind, f"planner: {kind} in the config"
 
 
 def default_config_path() -> Path:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from overnight import progress
 from overnight.backends import Backend
-from overnight.config import CampaignConfig
+from overnight.config import CampaignConfig, resolve_planner
 from overnight.evaluation import Decision, evaluate_wave, improvement
 from overnight.memory import Memory
 from overnight.planners import PlanContext, Planner, WaveOutcome
+from overnight.pricing import Usage
 from overnight.program import constants, read_files
-from overnight.proposals import ProposalError, apply_proposal, fingerprint, unified_diff
+from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint, unified_diff
 from overnight.results import Outcome, TrialResult, TrialSpec, tail
 
 
@@ -59,6 +60,7 @@ class CampaignSummary:
     trial_hours: float
     tracking_uri: str
     stopped_by: str
+    llm_usd: float = 0.0
     lineage: list[str] = field(default_factory=list)
 
 
@@ -87,9 +89,12 @@ def knob_values(config: CampaignConfig, files: dict[str, str]) -> dict[str, obje
 
 def start_agent_run(config: CampaignConfig, memory: Memory, name: str, orchestrator_run: str = "") -> str:
     """The top-level MLflow run of one execution of the campaign, with its setup as params."""
+    planner, why = resolve_planner(config)
     params = {
-        "planner": config.planner.kind,
-        "model": "-",  # the offline planner uses no language model
+        "planner": planner,
+        "planner_reason": why,
+        "model": config.planner.model if planner == "claude" else "-",  # the offline planner uses no model
+        "budget_max_usd": config.budget.max_usd or "-",
         "backend": config.backend.kind,
         "wave_size": config.wave_size,
         "budget_iterations": config.budget.iterations,
@@ -108,29 +113,41 @@ def start_agent_run(config: CampaignConfig, memory: Memory, name: str, orchestra
 # --- plan ------------------------------------------------------------------------------------------------------------
 
 
-def plan_baseline(
-    config: CampaignConfig, memory: Memory, agent_run_id: str, wave_run_id: str
-) -> list[PlannedTrial]:
+def plan_baseline(config: CampaignConfig, memory: Memory, agent_run_id: str, wave_run_id: str) -> PlannedWave:
     """The first trial of every agent run measures the starting point: the last champion, or the program as shipped."""
     previous = memory.champion()
     files = memory.champion_files() if previous else read_files(config.program, config.editable)
     hypothesis = "baseline: the champion as it stands" if previous else "baseline: the program as shipped"
+    proposal = Proposal(
+        hypothesis=hypothesis, rationale="measures the starting point of this agent run", source="baseline"
+    )
     trial_id = f"{agent_run_id[:8]}-baseline"
-    return [
-        _record_trial(
-            config,
-            memory,
-            agent_run_id,
-            wave_run_id,
-            0,
-            trial_id,
-            hypothesis,
-            "",
-            files,
-            files,
-            previous.run_id if previous else "",
-        )
-    ]
+    parent = previous.run_id if previous else ""
+    trial = _record_trial(
+        config, memory, agent_run_id, wave_run_id, 0, trial_id, proposal, files, files, parent
+    )
+    return PlannedWave([trial])
+
+
+@dataclass(frozen=True)
+class PlannedWave:
+    """The trials of a wave as recorded, plus what planning cost and anything the planner wants people to know."""
+
+    trials: list[PlannedTrial]
+    note: str = ""
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+
+
+def plan_context(
+    config: CampaignConfig, memory: Memory, wave: int, n: int, budget_left: str = ""
+) -> PlanContext:
+    """What the planner may read: the champion's files, a frozen snapshot of memory, the program's brief."""
+    snapshot = memory.snapshot()
+    files = memory.champion_files() if snapshot.champion else read_files(config.program, config.editable)
+    brief_path = config.program / "program.md"
+    brief = brief_path.read_text() if brief_path.is_file() else ""
+    return PlanContext(wave, n, files, snapshot, brief, budget_left)
 
 
 def plan_wave(
@@ -141,16 +158,15 @@ def plan_wave(
     wave_run_id: str,
     wave: int,
     n: int,
-) -> list[PlannedTrial]:
+    budget_left: str = "",
+) -> PlannedWave:
     """Ask the planner for n proposals, validate each against the champion, record every one in MLflow."""
-    champion = memory.champion()
-    champion_files = memory.champion_files()
-    history = tuple(memory.trials())
-    context = PlanContext(wave, n, champion, champion_files, history, memory.digest())
-    proposals = planner.propose(context)
-    seen = {t.fingerprint for t in history if t.fingerprint}
+    context = plan_context(config, memory, wave, n, budget_left)
+    plan = planner.propose(context)
+    champion, champion_files = context.champion, context.champion_files
+    seen = {t.fingerprint for t in context.history if t.fingerprint}
     planned = []
-    for index, proposal in enumerate(proposals[:n]):
+    for index, proposal in enumerate(plan.proposals[:n]):
         trial_id = f"{agent_run_id[:8]}-w{wave}-t{index}"
         try:
             files = apply_proposal(champion_files, proposal, config.editable)
@@ -177,33 +193,55 @@ def plan_wave(
                 wave_run_id,
                 wave,
                 trial_id,
-                proposal.hypothesis,
-                proposal.rationale,
+                proposal,
                 champion_files,
                 files,
                 champion.run_id,
             )
         )
-    return planned
+    memory.record_plan(wave_run_id, plan.note, plan.usage, plan.cost_usd, planner.name)
+    return PlannedWave(planned, plan.note, plan.usage, plan.cost_usd)
+
+
+def plan_markdown(wave: int, planner: str, planned: PlannedWave, memory: Memory) -> str:
+    """The wave's proposals for the Prefect UI: hypothesis, rationale and diff of each."""
+    lines = [f"# Wave {wave}: {len(planned.trials)} proposals from the {planner} planner", ""]
+    if planned.usage.calls:
+        lines.append(
+            f"Planner usage: {planned.usage.input_tokens} input, {planned.usage.output_tokens} output, "
+            f"{planned.usage.cache_read_tokens} cache-read tokens; ${planned.cost_usd:.4f}."
+        )
+    if planned.note:
+        lines.append(f"**Note:** {planned.note}")
+    for trial in planned.trials:
+        lines += ["", f"## {trial.trial_id}: {trial.hypothesis}"]
+        if not trial.valid:
+            lines.append(f"Invalid, not run: {trial.reason}")
+            continue
+        diff = memory.read_artifact(trial.run_id, "diff.patch")
+        lines += [f"```diff\n{diff.rstrip()}\n```"]
+    return "\n".join(lines) + "\n"
 
 
 def _record_trial(
-    config, memory, agent_run_id, wave_run_id, wave, trial_id, hypothesis, rationale, before, files, parent
+    config, memory, agent_run_id, wave_run_id, wave, trial_id, proposal: Proposal, before, files, parent
 ) -> PlannedTrial:
     run_id = memory.start_trial(
         wave_run_id=wave_run_id,
         agent_run_id=agent_run_id,
         trial_id=trial_id,
         wave=wave,
-        hypothesis=hypothesis,
-        rationale=rationale,
+        hypothesis=proposal.hypothesis,
+        rationale=proposal.rationale,
+        expected=proposal.expected,
+        source=proposal.source,
         params=knob_values(config, files),
         files=files,
         diff=unified_diff(before, files),
         fingerprint=fingerprint(files),
         parent_champion=parent,
     )
-    return PlannedTrial(trial_id, run_id, hypothesis, files)
+    return PlannedTrial(trial_id, run_id, proposal.hypothesis, files)
 
 
 # --- dispatch --------------------------------------------------------------------------------------------------------
@@ -285,10 +323,18 @@ def evaluate(config: CampaignConfig, memory: Memory, wave: int, planned: list[Pl
 
 
 def reflect(
-    memory: Memory, planner: Planner, wave_run_id: str, outcome: WaveOutcome
+    config: CampaignConfig,
+    memory: Memory,
+    planner: Planner,
+    wave_run_id: str,
+    outcome: WaveOutcome,
+    note: str = "",
 ) -> tuple[str, list[dict]]:
-    """The planner's reflection and the wave's table, stored on the wave run in MLflow."""
-    reflection = planner.reflect(outcome)
+    """The planner's reflection and the wave's table, stored on the wave run in MLflow; the next plan reads it."""
+    context = plan_context(config, memory, outcome.wave, 0) if planner.name != "offline" else None
+    result = planner.reflect(outcome, context)
+    memory.record_reflection_usage(wave_run_id, result.usage, result.cost_usd)
+    reflection = result.markdown + (f"\n**Planner note:** {note}\n" if note else "")
     table = wave_table(outcome)
     ok = [t.metric for t in outcome.trials if t.outcome is Outcome.OK and t.metric is not None]
     metrics = {
@@ -337,10 +383,29 @@ def trials_left(
     hours = sum(t.duration_s for t in mine) / 3600
     if config.budget.trial_hours is not None and hours >= config.budget.trial_hours:
         return 0, f"trial hours ({config.budget.trial_hours})"
+    if config.budget.max_usd is not None:
+        spent = memory.spend_usd(agent_run_id)
+        per_wave = spent / waves_done if waves_done else 0.0  # what a wave has cost so far, on average
+        if spent + per_wave > config.budget.max_usd:
+            return (
+                0,
+                f"dollars (${spent:.2f} spent of ${config.budget.max_usd:.2f}; a wave costs about ${per_wave:.2f})",
+            )
     n = config.wave_size
     if config.budget.trials is not None:
         n = min(n, config.budget.trials - len(mine))
     return n, ""
+
+
+def budget_left(config: CampaignConfig, memory: Memory, agent_run_id: str, waves_done: int) -> str:
+    """The budget left after the wave being planned, in words for the planner."""
+    parts = [f"{config.budget.iterations - waves_done - 1} more waves after this one"]
+    if config.budget.trials is not None:
+        used = sum(1 for t in memory.trials() if t.agent_run_id == agent_run_id)
+        parts.append(f"{config.budget.trials - used} trials")
+    if config.budget.max_usd is not None:
+        parts.append(f"${config.budget.max_usd - memory.spend_usd(agent_run_id):.2f} of language-model spend")
+    return "; ".join(parts)
 
 
 def summarise(
@@ -371,12 +436,14 @@ def summarise(
         trial_hours=sum(t.duration_s for t in mine) / 3600,
         tracking_uri=memory.tracking_uri,
         stopped_by=stopped_by,
+        llm_usd=memory.spend_usd(agent_run_id),
         lineage=[f"{t.trial_id}: {t.hypothesis}" for t in memory.lineage()],
     )
 
 
 def finish_agent_run(memory: Memory, summary: CampaignSummary) -> None:
     metrics = {
+        "llm_usd": summary.llm_usd,
         "baseline_" + summary.metric: summary.baseline,
         "champion_" + summary.metric: summary.champion,
         "improvement_pct": summary.improvement_pct,

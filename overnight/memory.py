@@ -15,6 +15,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from overnight.pricing import Usage
 from overnight.results import Outcome, TrialResult
 
 PREFIX = "overnight."
@@ -114,6 +116,8 @@ class Memory:
         hypothesis: str,
         rationale: str,
         params: dict[str, object],
+        expected: str = "",
+        source: str = "",
         files: dict[str, str],
         diff: str,
         fingerprint: str,
@@ -132,6 +136,9 @@ class Memory:
                     PREFIX + "trial_id": trial_id,
                     PREFIX + "wave": str(wave),
                     PREFIX + "hypothesis": hypothesis[:4000],
+                    PREFIX + "rationale": rationale[:4000],
+                    PREFIX + "expected": expected[:1000],
+                    PREFIX + "proposed_by": source,
                     PREFIX + "fingerprint": fingerprint,
                     PREFIX + "parent_champion": parent_champion,
                     NOTE: f"{hypothesis}\n\n{rationale}".strip(),
@@ -203,6 +210,33 @@ class Memory:
             self.client.set_tag(run_id, PREFIX + "champion_parent", previous)
             self.client.set_tag(run_id, PREFIX + "was_champion", "true")
             self.client.set_experiment_tag(self.experiment_id, CHAMPION_TAG, run_id)
+
+    def record_plan(self, wave_run_id: str, note: str, usage: Usage, cost_usd: float, planner: str) -> None:
+        """What planning the wave cost, and the planner's note (e.g. a fallback to the offline planner)."""
+        with self._lock:
+            self.client.set_tag(wave_run_id, PREFIX + "planner", planner)
+            if note:
+                self.client.set_tag(wave_run_id, PREFIX + "planner_fallback", "true")
+                self.client.set_tag(wave_run_id, PREFIX + "planner_note", note[:4000])
+            self.client.log_batch(wave_run_id, metrics=_metric_list(_usage_metrics("plan", usage, cost_usd)))
+
+    def record_reflection_usage(self, wave_run_id: str, usage: Usage, cost_usd: float) -> None:
+        with self._lock:
+            self.client.log_batch(
+                wave_run_id, metrics=_metric_list(_usage_metrics("reflect", usage, cost_usd))
+            )
+
+    def spend_usd(self, agent_run_id: str) -> float:
+        """Dollars the agent run's planner has spent so far (plans and reflections of all its waves)."""
+        with self._lock:
+            waves = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'wave' and tags.`mlflow.parentRunId` = '{agent_run_id}'",
+                max_results=10000,
+            )
+        return sum(
+            w.data.metrics.get("plan_usd", 0.0) + w.data.metrics.get("reflect_usd", 0.0) for w in waves
+        )
 
     def finish_wave(
         self, wave_run_id: str, metrics: dict[str, float], reflection: str, table: list[dict]
@@ -295,24 +329,33 @@ class Memory:
     def failed(self, n: int = 5) -> list[TrialRecord]:
         return [t for t in self.trials() if t.outcome not in (None, Outcome.OK)][-n:]
 
-    def digest(self, n_best: int = 5, n_recent: int = 10, n_failed: int = 5) -> str:
-        """A compact text view of the campaign's history, small enough for a prompt."""
-        trials = self.trials()
-        champion = self.champion()
-        lines = [f"Campaign memory: {len(trials)} trials so far; metric {self.metric} ({self.goal})."]
-        if champion:
-            lines.append(
-                f"Champion: {champion.trial_id} {self.metric}={champion.metric:.6g} ({champion.hypothesis})"
+    def insights(self, n: int = 8) -> list[str]:
+        """Reflections of the last n finished waves, oldest first."""
+        with self._lock:
+            waves = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'wave' and attributes.status = 'FINISHED'",
+                max_results=n,
+                order_by=["attributes.start_time DESC"],
             )
-        lines.append("Best trials:")
-        lines += [f"  {t.trial_id} {self.metric}={t.metric:.6g} {t.hypothesis}" for t in self.best(n_best)]
-        lines.append("Recent trials:")
-        lines += [f"  {_describe(t, self.metric)}" for t in trials[-n_recent:]]
-        failed = [t for t in trials if t.outcome not in (None, Outcome.OK)][-n_failed:]
-        if failed:
-            lines.append("Failed trials:")
-            lines += [f"  {t.trial_id} {t.outcome.value}: {t.reason} ({t.hypothesis})" for t in failed]
-        return "\n".join(lines)
+        return [w.data.tags.get(NOTE, "") for w in reversed(waves) if w.data.tags.get(NOTE)]
+
+    def snapshot(self, n_insights: int = 8, n_failure_logs: int = 10) -> MemorySnapshot:
+        """Everything a planner may read, as frozen records."""
+        trials = tuple(self.trials())
+        failed = [t for t in trials if t.outcome not in (None, Outcome.OK, Outcome.INVALID)][-n_failure_logs:]
+        return MemorySnapshot(
+            metric=self.metric,
+            goal=self.goal,
+            trials=trials,
+            champion=self.champion(),
+            lineage=tuple(self.lineage()),
+            insights=tuple(self.insights(n_insights)),
+            failure_logs={t.run_id: self.read_artifact(t.run_id, "log_tail.txt") for t in failed},
+        )
+
+    def digest(self) -> str:
+        return self.snapshot().digest()
 
     def ui_url(self, base: str = "http://127.0.0.1:5000") -> str:
         return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
@@ -340,10 +383,79 @@ class Memory:
         )
 
 
+@dataclass(frozen=True)
+class MemorySnapshot:
+    """The campaign's memory at one moment, and its rendering as compact text for a prompt."""
+
+    metric: str
+    goal: str
+    trials: tuple[TrialRecord, ...]
+    champion: TrialRecord | None
+    lineage: tuple[TrialRecord, ...]
+    insights: tuple[str, ...]
+    failure_logs: dict[str, str]
+
+    def best(self, n: int) -> list[TrialRecord]:
+        ok = [t for t in self.trials if t.outcome is Outcome.OK and t.metric is not None]
+        return sorted(ok, key=lambda t: t.metric if self.goal == "minimize" else -t.metric)[:n]
+
+    def digest(
+        self, best: int = 5, recent: int = 10, failed: int = 5, insights: int = 3, log_lines: int = 5
+    ) -> str:
+        """Whole records, newest first to stay; older history is summarised as counts, never cut mid-record."""
+        metric, finished = self.metric, [t for t in self.trials if t.status == "finished"]
+        lines = [
+            f"{len(finished)} trials finished so far; metric {metric} ({self.goal}, so "
+            f"{'lower' if self.goal == 'minimize' else 'higher'} is better)."
+        ]
+        if self.champion and self.champion.metric is not None:
+            lines.append(f"Champion: {self.champion.trial_id} {metric}={self.champion.metric:.6g}")
+            lines.append("Champion lineage (newest first):")
+            lines += [f"  {_describe(t, metric)}" for t in self.lineage]
+        if self.best(best):
+            lines.append(f"Best trials (top {best}):")
+            lines += [f"  {_describe(t, metric)}" for t in self.best(best)]
+        shown = finished[-recent:]
+        older = finished[: len(finished) - len(shown)]
+        if older:
+            counts = Counter(t.outcome.value if t.outcome else "running" for t in older)
+            summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+            lines.append(f"Older trials not listed: {len(older)} ({summary}).")
+        if shown:
+            lines.append(f"Recent trials (last {len(shown)}, oldest first):")
+            lines += [f"  {_describe(t, metric)}" for t in shown]
+        failures = [t for t in finished if t.outcome not in (None, Outcome.OK)][-failed:] if failed else []
+        if failures:
+            lines.append("Failed trials, with why:")
+            for t in failures:
+                lines.append(f"  {t.trial_id} {t.outcome.value}: {t.reason} ({t.hypothesis})")
+                log = [line for line in self.failure_logs.get(t.run_id, "").splitlines() if line.strip()]
+                lines += [f"    | {line}" for line in log[-log_lines:]] if log_lines else []
+        running = [t for t in self.trials if t.status == "running"]
+        if running:
+            lines.append("Trials still running (treat as pending; do not repeat them):")
+            lines += [f"  {t.trial_id}: {t.hypothesis}" for t in running]
+        if insights and self.insights:
+            lines.append("Insights from earlier waves (newest last):")
+            lines += [f"--- \n{text.strip()}" for text in self.insights[-insights:]]
+        return "\n".join(lines)
+
+
 def _describe(trial: TrialRecord, metric: str) -> str:
     value = f"{metric}={trial.metric:.6g}" if trial.metric is not None else (trial.outcome or "running")
     outcome = trial.outcome.value if trial.outcome else "running"
     return f"{trial.trial_id} [{outcome}{', ' + trial.decision if trial.decision else ''}] {value} {trial.hypothesis}"
+
+
+def _usage_metrics(stage: str, usage: Usage, cost_usd: float) -> dict[str, float]:
+    return {
+        f"{stage}_input_tokens": usage.input_tokens,
+        f"{stage}_output_tokens": usage.output_tokens,
+        f"{stage}_cache_read_tokens": usage.cache_read_tokens,
+        f"{stage}_cache_creation_tokens": usage.cache_creation_tokens,
+        f"{stage}_llm_calls": usage.calls,
+        f"{stage}_usd": cost_usd,
+    }
 
 
 def _metric_list(metrics: dict[str, float]):

@@ -37,6 +37,7 @@ class Proposal(BaseModel):
     params: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="knob values the proposal sets (for the record)"
     )
+    source: str = Field("", description="which planner proposed it: claude | offline")
 
 
 Files = Mapping[str, str]

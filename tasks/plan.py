@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from overnight import loop
 from overnight.config import CampaignConfig
 from overnight.memory import Memory
 from overnight.planners import Planner
+from tasks.reflect import artifact_key
 
 
 @task(name="plan", task_run_name="plan wave {wave}", cache_policy=NONE)
@@ -20,8 +22,15 @@ def plan(
     wave_run_id: str,
     wave: int,
     n: int,
-) -> list[loop.PlannedTrial]:
+    budget_left: str = "",
+) -> loop.PlannedWave:
     """Propose n trials for this wave and record them (invalid ones with their reason)."""
     if wave == 0:
         return loop.plan_baseline(config, memory, agent_run_id, wave_run_id)
-    return loop.plan_wave(config, memory, planner, agent_run_id, wave_run_id, wave, n)
+    planned = loop.plan_wave(config, memory, planner, agent_run_id, wave_run_id, wave, n, budget_left)
+    create_markdown_artifact(
+        markdown=loop.plan_markdown(wave, planner.name, planned, memory),
+        key=artifact_key(config.name, "wave-plan"),
+        description=f"Proposals of wave {wave} of campaign {config.name}",
+    )
+    return planned

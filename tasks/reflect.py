@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from overnight import loop
+from overnight.config import CampaignConfig
 from overnight.memory import Memory
 from overnight.planners import Planner, WaveOutcome
 
@@ -18,9 +19,17 @@ def artifact_key(campaign: str, suffix: str) -> str:
 
 
 @task(name="reflect", task_run_name="reflect on wave {outcome.wave}", cache_policy=NONE)
-def reflect(memory: Memory, planner: Planner, wave_run_id: str, outcome: WaveOutcome, campaign: str) -> str:
+def reflect(
+    config: CampaignConfig,
+    memory: Memory,
+    planner: Planner,
+    wave_run_id: str,
+    outcome: WaveOutcome,
+    note: str = "",
+) -> str:
     """Write the reflection and the wave's trial table to MLflow and to the Prefect UI."""
-    reflection, table = loop.reflect(memory, planner, wave_run_id, outcome)
+    campaign = config.name
+    reflection, table = loop.reflect(config, memory, planner, wave_run_id, outcome, note)
     link = memory.ui_url()
     create_table_artifact(
         table=table,

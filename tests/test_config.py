@@ -62,7 +62,7 @@ def test_overrides_set_dotted_keys(quadratic):
             {"knobs": [{"name": "MODE", "type": "choice", "choices": ["a"]}]},
             "needs 'choices' with at least two",
         ),
-        ({"planner": {"kind": "oracle"}}, "planner.kind: Input should be 'offline'"),
+        ({"planner": {"kind": "oracle"}}, "planner.kind: Input should be 'auto', 'claude' or 'offline'"),
     ],
 )
 def test_bad_configs_name_the_field_and_the_problem(tmp_path, quadratic, change, expected):

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from overnight.config import CampaignConfig
-from overnight.planners.base import PlanContext, Planner, WaveOutcome
+from overnight.config import CampaignConfig, resolve_planner
+from overnight.planners.base import Plan, PlanContext, Planner, Reflection, WaveOutcome
 
 
 def make_planner(config: CampaignConfig) -> Planner:
-    if config.planner.kind == "offline":
-        from overnight.planners.offline import OfflinePlanner
+    """The planner the config asks for (`auto`: Claude when ANTHROPIC_API_KEY is set, else offline)."""
+    kind, _ = resolve_planner(config)
+    if kind == "claude":
+        from overnight.planners.claude import ClaudePlanner  # imports anthropic only when it is used
 
-        return OfflinePlanner(config)
-    raise ValueError(f"planner.kind: unknown planner {config.planner.kind!r}")
+        return ClaudePlanner(config)
+    from overnight.planners.offline import OfflinePlanner
+
+    return OfflinePlanner(config)
 
 
-__all__ = ["PlanContext", "Planner", "WaveOutcome", "make_planner"]
+__all__ = ["Plan", "PlanContext", "Planner", "Reflection", "WaveOutcome", "make_planner"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from overnight.evaluation import Decision
-from overnight.memory import TrialRecord
+from overnight.evaluation import Decision, improvement
+from overnight.memory import MemorySnapshot, TrialRecord
+from overnight.pricing import Usage
 from overnight.proposals import Proposal
+from overnight.results import Outcome
 
 
 @dataclass(frozen=True)
@@ -16,10 +18,36 @@ class PlanContext:
 
     wave: int
     n: int  # proposals wanted
-    champion: TrialRecord
     champion_files: dict[str, str]
-    history: tuple[TrialRecord, ...]  # every trial of the campaign, oldest first
-    digest: str  # the memory as compact text (for language-model planners)
+    memory: MemorySnapshot
+    brief: str = ""  # the program's program.md
+    budget_left: str = ""
+
+    @property
+    def history(self) -> tuple[TrialRecord, ...]:
+        return self.memory.trials
+
+    @property
+    def champion(self) -> TrialRecord | None:
+        return self.memory.champion
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A planner's answer: the proposals, what producing them cost, and anything a person should know."""
+
+    proposals: list[Proposal]
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    note: str = ""  # e.g. why part of the wave came from the offline planner
+    prompt: str = ""  # the exact prompt sent, for `overnight plan --show-prompt` (empty offline)
+
+
+@dataclass(frozen=True)
+class Reflection:
+    markdown: str
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -39,9 +67,42 @@ class Planner(ABC):
     name: str
 
     @abstractmethod
-    def propose(self, context: PlanContext) -> list[Proposal]:
+    def propose(self, context: PlanContext) -> Plan:
         """Up to `context.n` proposals, none a repeat of a trial in the history."""
 
     @abstractmethod
-    def reflect(self, outcome: WaveOutcome) -> str:
+    def reflect(self, outcome: WaveOutcome, context: PlanContext | None = None) -> Reflection:
         """Markdown: what the wave taught (numbers included), for people and for the next plan."""
+
+
+def wave_report(outcome: WaveOutcome) -> str:
+    """The wave as a markdown table: each change, its effect against the champion, outcomes and failures."""
+    metric = outcome.metric
+    before, after = outcome.champion_before, outcome.champion_after
+    by_run = {d.run_id: d for d in outcome.decisions}
+    lines = [f"## Wave {outcome.wave}", ""]
+    if after.run_id != before.run_id:
+        gain = improvement(outcome.goal, before.metric, after.metric)
+        lines.append(
+            f"New champion **{after.trial_id}**: {metric} {before.metric:.6g} -> {after.metric:.6g} "
+            f"(better by {gain:.4g}). Change: {after.hypothesis}"
+        )
+    else:
+        lines.append(f"No trial beat the champion {before.trial_id} ({metric} {before.metric:.6g}).")
+    lines += [
+        "",
+        f"| trial | change | outcome | {metric} | vs champion | decision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for trial in outcome.trials:
+        decision = by_run.get(trial.run_id)
+        value = f"{trial.metric:.6g}" if trial.metric is not None else "-"
+        delta = f"{decision.delta:+.4g}" if decision and decision.delta is not None else "-"
+        verdict = decision.decision if decision else ""
+        result = trial.outcome.value if trial.outcome else "running"
+        lines.append(f"| {trial.trial_id} | {trial.hypothesis} | {result} | {value} | {delta} | {verdict} |")
+    failures = [t for t in outcome.trials if t.outcome not in (None, Outcome.OK)]
+    if failures:
+        lines += ["", "Failures:"]
+        lines += [f"- {t.trial_id} ({t.outcome.value}): {t.reason}" for t in failures]
+    return "\n".join(lines) + "\n"

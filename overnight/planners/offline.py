@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import ast
 import math
+import random
+import warnings
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from overnight.config import CampaignConfig, Knob
-from overnight.evaluation import improvement
-from overnight.planners.base import PlanContext, Planner, WaveOutcome
+from overnight.planners.base import Plan, PlanContext, Planner, Reflection, WaveOutcome, wave_report
 from overnight.program import constants, format_literal, set_constant
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint
 from overnight.results import Outcome
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# PartialFixedSampler has been "experimental" since Optuna 2.4; its interface is what we need, and tests pin it.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 ASKS_PER_PROPOSAL = 20  # how often Optuna may suggest a point already tried before we give up on it
+KNOBS_PER_MOVE = 2  # knobs TPE may move at once around the champion
 
 
 class OfflinePlanner(Planner):
@@ -36,11 +40,15 @@ class OfflinePlanner(Planner):
 
     # --- propose -------------------------------------------------------------------------------------------------
 
-    def propose(self, context: PlanContext) -> list[Proposal]:
+    def propose(self, context: PlanContext) -> Plan:
+        return Plan(self.proposals(context, context.n))
+
+    def proposals(self, context: PlanContext, n: int, exclude: set[str] = frozenset()) -> list[Proposal]:
+        """Up to n proposals whose files differ from every trial run and from the fingerprints in `exclude`."""
         knobs = self.knobs(context.champion_files)
         if not knobs:
             return []
-        seen = {t.fingerprint for t in context.history if t.fingerprint}
+        seen = {t.fingerprint for t in context.history if t.fingerprint} | set(exclude)
         searched = [t for t in context.history if t.decision != "baseline" and t.wave > 0]
         proposals: list[Proposal] = []
         if not searched:
@@ -56,7 +64,7 @@ class OfflinePlanner(Planner):
                 continue
             seen.add(key)
             proposals.append(proposal)
-            if len(proposals) == context.n:
+            if len(proposals) == n:
                 break
         return proposals
 
@@ -100,15 +108,24 @@ class OfflinePlanner(Planner):
                 yield {knob.name: value}, f"{knob.name} {old} -> {format_literal(value)}"
 
     def _optuna_points(self, knobs: list[Knob], context: PlanContext):
-        """Points suggested by TPE, from a study rebuilt from the whole history."""
+        """Points suggested by TPE, from a study rebuilt from the whole history.
+
+        Each point lets TPE move only a few knobs (a random subspace) and holds the rest at the champion's values:
+        with a dozen knobs and a few dozen noisy trials, moving every knob at once is a random restart, while
+        small moves around the champion keep what it has already won.
+        """
         current = self._current_values(knobs, context.champion_files)
         distributions = {k.name: _distribution(k) for k in knobs if k.name in current}
         seed = hash((self.config.planner.seed, len(context.history))) % 2**31
-        sampler = optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=1, multivariate=True, constant_liar=True
-        )
+        tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=1, multivariate=True, constant_liar=True)
         direction = "minimize" if self.goal == "minimize" else "maximize"
-        study = optuna.create_study(direction=direction, sampler=sampler)
+        study = optuna.create_study(direction=direction, sampler=tpe)
+        subspaces = random.Random(seed)
+        holdable = {
+            k.name: current[k.name]
+            for k in knobs
+            if k.name in distributions and _in_range(k, current[k.name])
+        }
         for trial in context.history:
             params = _decode(trial.params, knobs, distributions)
             if params is None:
@@ -123,6 +140,9 @@ class OfflinePlanner(Planner):
                     create_trial(params=params, distributions=distributions, state=TrialState.FAIL)
                 )
         for _ in range(context.n * ASKS_PER_PROPOSAL):
+            free = set(subspaces.sample(sorted(distributions), k=min(KNOBS_PER_MOVE, len(distributions))))
+            held = {name: value for name, value in holdable.items() if name not in free}
+            study.sampler = optuna.samplers.PartialFixedSampler(held, tpe)
             asked = study.ask(distributions)
             values = {name: _round(knobs, name, value) for name, value in asked.params.items()}
             changed = {name: v for name, v in values.items() if v != current[name]}
@@ -142,6 +162,7 @@ class OfflinePlanner(Planner):
         proposal = Proposal(
             hypothesis=hypothesis,
             rationale="offline search over the declared knobs (Optuna)",
+            source="offline",
             edits=edits,
             params={k: v for k, v in values.items()},
         )
@@ -153,38 +174,8 @@ class OfflinePlanner(Planner):
 
     # --- reflect -------------------------------------------------------------------------------------------------
 
-    def reflect(self, outcome: WaveOutcome) -> str:
-        metric = outcome.metric
-        before, after = outcome.champion_before, outcome.champion_after
-        by_run = {d.run_id: d for d in outcome.decisions}
-        lines = [f"## Wave {outcome.wave}", ""]
-        if after.run_id != before.run_id:
-            gain = improvement(outcome.goal, before.metric, after.metric)
-            lines.append(
-                f"New champion **{after.trial_id}**: {metric} {before.metric:.6g} -> {after.metric:.6g} "
-                f"(better by {gain:.4g}). Change: {after.hypothesis}"
-            )
-        else:
-            lines.append(f"No trial beat the champion {before.trial_id} ({metric} {before.metric:.6g}).")
-        lines += [
-            "",
-            f"| trial | change | outcome | {metric} | vs champion | decision |",
-            "|---|---|---|---|---|---|",
-        ]
-        for trial in outcome.trials:
-            decision = by_run.get(trial.run_id)
-            value = f"{trial.metric:.6g}" if trial.metric is not None else "-"
-            delta = f"{decision.delta:+.4g}" if decision and decision.delta is not None else "-"
-            verdict = decision.decision if decision else ""
-            result = trial.outcome.value if trial.outcome else "running"
-            lines.append(
-                f"| {trial.trial_id} | {trial.hypothesis} | {result} | {value} | {delta} | {verdict} |"
-            )
-        failures = [t for t in outcome.trials if t.outcome not in (None, Outcome.OK)]
-        if failures:
-            lines += ["", "Failures:"]
-            lines += [f"- {t.trial_id} ({t.outcome.value}): {t.reason}" for t in failures]
-        return "\n".join(lines) + "\n"
+    def reflect(self, outcome: WaveOutcome, context: PlanContext | None = None) -> Reflection:
+        return Reflection(wave_report(outcome))
 
 
 def _distribution(knob: Knob) -> BaseDistribution:

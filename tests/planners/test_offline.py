@@ -53,14 +53,12 @@ def record(memory, config, agent, wave, trial_id, before, files, wave_index=1):
 
 
 def context(memory, n, wave=1):
-    return PlanContext(
-        wave, n, memory.champion(), memory.champion_files(), tuple(memory.trials()), memory.digest()
-    )
+    return PlanContext(wave, n, memory.champion_files(), memory.snapshot())
 
 
 def test_first_wave_screens_one_knob_at_a_time(setup):
     config, memory, *_, files = setup
-    proposals = OfflinePlanner(config).propose(context(memory, 4))
+    proposals = OfflinePlanner(config).propose(context(memory, 4)).proposals
     assert len(proposals) == 4
     results = [apply_proposal(files, p, config.editable) for p in proposals]
     assert len({fingerprint(r) for r in results}) == 4  # distinct
@@ -77,7 +75,7 @@ def test_never_repeats_a_trial_already_run(setup):
     planner = OfflinePlanner(config)
     seen = {fingerprint(files)}
     for wave_index in range(1, 5):
-        proposals = planner.propose(context(memory, 3, wave_index))
+        proposals = planner.propose(context(memory, 3, wave_index)).proposals
         assert proposals, "the planner ran dry"
         for i, proposal in enumerate(proposals):
             result = apply_proposal(files, proposal, config.editable)
@@ -93,8 +91,8 @@ def test_stateless_and_steered_by_the_history(setup):
         x = round(math.exp(rng.uniform(math.log(0.1), math.log(10))), 2)
         text = files["train.py"].replace("X = 1.0", f"X = {x}")
         record(memory, config, agent, wave, f"h{i}", files, {"train.py": text})
-    first = OfflinePlanner(config).propose(context(memory, 8, 2))
-    again = OfflinePlanner(config).propose(context(memory, 8, 2))
+    first = OfflinePlanner(config).propose(context(memory, 8, 2)).proposals
+    again = OfflinePlanner(config).propose(context(memory, 8, 2)).proposals
     assert [p.hypothesis for p in first] == [p.hypothesis for p in again]  # rebuilt from MLflow, same choices
     xs = [p.params["X"] for p in first if "X" in p.params]
     assert xs, "TPE never moved X"

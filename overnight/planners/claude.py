@@ -1,0 +1,341 @@
+"""Claude as the research agent, through the real `anthropic` client wrapped by `instructor` (tool mode).
+
+Every answer is validated inside the response model (edits apply exactly once, editable files only, Python parses,
+no duplicates, no repeats of past trials), so instructor sends the errors back to Claude and retries. After the retry
+limit, or when the API stays unavailable, the offline planner fills the wave and the plan says so. A rejected API key
+stops the campaign: retrying cannot fix it.
+
+The API key is read by the anthropic client from ANTHROPIC_API_KEY; overnight never reads, logs or forwards it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import anthropic
+import instructor
+from instructor.core.exceptions import InstructorRetryException
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_validator
+
+from overnight.config import CampaignConfig
+from overnight.planners import prompts
+from overnight.planners.base import Plan, PlanContext, Planner, Reflection, WaveOutcome, wave_report
+from overnight.planners.offline import OfflinePlanner
+from overnight.pricing import Usage, cost_usd
+from overnight.proposals import Edit, Proposal, ProposalError, apply_proposal, fingerprint
+
+
+class PlannerAuthError(RuntimeError):
+    """The API rejected the key (401/403): the campaign stops, since no retry can fix it."""
+
+
+# --- the response models: what Claude must return -------------------------------------------------------------------
+
+
+class EditBlock(BaseModel):
+    path: str = Field(description="the file to edit, e.g. train.py")
+    search: str = Field(description="exact text copied from the champion's file; must occur exactly once")
+    replace: str = Field(description="the new text")
+
+
+class Experiment(BaseModel):
+    hypothesis: str = Field(description="one line: what changes and why it should help")
+    rationale: str = Field(description="the reasoning, grounded in the results so far")
+    expected_effect: str = Field(description="the effect expected on the metric, e.g. '-0.02 val_bpb'")
+    edits: list[EditBlock] = Field(min_length=1)
+
+
+class Level(BaseModel):
+    label: str = Field(description="e.g. 'lr 2e-3'")
+    edits: list[EditBlock] = Field(default_factory=list, description="empty = this factor as in the champion")
+
+
+class Factor(BaseModel):
+    name: str
+    levels: list[Level] = Field(min_length=2)
+
+
+class FactorialGrid(BaseModel):
+    hypothesis: str = Field(description="what the grid is meant to reveal (main effects, interactions)")
+    rationale: str
+    factors: list[Factor] = Field(
+        min_length=2, description="every combination of levels becomes one experiment"
+    )
+
+
+class WaveAnswer(BaseModel):
+    """The next wave: single experiments and, optionally, one factorial grid; in all exactly the number asked."""
+
+    experiments: list[Experiment] = Field(default_factory=list)
+    factorial: FactorialGrid | None = None
+
+    def proposals(self) -> list[Proposal]:
+        found = [
+            Proposal(
+                hypothesis=e.hypothesis,
+                rationale=e.rationale,
+                expected=e.expected_effect,
+                edits=[Edit(**b.model_dump()) for b in e.edits],
+                source="claude",
+            )
+            for e in self.experiments
+        ]
+        if self.factorial:
+            grid = self.factorial
+            for combination in itertools.product(*(f.levels for f in grid.factors)):
+                labels = ", ".join(
+                    f"{f.name}={level.label}" for f, level in zip(grid.factors, combination, strict=True)
+                )
+                edits = [Edit(**b.model_dump()) for level in combination for b in level.edits]
+                found.append(
+                    Proposal(
+                        hypothesis=f"{grid.hypothesis} [{labels}]",
+                        rationale=grid.rationale,
+                        edits=edits,
+                        source="claude",
+                    )
+                )
+        return found
+
+    @model_validator(mode="after")
+    def _runs_as_written(self, info: ValidationInfo) -> WaveAnswer:
+        context = info.context or {}
+        if "champion_files" in context:
+            errors = check_wave(self.proposals(), **context)
+            if errors:
+                raise ValueError(prompts.validation_feedback(errors))
+        return self
+
+
+class Insights(BaseModel):
+    learned: list[str] = Field(description="what this wave taught, with the numbers")
+    dead_ends: list[str] = Field(default_factory=list, description="directions not worth another trial")
+    next_directions: list[str] = Field(
+        default_factory=list, description="what to try next, most promising first"
+    )
+
+
+def check_wave(
+    proposals: list[Proposal],
+    *,
+    champion_files: dict[str, str],
+    editable: list[str],
+    seen: dict[str, str],
+    n: int,
+) -> list[str]:
+    """Every reason the wave cannot run as written; empty when it can. `seen` maps fingerprints to past trial ids."""
+    errors = []
+    if len(proposals) != n:
+        errors.append(
+            f"the wave has {len(proposals)} experiments (factorial combinations included); give exactly {n}"
+        )
+    mine: dict[str, int] = {}
+    for number, proposal in enumerate(proposals, start=1):
+        label = f"experiment {number} ({proposal.hypothesis[:60]})"
+        try:
+            key = fingerprint(apply_proposal(champion_files, proposal, editable))
+        except ProposalError as error:
+            errors.append(f"{label}: {error}")
+            continue
+        if key in seen:
+            errors.append(
+                f"{label} gives the same files as trial {seen[key]}, already run: propose something new"
+            )
+        elif key in mine:
+            errors.append(f"{label} is identical to experiment {mine[key]}")
+        mine.setdefault(key, number)
+    return errors
+
+
+# --- the planner ----------------------------------------------------------------------------------------------------
+
+
+class ClaudePlanner(Planner):
+    name = "claude"
+
+    def __init__(self, config: CampaignConfig, client: anthropic.Anthropic | None = None):
+        self.config = config
+        self.settings = config.planner
+        self.raw = client or anthropic.Anthropic(
+            max_retries=self.settings.http_retries, timeout=self.settings.timeout_s
+        )
+        self.client = instructor.from_anthropic(self.raw, mode=instructor.Mode.ANTHROPIC_TOOLS)
+        self.offline = OfflinePlanner(config)
+
+    def prompt(self, context: PlanContext) -> str:
+        """The plan prompt, with as much history as fits the token limit (older history shrinks first)."""
+        for level in prompts.LEVELS:
+            digest = context.memory.digest(
+                best=level.best,
+                recent=level.recent,
+                failed=level.failed,
+                insights=level.insights,
+                log_lines=level.log_lines,
+            )
+            text = prompts.plan_prompt(
+                brief=context.brief,
+                champion_files=context.champion_files,
+                digest=digest,
+                n=context.n,
+                editable=self.config.editable,
+                metric=self.config.metric.name,
+                budget_left=context.budget_left,
+            )
+            if prompts.estimate_tokens(prompts.SYSTEM + text) <= self.settings.max_prompt_tokens:
+                break
+        return text
+
+    def propose(self, context: PlanContext) -> Plan:
+        prompt = self.prompt(context)
+        seen = {t.fingerprint: t.trial_id for t in context.history if t.fingerprint}
+        validation = {
+            "champion_files": context.champion_files,
+            "editable": self.config.editable,
+            "seen": seen,
+            "n": context.n,
+        }
+        usage: list[Usage] = []
+        note = ""
+        try:
+            answer = self._ask(prompt, WaveAnswer, usage, validation)
+            proposals = answer.proposals()
+        except InstructorRetryException as error:
+            proposals = self._salvage(error, validation)
+            note = (
+                f"Claude's answer failed validation {self.settings.validation_retries + 1} times "
+                f"(last: {_first_line(error)}); "
+            )
+        except anthropic.APIError as error:
+            proposals, note = [], f"Claude was unavailable ({_describe_api_error(error)}); "
+        if len(proposals) < context.n:
+            exclude = {
+                fingerprint(apply_proposal(context.champion_files, p, self.config.editable))
+                for p in proposals
+            }
+            filled = self.offline.proposals(context, context.n - len(proposals), exclude)
+            note += f"{len(filled)} of {context.n} proposals filled by the offline planner."
+            proposals = proposals + filled
+        total = sum(usage, Usage())
+        return Plan(proposals, total, cost_usd(self.settings.model, total), note.strip(), prompt)
+
+    def reflect(self, outcome: WaveOutcome, context: PlanContext | None = None) -> Reflection:
+        report = wave_report(outcome)
+        digest = (
+            context.memory.digest(best=5, recent=10, failed=5, insights=3, log_lines=3) if context else ""
+        )
+        prompt = prompts.reflect_prompt(
+            brief=context.brief if context else "", wave_report=report, digest=digest
+        )
+        usage: list[Usage] = []
+        try:
+            insights = self._ask(prompt, Insights, usage, None)
+        except (InstructorRetryException, anthropic.APIError) as error:
+            reason = (
+                _describe_api_error(error) if isinstance(error, anthropic.APIError) else _first_line(error)
+            )
+            text = (
+                report
+                + f"\n_Claude's reflection was unavailable ({reason}); the table above is the record._\n"
+            )
+            total = sum(usage, Usage())
+            return Reflection(text, total, cost_usd(self.settings.model, total))
+        sections = [
+            ("What we learned", insights.learned),
+            ("Dead ends", insights.dead_ends),
+            ("Next directions", insights.next_directions),
+        ]
+        text = report + "".join(
+            f"\n### {title}\n" + "".join(f"- {item}\n" for item in items)
+            for title, items in sections
+            if items
+        )
+        total = sum(usage, Usage())
+        return Reflection(text, total, cost_usd(self.settings.model, total))
+
+    def _ask(self, prompt: str, model: type[BaseModel], usage: list[Usage], validation: dict | None) -> Any:
+        """One structured call; counts the tokens of every attempt, retries included."""
+
+        def count(response: Any) -> None:
+            usage.append(_usage(response))
+
+        self.client.on("completion:response", count)
+        try:
+            return self.client.messages.create(
+                model=self.settings.model,
+                max_tokens=self.settings.max_output_tokens,
+                system=prompts.SYSTEM,
+                messages=[{"role": "user", "content": prompt}],
+                response_model=model,
+                max_retries=self.settings.validation_retries + 1,
+                context=validation,
+            )
+        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as error:
+            raise PlannerAuthError(
+                f"the Anthropic API rejected the key ({_describe_api_error(error)}): check ANTHROPIC_API_KEY. "
+                "Trials recorded so far are kept."
+            ) from None
+        except InstructorRetryException as error:
+            cause = _api_cause(error)
+            if isinstance(cause, (anthropic.AuthenticationError, anthropic.PermissionDeniedError)):
+                raise PlannerAuthError(
+                    f"the Anthropic API rejected the key ({_describe_api_error(cause)}): check ANTHROPIC_API_KEY. "
+                    "Trials recorded so far are kept."
+                ) from None
+            if isinstance(cause, anthropic.APIError):
+                raise cause from None
+            raise
+        finally:
+            self.client.off("completion:response", count)
+
+    def _salvage(self, error: Exception, validation: dict) -> list[Proposal]:
+        """Keep the experiments of Claude's last answer that are valid on their own."""
+        completion = getattr(error, "last_completion", None)
+        blocks = [b for b in getattr(completion, "content", []) or [] if getattr(b, "type", "") == "tool_use"]
+        if not blocks:
+            return []
+        try:
+            answer = WaveAnswer.model_validate(blocks[0].input)
+        except ValidationError:
+            return []
+        kept, seen = [], dict(validation["seen"])
+        for proposal in answer.proposals():
+            one = {**validation, "seen": seen, "n": 1}
+            if not check_wave([proposal], **one):
+                kept.append(proposal)
+                seen[
+                    fingerprint(
+                        apply_proposal(validation["champion_files"], proposal, validation["editable"])
+                    )
+                ] = "?"
+        return kept[: validation["n"]]
+
+
+def _usage(response: Any) -> Usage:
+    u = getattr(response, "usage", None)
+    return Usage(
+        input_tokens=getattr(u, "input_tokens", 0) or 0,
+        output_tokens=getattr(u, "output_tokens", 0) or 0,
+        cache_creation_tokens=getattr(u, "cache_creation_input_tokens", 0) or 0,
+        cache_read_tokens=getattr(u, "cache_read_input_tokens", 0) or 0,
+        calls=1,
+    )
+
+
+def _api_cause(error: BaseException) -> BaseException | None:
+    seen = error
+    while seen is not None:
+        if isinstance(seen, anthropic.APIError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _describe_api_error(error: anthropic.APIError) -> str:
+    status = getattr(error, "status_code", None)
+    return f"HTTP {status}: {type(error).__name__}" if status else type(error).__name__
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__

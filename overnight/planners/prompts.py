@@ -1,0 +1,93 @@
+"""Every word overnight sends to a language model is written here, and nowhere else.
+
+The plan prompt is built from: the program's brief (program.md), the champion's editable files, the memory digest
+(champion and lineage, best, recent, failed trials with log tails, insights, running trials), the wave size and the
+budget left. It must fit a token limit: the digest shrinks older history first (whole records become counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CHARS_PER_TOKEN = 4  # a conservative estimate for English and code; the limit is a guard, not an accounting
+
+SYSTEM = """You are the research agent of overnight, an autonomous ML research loop in the style of Karpathy's \
+autoresearch. Each wave, you propose experiments as exact code edits to the champion (the best version so far). \
+The engine runs them in parallel under a fixed time budget, measures the metric, keeps a change only if it beats \
+the champion by more than the noise margin, and shows you the results next wave. Propose changes that test one clear \
+idea each, learn from the history (do not repeat dead ends), and balance safe tuning with bolder ideas."""
+
+PLAN_TASK = """Propose exactly {n} experiments for the next wave.
+
+Rules for every experiment:
+- Edits are exact search/replace blocks on the champion's files shown above. The `search` text must occur exactly once \
+in the file (copy it character for character, including spaces); `replace` is the new text.
+- Edit only these files: {editable}. The other files of the program are fixed.
+- The result must be valid Python. No new dependencies.
+- No two experiments may be the same, and none may repeat a trial already run.
+- Give each a one-line hypothesis, a rationale grounded in the history, and the effect you expect on {metric}.
+Optionally, instead of some single experiments, give a factorial grid (factors x levels) when interactions matter; \
+each combination counts as one experiment."""
+
+REFLECT_TASK = """The wave above has finished. Reflect on it for the next plan: what was learned (cite the numbers), \
+which directions are dead ends to avoid, and which directions look most promising next. Be brief and concrete."""
+
+
+@dataclass(frozen=True)
+class DigestLevel:
+    """How much history the prompt shows; the builder steps down these until the prompt fits."""
+
+    best: int
+    recent: int
+    failed: int
+    insights: int
+    log_lines: int
+
+
+LEVELS = (
+    DigestLevel(best=10, recent=30, failed=10, insights=8, log_lines=15),
+    DigestLevel(best=8, recent=15, failed=6, insights=5, log_lines=8),
+    DigestLevel(best=5, recent=8, failed=4, insights=3, log_lines=4),
+    DigestLevel(best=3, recent=4, failed=2, insights=2, log_lines=2),
+    DigestLevel(best=1, recent=2, failed=1, insights=1, log_lines=0),
+)
+
+
+def estimate_tokens(text: str) -> int:
+    return len(text) // CHARS_PER_TOKEN + 1
+
+
+def files_block(files: dict[str, str]) -> str:
+    return "\n\n".join(f'<file path="{path}">\n{text}</file>' for path, text in sorted(files.items()))
+
+
+def plan_prompt(
+    *,
+    brief: str,
+    champion_files: dict[str, str],
+    digest: str,
+    n: int,
+    editable: list[str],
+    metric: str,
+    budget_left: str,
+) -> str:
+    return (
+        f"<program_brief>\n{brief.strip()}\n</program_brief>\n\n"
+        f"<champion_files>\n{files_block(champion_files)}\n</champion_files>\n\n"
+        f"<memory>\n{digest.strip()}\n</memory>\n\n"
+        f"<budget_left>{budget_left}</budget_left>\n\n"
+        + PLAN_TASK.format(n=n, editable=", ".join(editable), metric=metric)
+    )
+
+
+def reflect_prompt(*, brief: str, wave_report: str, digest: str) -> str:
+    return (
+        f"<program_brief>\n{brief.strip()}\n</program_brief>\n\n"
+        f"<memory>\n{digest.strip()}\n</memory>\n\n"
+        f"<finished_wave>\n{wave_report.strip()}\n</finished_wave>\n\n" + REFLECT_TASK
+    )
+
+
+def validation_feedback(errors: list[str]) -> str:
+    """What the model reads when its answer fails validation (instructor sends it back with the retry)."""
+    return "The proposals cannot be run as written:\n" + "\n".join(f"- {e}" for e in errors)

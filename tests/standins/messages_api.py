@@ -1,0 +1,123 @@
+"""A local stand-in for Anthropic's Messages API: real HTTP, scripted answers, every request kept for inspection.
+
+Point the real `anthropic` client at it with ANTHROPIC_BASE_URL (or base_url=). Each POST /v1/messages takes the
+next scripted reply; a reply is a function of the request body returning (status, headers, json body).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Reply = Callable[[dict], tuple[int, dict, dict]]
+USAGE = {
+    "input_tokens": 1200,
+    "output_tokens": 300,
+    "cache_read_input_tokens": 100,
+    "cache_creation_input_tokens": 50,
+}
+
+
+def tool_answer(answer: dict | Callable[[dict], dict], usage: dict | None = None) -> Reply:
+    """A tool_use reply naming the tool the request offered, with `answer` (or answer(request)) as its input."""
+
+    def reply(body: dict) -> tuple[int, dict, dict]:
+        tool = body["tools"][0]["name"]
+        data = answer(body) if callable(answer) else answer
+        message = {
+            "id": "msg_standin",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "tool_use", "id": "toolu_standin", "name": tool, "input": data}],
+            "stop_reason": "tool_use",
+            "stop_sequence": None,
+            "usage": usage or USAGE,
+        }
+        return 200, {}, message
+
+    return reply
+
+
+def text_answer(text: str, usage: dict | None = None) -> Reply:
+    """A reply with no tool call at all (garbage for a structured request)."""
+
+    def reply(body: dict) -> tuple[int, dict, dict]:
+        message = {
+            "id": "msg_standin",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage or USAGE,
+        }
+        return 200, {}, message
+
+    return reply
+
+
+def error(status: int, kind: str, message: str = "scripted error") -> Reply:
+    def reply(body: dict) -> tuple[int, dict, dict]:
+        headers = {"retry-after-ms": "20"} if status in (429, 529) or status >= 500 else {}
+        return status, headers, {"type": "error", "error": {"type": kind, "message": message}}
+
+    return reply
+
+
+class MessagesAPI:
+    def __init__(self):
+        self.script: list[Reply] = []
+        self.requests: list[dict] = []  # {"headers": {...}, "body": {...}}
+        self.default: Reply | None = None  # answers once the script is used up
+        self._lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with api._lock:
+                    api.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    reply = api.script.pop(0) if api.script else api.default
+                if reply is None:
+                    status, headers, payload = (
+                        500,
+                        {},
+                        {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}},
+                    )
+                else:
+                    status, headers, payload = reply(body)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> MessagesAPI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def bodies(self) -> list[str]:
+        """Every request body as text, for assertions on what was sent."""
+        return [json.dumps(r["body"]) for r in self.requests]
