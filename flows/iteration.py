@@ -22,27 +22,36 @@ def wave_flow(config: CampaignConfig, agent_run_id: str, wave: int, size: int, b
     backend = make_backend(config, loop.work_root(config))
     wave_run_id = memory.start_wave(agent_run_id, wave, stage="baseline" if wave == 0 else "search")
 
-    # --- plan -----------------------------------------------------------------------------------------------------
-    planned_wave = plan(config, memory, planner, agent_run_id, wave_run_id, wave, size, budget_left)
-    planned = planned_wave.trials
-    progress.emit("wave_started", wave=wave, trials=len(planned), note=planned_wave.note)
-    for trial in planned:
-        if not trial.valid:
-            progress.emit(
-                "trial_finished", trial_id=trial.trial_id, outcome="invalid", metric=None, reason=trial.reason
-            )
+    try:
+        # --- plan ------------------------------------------------------------------------------------------------
+        planned_wave = plan(config, memory, planner, agent_run_id, wave_run_id, wave, size, budget_left)
+        planned = planned_wave.trials
+        progress.emit("wave_started", wave=wave, trials=len(planned), note=planned_wave.note)
+        for trial in planned:
+            if not trial.valid:
+                progress.emit(
+                    "trial_finished",
+                    trial_id=trial.trial_id,
+                    outcome="invalid",
+                    metric=None,
+                    reason=trial.reason,
+                )
 
-    # --- dispatch: one task run per trial, all at once --------------------------------------------------------------
-    futures = [run_trial.submit(config, memory, backend, trial) for trial in planned if trial.valid]
-    for future in futures:
-        future.wait()
+        # --- dispatch: one task run per trial, all at once -------------------------------------------------------
+        futures = [run_trial.submit(config, memory, backend, trial) for trial in planned if trial.valid]
+        for future in futures:
+            future.wait()
 
-    # --- evaluate -------------------------------------------------------------------------------------------------
-    outcome = evaluate(config, memory, wave, planned)
+        # --- evaluate --------------------------------------------------------------------------------------------
+        outcome = evaluate(config, memory, wave, planned)
 
-    # --- reflect --------------------------------------------------------------------------------------------------
-    reflect(config, memory, planner, wave_run_id, outcome, planned_wave.note)
-    backend.close()
+        # --- reflect ---------------------------------------------------------------------------------------------
+        reflect(config, memory, planner, wave_run_id, outcome, planned_wave.note)
+    except BaseException as error:  # nothing may stay RUNNING in MLflow
+        memory.abandon_wave(wave_run_id, f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        backend.close()
     return {
         "wave": wave,
         "trials": len(planned),

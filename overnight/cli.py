@@ -86,10 +86,11 @@ def run(
     model = f" ({campaign.planner.model})" if planner == "claude" else ""
     console.print(f"Planner: {planner}{model}, because {why}.")
     console.print(f"Backend: {campaign.backend.kind}. MLflow: {campaign.resolved_tracking_uri()}")
-    _quiet_libraries()
     _prepare_prefect_env()
     console.print("[dim]Starting Prefect (a local API on first use takes ~15-30 s)...[/dim]")
     from flows.campaign import campaign_flow
+
+    _quiet_libraries()  # after the import: MLflow sets its own log level when it loads
 
     _quiet_prefect_console(verbose)
     with _ProgressDisplay(campaign.budget.iterations, campaign.wave_size) as display:
@@ -127,8 +128,8 @@ def plan(
     except ConfigError as error:
         console.print(f"[red]Config error:[/red] {error}")
         raise typer.Exit(2) from None
-    _quiet_libraries()
     memory = loop.open_memory(campaign)
+    _quiet_libraries()
     waves_done = len({t.wave for t in memory.trials() if t.wave > 0})
     context = loop.plan_context(campaign, memory, waves_done + 1, campaign.wave_size)
     planner = make_planner(campaign)

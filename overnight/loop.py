@@ -15,7 +15,8 @@ from overnight.backends import Backend
 from overnight.config import CampaignConfig, resolve_planner
 from overnight.evaluation import Decision, evaluate_wave, improvement
 from overnight.memory import Memory
-from overnight.planners import PlanContext, Planner, WaveOutcome
+from overnight.planners import PlanContext, Planner, Reflection, WaveOutcome
+from overnight.planners.base import wave_report
 from overnight.pricing import Usage
 from overnight.program import constants, read_files
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint, unified_diff
@@ -331,8 +332,11 @@ def reflect(
     note: str = "",
 ) -> tuple[str, list[dict]]:
     """The planner's reflection and the wave's table, stored on the wave run in MLflow; the next plan reads it."""
-    context = plan_context(config, memory, outcome.wave, 0) if planner.name != "offline" else None
-    result = planner.reflect(outcome, context)
+    if outcome.wave == 0:  # the baseline teaches nothing a model needs to be paid to say
+        result = Reflection(wave_report(outcome))
+    else:
+        context = plan_context(config, memory, outcome.wave, 0) if planner.name != "offline" else None
+        result = planner.reflect(outcome, context)
     memory.record_reflection_usage(wave_run_id, result.usage, result.cost_usd)
     reflection = result.markdown + (f"\n**Planner note:** {note}\n" if note else "")
     table = wave_table(outcome)

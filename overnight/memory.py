@@ -248,6 +248,21 @@ class Memory:
             self.client.set_tag(wave_run_id, NOTE, reflection[:5000])
             self.client.set_terminated(wave_run_id)
 
+    def abandon_wave(self, wave_run_id: str, reason: str) -> None:
+        """A wave that died: its unfinished trials are marked killed with the reason; nothing stays RUNNING."""
+        with self._lock:
+            children = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{PARENT_RUN}` = '{wave_run_id}' and attributes.status = 'RUNNING'",
+                max_results=10000,
+            )
+            for run in children:
+                self.client.set_tag(run.info.run_id, STATUS, "killed")
+                self.client.set_tag(run.info.run_id, PREFIX + "reason", f"the wave stopped: {reason}"[:4000])
+                self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            self.client.set_tag(wave_run_id, NOTE, f"The wave stopped: {reason}"[:5000])
+            self.client.set_terminated(wave_run_id, RunStatus.to_string(RunStatus.FAILED))
+
     def finish_agent_run(
         self, run_id: str, metrics: dict[str, float], summary: str, failed: bool = False
     ) -> None:

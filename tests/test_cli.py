@@ -53,3 +53,106 @@ def test_run_prints_the_summary_and_how_to_open_both_uis(prefect_api, tmp_path, 
     assert f"{Path(sys.executable).parent}/mlflow ui --backend-store-uri sqlite:///{store}" in output
     assert f"Prefect UI: {PREFECT_API_URL.value().removesuffix('/api')}/runs/flow-run/" in output
     assert "Traceback" not in output and "Error flushing" not in output
+
+
+def without_key() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+
+
+def test_claude_without_a_key_is_a_clear_error_before_anything_runs(tmp_path, quadratic):
+    config = quadratic / "campaign.yaml"
+    config.write_text(config.read_text() + "planner: {kind: claude}\n")
+    env = without_key()
+    result = subprocess.run(
+        [sys.executable, "-m", "overnight.cli", "run", str(config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "planner.kind: 'claude' needs the ANTHROPIC_API_KEY environment variable" in " ".join(
+        result.stdout.split()
+    )
+    assert not (tmp_path / ".overnight").exists()
+
+
+def test_plan_offline_says_why_and_shows_the_diffs(tmp_path, quadratic):
+    env = without_key()
+    result = subprocess.run(
+        [sys.executable, "-m", "overnight.cli", "plan", str(quadratic / "campaign.yaml")],
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "120"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Planner: offline, because ANTHROPIC_API_KEY is not set" in result.stdout
+    assert "1. X 1.0 -> 2.0" in result.stdout and "+X = 2.0  # best at 3" in result.stdout
+
+
+def test_plan_with_claude_prints_proposals_and_the_exact_prompt(tmp_path, quadratic):
+    from standins.messages_api import MessagesAPI, tool_answer
+
+    edit = {"path": "train.py", "search": "X = 1.0  # best at 3", "replace": "X = 2.5  # best at 3"}
+    answer = {
+        "experiments": [
+            {
+                "hypothesis": "X toward 3",
+                "rationale": "the loss is a bowl",
+                "expected_effect": "-3.75",
+                "edits": [edit],
+            },
+            {
+                "hypothesis": "Y down",
+                "rationale": "also a bowl",
+                "expected_effect": "-5",
+                "edits": [
+                    {"path": "train.py", "search": "Y = 2  # best at -1", "replace": "Y = 0  # best at -1"}
+                ],
+            },
+        ]
+    }
+    with MessagesAPI() as api:
+        api.script("WaveAnswer", tool_answer(answer))
+        env = {
+            **without_key(),
+            "ANTHROPIC_API_KEY": "sk-ant-cli-test",
+            "ANTHROPIC_BASE_URL": api.base_url,
+            "COLUMNS": "120",
+        }
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "overnight.cli",
+                "plan",
+                str(quadratic / "campaign.yaml"),
+                "--show-prompt",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "--- system ---" in shown.stdout and "X = 1.0  # best at 3" in shown.stdout
+        assert "Propose exactly 2 experiments" in shown.stdout
+        assert api.requests == []  # showing the prompt calls nothing
+        planned = subprocess.run(
+            [sys.executable, "-m", "overnight.cli", "plan", str(quadratic / "campaign.yaml")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "Planner: claude, because ANTHROPIC_API_KEY is set" in planned.stdout
+    assert "1. X toward 3" in planned.stdout and "the loss is a bowl" in planned.stdout
+    assert "+X = 2.5  # best at 3" in planned.stdout
+    assert "Planner usage: 1200 input / 300 output tokens" in planned.stdout
+    assert "sk-ant-cli-test" not in planned.stdout + planned.stderr

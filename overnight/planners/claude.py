@@ -267,7 +267,7 @@ class ClaudePlanner(Planner):
                 system=prompts.SYSTEM,
                 messages=[{"role": "user", "content": prompt}],
                 response_model=model,
-                max_retries=self.settings.validation_retries + 1,
+                max_retries=self.settings.validation_retries,  # instructor: retries after the first attempt
                 context=validation,
             )
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as error:

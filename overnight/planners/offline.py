@@ -24,8 +24,6 @@ from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerp
 from overnight.results import Outcome
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-# PartialFixedSampler has been "experimental" since Optuna 2.4; its interface is what we need, and tests pin it.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 ASKS_PER_PROPOSAL = 20  # how often Optuna may suggest a point already tried before we give up on it
 KNOBS_PER_MOVE = 2  # knobs TPE may move at once around the champion
@@ -142,7 +140,9 @@ class OfflinePlanner(Planner):
         for _ in range(context.n * ASKS_PER_PROPOSAL):
             free = set(subspaces.sample(sorted(distributions), k=min(KNOBS_PER_MOVE, len(distributions))))
             held = {name: value for name, value in holdable.items() if name not in free}
-            study.sampler = optuna.samplers.PartialFixedSampler(held, tpe)
+            with warnings.catch_warnings():  # "experimental" since Optuna 2.4; its interface is what we need
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.sampler = optuna.samplers.PartialFixedSampler(held, tpe)
             asked = study.ask(distributions)
             values = {name: _round(knobs, name, value) for name, value in asked.params.items()}
             changed = {name: v for name, v in values.items() if v != current[name]}

@@ -1,7 +1,9 @@
 """A local stand-in for Anthropic's Messages API: real HTTP, scripted answers, every request kept for inspection.
 
-Point the real `anthropic` client at it with ANTHROPIC_BASE_URL (or base_url=). Each POST /v1/messages takes the
-next scripted reply; a reply is a function of the request body returning (status, headers, json body).
+Point the real `anthropic` client at it with ANTHROPIC_BASE_URL (or base_url=). Replies are scripted per tool (the
+response model instructor asks for, e.g. "WaveAnswer" or "Insights"): each POST /v1/messages takes the next reply of
+its tool's queue, and the last one repeats once the queue is used up. A reply is a function of the request body
+returning (status, headers, json body).
 """
 
 from __future__ import annotations
@@ -70,9 +72,8 @@ def error(status: int, kind: str, message: str = "scripted error") -> Reply:
 
 class MessagesAPI:
     def __init__(self):
-        self.script: list[Reply] = []
-        self.requests: list[dict] = []  # {"headers": {...}, "body": {...}}
-        self.default: Reply | None = None  # answers once the script is used up
+        self.queues: dict[str, list[Reply]] = {}
+        self.requests: list[dict] = []  # {"path": ..., "headers": {...}, "body": {...}}
         self._lock = threading.Lock()
         api = self
 
@@ -81,8 +82,16 @@ class MessagesAPI:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with api._lock:
-                    api.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                    reply = api.script.pop(0) if api.script else api.default
+                    api.requests.append(
+                        {
+                            "path": self.path,
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
+                            "body": body,
+                        }
+                    )
+                    tools = body.get("tools") or [{}]
+                    queue = api.queues.get(tools[0].get("name", ""), [])
+                    reply = queue.pop(0) if len(queue) > 1 else (queue[0] if queue else None)
                 if reply is None:
                     status, headers, payload = (
                         500,
@@ -105,6 +114,13 @@ class MessagesAPI:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def script(self, tool: str, *replies: Reply) -> None:
+        """The replies to requests for `tool`, in order; the last repeats."""
+        self.queues[tool] = list(replies)
+
+    def for_tool(self, tool: str) -> list[dict]:
+        return [r["body"] for r in self.requests if (r["body"].get("tools") or [{}])[0].get("name") == tool]
 
     @property
     def base_url(self) -> str:

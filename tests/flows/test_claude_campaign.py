@@ -1,0 +1,154 @@
+"""A real campaign planned by Claude (the real client over HTTP, against the local Messages API stand-in)."""
+
+import json
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from standins.messages_api import USAGE, MessagesAPI, error, tool_answer
+
+from flows.campaign import campaign_flow
+from overnight.pricing import Usage, cost_usd
+
+pytestmark = pytest.mark.slow
+KEY = "sk-ant-test-campaign-abcdefghijklmnopqrstuvwxyz"
+
+
+def experiment(hypothesis, search, replace):
+    edit = {"path": "train.py", "search": search, "replace": replace}
+    return {
+        "hypothesis": hypothesis,
+        "rationale": f"why: {hypothesis}",
+        "expected_effect": "lower",
+        "edits": [edit],
+    }
+
+
+WAVE_1 = {
+    "experiments": [
+        experiment("X toward 3", "X = 1.0  # best at 3", "X = 2.5  # best at 3"),
+        experiment("Y toward -1", "Y = 2  # best at -1", "Y = 0  # best at -1"),
+    ]
+}
+WAVE_2 = {  # built on the champion of wave 1 (Y = 0)
+    "experiments": [
+        experiment("X all the way", "X = 1.0  # best at 3", "X = 3.0  # best at 3"),
+        experiment("Y all the way", "Y = 0  # best at -1", "Y = -1  # best at -1"),
+    ]
+}
+INSIGHTS = {
+    "learned": ["INSIGHT-42: moving Y cut the loss from 13 to 5"],
+    "dead_ends": [],
+    "next_directions": ["X"],
+}
+
+
+@pytest.fixture
+def api(monkeypatch):
+    with MessagesAPI() as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        yield server
+
+
+def configure(quadratic, tmp_path, iterations=2):
+    path = quadratic / "campaign.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        state_dir=str(tmp_path / "state"),
+        planner={"kind": "auto", "http_retries": 1},
+        budget={"iterations": iterations},
+    )
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_claude_plans_and_reflects_a_campaign(prefect_api, api, quadratic, tmp_path):
+    api.script("WaveAnswer", tool_answer(WAVE_1), tool_answer(WAVE_2))
+    api.script("Insights", tool_answer(INSIGHTS))
+    state = campaign_flow(config_path=str(configure(quadratic, tmp_path)), return_state=True)
+    assert state.is_completed(), state
+    summary = state.result()
+    # wave 1 keeps Y = 0 (loss 13 -> 5); wave 2 keeps X = 3 on top of it (loss 1): Claude's edits, one per wave
+    assert summary.champion == 1.0 and summary.champion_hypothesis == "X all the way"
+
+    client = MlflowClient(summary.tracking_uri)
+    runs = client.search_runs([summary.experiment_id], max_results=100)
+    trials = {
+        r.data.tags["overnight.hypothesis"]: r for r in runs if r.data.tags.get("overnight.kind") == "trial"
+    }
+    x = trials["X toward 3"]
+    assert x.data.tags["overnight.rationale"] == "why: X toward 3"
+    assert x.data.tags["overnight.proposed_by"] == "claude"
+    with open(client.download_artifacts(x.info.run_id, "diff.patch")) as diff:
+        assert "-X = 1.0  # best at 3\n+X = 2.5  # best at 3" in diff.read()
+
+    # tokens and dollars per wave, as the server reported them
+    waves = sorted(
+        (r for r in runs if r.data.tags.get("overnight.kind") == "wave"), key=lambda r: r.info.start_time
+    )
+    one = Usage(
+        USAGE["input_tokens"],
+        USAGE["output_tokens"],
+        USAGE["cache_creation_input_tokens"],
+        USAGE["cache_read_input_tokens"],
+        1,
+    )
+    for wave in waves[1:]:
+        metrics = wave.data.metrics
+        assert metrics["plan_input_tokens"] == USAGE["input_tokens"]
+        assert metrics["plan_output_tokens"] == USAGE["output_tokens"]
+        assert metrics["plan_cache_read_tokens"] == USAGE["cache_read_input_tokens"]
+        assert metrics["plan_cache_creation_tokens"] == USAGE["cache_creation_input_tokens"]
+        assert metrics["plan_usd"] == pytest.approx(cost_usd("claude-sonnet-4-5", one))
+        assert metrics["reflect_usd"] == pytest.approx(cost_usd("claude-sonnet-4-5", one))
+    agent = next(r for r in runs if r.data.tags.get("overnight.kind") == "agent_run")
+    assert agent.data.params["planner"] == "claude" and agent.data.params["model"] == "claude-sonnet-4-5"
+    assert agent.data.metrics["llm_usd"] == pytest.approx(4 * cost_usd("claude-sonnet-4-5", one))
+
+    # the reflection is stored, and the next plan reads it
+    with open(client.download_artifacts(waves[1].info.run_id, "reflection.md")) as reflection:
+        assert "INSIGHT-42" in reflection.read()
+    first_plan, second_plan = api.for_tool("WaveAnswer")
+    assert "INSIGHT-42" not in json.dumps(first_plan) and "INSIGHT-42" in json.dumps(second_plan)
+
+    # the key is nowhere in what was recorded
+    recorded = json.dumps([[r.data.params, r.data.tags] for r in runs])
+    assert KEY not in recorded
+    with get_client(sync_client=True) as prefect:
+        artifacts = prefect.read_artifacts()
+    plans = [a for a in artifacts if a.key == "quadratic-wave-plan"]
+    assert any("X toward 3" in str(a.data) for a in plans)
+    assert all(KEY not in str(a.data) for a in artifacts)
+
+
+def test_a_rejected_key_stops_the_campaign_and_keeps_the_baseline(prefect_api, api, quadratic, tmp_path):
+    api.script("WaveAnswer", error(401, "authentication_error", "invalid x-api-key"))
+    state = campaign_flow(config_path=str(configure(quadratic, tmp_path)), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="rejected the key .*check ANTHROPIC_API_KEY"):
+        state.result()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("quadratic")
+    runs = client.search_runs([experiment.experiment_id])
+    (agent,) = [r for r in runs if r.data.tags.get("overnight.kind") == "agent_run"]
+    assert agent.info.status == "FAILED"
+    (baseline,) = [r for r in runs if r.data.tags.get("overnight.kind") == "trial"]
+    assert baseline.data.tags["overnight.outcome"] == "ok" and baseline.data.metrics["loss"] == 13.0
+    assert all(r.info.status != "RUNNING" for r in runs)
+
+
+def test_a_wave_that_would_pass_the_dollar_budget_is_not_planned(prefect_api, api, quadratic, tmp_path):
+    api.script("WaveAnswer", tool_answer(WAVE_1), tool_answer(WAVE_2))
+    api.script("Insights", tool_answer(INSIGHTS))
+    path = configure(quadratic, tmp_path, iterations=5)
+    one_wave = 2 * cost_usd("claude-sonnet-4-5", Usage(1200, 300, 50, 100, 1))  # a plan and a reflection
+    state = campaign_flow(
+        config_path=str(path), overrides={"budget.max_usd": 1.5 * one_wave}, return_state=True
+    )
+    summary = state.result()
+    assert summary.waves == 1  # a second wave would cost about as much again: past the budget
+    assert summary.stopped_by.startswith("dollars")
+    assert summary.llm_usd == pytest.approx(one_wave)

@@ -1,0 +1,215 @@
+"""The Claude planner: the real anthropic client and instructor, over real HTTP, against a local Messages API."""
+
+import json
+
+import pytest
+from standins.messages_api import USAGE, MessagesAPI, error, text_answer, tool_answer
+
+from overnight import loop
+from overnight.config import load_config
+from overnight.memory import Memory
+from overnight.planners.claude import ClaudePlanner, PlannerAuthError
+from overnight.pricing import Usage, cost_usd
+from overnight.program import read_files
+from overnight.proposals import apply_proposal, fingerprint, unified_diff
+from overnight.results import Outcome, TrialResult
+
+KEY = "sk-ant-test-0123456789abcdefghijklmnop"
+
+
+def experiment(hypothesis, search, replace):
+    return {
+        "hypothesis": hypothesis,
+        "rationale": f"because {hypothesis}",
+        "expected_effect": "lower loss",
+        "edits": [{"path": "train.py", "search": search, "replace": replace}],
+    }
+
+
+GOOD = {
+    "experiments": [
+        experiment("X toward 3", "X = 1.0  # best at 3", "X = 2.5  # best at 3"),
+        experiment("Y toward -1", "Y = 2  # best at -1", "Y = 0  # best at -1"),
+    ]
+}
+MISSING_ANCHOR = {
+    "experiments": [
+        experiment("X toward 3", "X = 1.5  # best at 3", "X = 2.5  # best at 3"),  # no such line
+        experiment("Y toward -1", "Y = 2  # best at -1", "Y = 0  # best at -1"),
+    ]
+}
+
+
+@pytest.fixture
+def api(monkeypatch):
+    with MessagesAPI() as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        yield server
+
+
+@pytest.fixture
+def setup(quadratic, tracking_uri, campaign_name):
+    """A campaign whose baseline ran, plus one trial that crashed (so the prompt has a failure to show)."""
+    config = load_config(quadratic / "campaign.yaml", {"planner": {"kind": "claude", "http_retries": 2}})
+    config = config.model_copy(update={"name": campaign_name})
+    memory = Memory(tracking_uri, campaign_name, "minimize", "loss", artifact_root=quadratic / "artifacts")
+    agent = memory.start_agent_run("test", {})
+    wave = memory.start_wave(agent, 0)
+    files = read_files(config.program, config.editable)
+    baseline = record(memory, config, agent, wave, "baseline", files, files, Outcome.OK, 13.0)
+    memory.set_champion(baseline, "")
+    crashed = {"train.py": files["train.py"].replace("MODE = ", "MODE = 1/0 or ")}
+    record(
+        memory,
+        config,
+        agent,
+        wave,
+        "w1-crashy",
+        files,
+        crashed,
+        Outcome.CRASH,
+        None,
+        "ZeroDivisionError: oops",
+    )
+    return config, memory
+
+
+def record(memory, config, agent, wave, trial_id, before, files, outcome, loss, log=""):
+    run_id = memory.start_trial(
+        wave_run_id=wave,
+        agent_run_id=agent,
+        trial_id=trial_id,
+        wave=1,
+        hypothesis=f"hypothesis of {trial_id}",
+        rationale="",
+        params=loop.knob_values(config, files),
+        files=files,
+        diff=unified_diff(before, files),
+        fingerprint=fingerprint(files),
+        parent_champion="",
+    )
+    reason = "" if outcome is Outcome.OK else "exited with status 1"
+    metrics = {"loss": loss} if loss is not None else {}
+    memory.finish_trial(run_id, TrialResult(trial_id, outcome, metrics, 0.1, 0, log, reason))
+    return run_id
+
+
+def propose(config, memory, n=2):
+    context = loop.plan_context(config, memory, 2, n, "3 more waves")
+    return ClaudePlanner(config).propose(context), context
+
+
+def test_a_valid_answer_becomes_the_wave(api, setup):
+    config, memory = setup
+    api.script("WaveAnswer", tool_answer(GOOD))
+    plan, context = propose(config, memory)
+    assert [p.hypothesis for p in plan.proposals] == ["X toward 3", "Y toward -1"]
+    assert all(p.source == "claude" for p in plan.proposals) and plan.note == ""
+    files = apply_proposal(context.champion_files, plan.proposals[0], config.editable)
+    assert "X = 2.5  # best at 3" in files["train.py"]
+    expected = Usage(1200, 300, 50, 100, 1)
+    assert plan.usage == expected and plan.cost_usd == pytest.approx(cost_usd(config.planner.model, expected))
+
+
+def test_the_request_carries_code_results_and_failures_but_never_the_key(api, setup):
+    config, memory = setup
+    api.script("WaveAnswer", tool_answer(GOOD))
+    propose(config, memory)
+    (request,) = api.requests
+    prompt = json.dumps(request["body"])
+    assert "X = 1.0  # best at 3" in prompt  # the champion's code
+    assert "baseline" in prompt and "loss=13" in prompt  # earlier results
+    assert (
+        "w1-crashy crash: exited with status 1" in prompt and "ZeroDivisionError: oops" in prompt
+    )  # why it failed
+    assert "3 more waves" in prompt  # the budget left
+    assert KEY not in prompt  # the key travels in the auth header only
+    headers = request["headers"]
+    assert KEY in headers.get("x-api-key", "") + headers.get("authorization", "")
+
+
+def test_a_missing_anchor_is_sent_back_and_the_correction_used(api, setup):
+    config, memory = setup
+    api.script("WaveAnswer", tool_answer(MISSING_ANCHOR), tool_answer(GOOD))
+    plan, _ = propose(config, memory)
+    assert [p.hypothesis for p in plan.proposals] == ["X toward 3", "Y toward -1"]
+    assert plan.proposals[0].edits[0].search == "X = 1.0  # best at 3"
+    first, retry = api.for_tool("WaveAnswer")
+    assert "search text was not found" not in json.dumps(first)
+    assert "experiment 1 (X toward 3): edit 1 to train.py: the search text was not found" in json.dumps(retry)
+    assert (
+        plan.usage.calls == 2 and plan.usage.input_tokens == 2 * USAGE["input_tokens"]
+    )  # retries are paid too
+
+
+def test_repeating_a_past_trial_is_refused(api, setup):
+    config, memory = setup
+    repeat = {"experiments": [experiment("crash again", "MODE = ", "MODE = 1/0 or "), GOOD["experiments"][1]]}
+    api.script("WaveAnswer", tool_answer(repeat), tool_answer(GOOD))
+    plan, _ = propose(config, memory)
+    assert [p.hypothesis for p in plan.proposals] == ["X toward 3", "Y toward -1"]
+    assert "same files as trial w1-crashy, already run" in json.dumps(api.for_tool("WaveAnswer")[1])
+
+
+def test_garbage_every_time_is_filled_by_the_offline_planner(api, setup):
+    config, memory = setup
+    api.script("WaveAnswer", text_answer("I would rather write a poem."))
+    plan, context = propose(config, memory)
+    assert len(plan.proposals) == 2 and all(p.source == "offline" for p in plan.proposals)
+    assert (
+        "failed validation 3 times" in plan.note
+        and "2 of 2 proposals filled by the offline planner" in plan.note
+    )
+    assert len(api.for_tool("WaveAnswer")) == config.planner.validation_retries + 1
+    for proposal in plan.proposals:
+        apply_proposal(context.champion_files, proposal, config.editable)  # valid
+
+
+def test_valid_experiments_of_a_bad_answer_are_kept(api, setup):
+    config, memory = setup
+    api.script("WaveAnswer", tool_answer(MISSING_ANCHOR))
+    plan, _ = propose(config, memory)
+    assert [p.source for p in plan.proposals] == ["claude", "offline"]
+    assert plan.proposals[0].hypothesis == "Y toward -1"
+    assert "1 of 2 proposals filled by the offline planner" in plan.note
+
+
+@pytest.mark.parametrize(
+    "status, kind", [(429, "rate_limit_error"), (500, "api_error"), (529, "overloaded_error")]
+)
+def test_rate_limits_and_server_errors_are_retried(api, setup, status, kind):
+    config, memory = setup
+    api.script("WaveAnswer", error(status, kind), tool_answer(GOOD))
+    plan, _ = propose(config, memory)
+    assert [p.source for p in plan.proposals] == ["claude", "claude"]
+    assert len(api.requests) == 2
+
+
+def test_an_api_that_stays_down_hands_the_wave_to_the_offline_planner(api, setup):
+    config, memory = setup
+    api.script("WaveAnswer", error(503, "api_error"))
+    plan, _ = propose(config, memory)
+    assert all(p.source == "offline" for p in plan.proposals)
+    assert "Claude was unavailable (HTTP 503" in plan.note
+    assert len(api.requests) == config.planner.http_retries + 1
+
+
+def test_a_rejected_key_stops_with_a_clear_message(api, setup):
+    config, memory = setup
+    api.script("WaveAnswer", error(401, "authentication_error", "invalid x-api-key"))
+    with pytest.raises(PlannerAuthError, match=r"rejected the key \(HTTP 401.*check ANTHROPIC_API_KEY"):
+        propose(config, memory)
+    assert len(api.requests) == 1  # not retried
+
+
+def test_the_prompt_shrinks_older_history_to_fit(api, setup):
+    config, memory = setup
+    small = config.model_copy(
+        update={"planner": config.planner.model_copy(update={"max_prompt_tokens": 2000})}
+    )
+    context = loop.plan_context(small, memory, 2, 2)
+    roomy = ClaudePlanner(config).prompt(context)
+    tight = ClaudePlanner(small).prompt(context)
+    assert len(tight) <= len(roomy)
+    assert "X = 1.0  # best at 3" in tight  # the champion's code is never dropped
