@@ -38,7 +38,7 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
 
     waves, stopped_by = 0, ""
     try:
-        run_wave(0, 1)
+        run_wave(0, config.baseline_repeats)
         while True:
             size, stopped_by = loop.trials_left(config, memory, agent_run_id, waves)
             if size == 0:

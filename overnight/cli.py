@@ -259,6 +259,15 @@ def _print_summary(summary, flow_run_id: str) -> None:
         f"baseline  {summary.metric} = {summary.baseline:.6g}",
         f"champion  {summary.metric} = {summary.champion:.6g}  ({summary.improvement_pct:+.2f}%, {better} is better)",
         f"champion trial: {summary.champion_trial}: {summary.champion_hypothesis}",
+        *(
+            [
+                f"baseline copies (one per seed): {', '.join(f'{v:.6g}' for v in summary.baseline_copies)}; "
+                f"spread {max(summary.baseline_copies) - min(summary.baseline_copies):.4g}, "
+                f"margin to keep a change {summary.min_improvement:g}"
+            ]
+            if len(summary.baseline_copies) > 1
+            else []
+        ),
         f"{summary.trials} trials in {summary.waves} waves, {summary.trial_hours * 60:.1f} trial-minutes; "
         f"stopped by the {summary.stopped_by} budget",
     ]

@@ -130,6 +130,10 @@ class CampaignConfig(_Strict):
     trial: TrialSettings = Field(default_factory=TrialSettings)
     wave_size: Annotated[int, Field(ge=1, le=256)] = 4
     budget: Budget = Field(default_factory=Budget)
+    baseline_repeats: Annotated[int, Field(ge=1, le=64)] = Field(
+        1,
+        description="copies of the baseline run at once, with seeds seed, seed+1, ... (their spread is the noise)",
+    )
     min_improvement: Annotated[float, Field(ge=0)] = Field(
         0.0, description="a trial becomes champion only if it beats the champion by more than this"
     )

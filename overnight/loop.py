@@ -36,6 +36,7 @@ class PlannedTrial:
     hypothesis: str
     files: dict[str, str] | None  # None when the proposal is invalid
     reason: str = ""
+    seed: int | None = None  # None: the campaign's trial seed
 
     @property
     def valid(self) -> bool:
@@ -61,6 +62,10 @@ class CampaignSummary:
     trial_hours: float
     tracking_uri: str
     stopped_by: str
+    baseline_copies: list[float] = field(
+        default_factory=list
+    )  # the metric of each baseline copy (seed, seed+1, ...)
+    min_improvement: float = 0.0
     llm_usd: float = 0.0
     lineage: list[str] = field(default_factory=list)
 
@@ -115,19 +120,30 @@ def start_agent_run(config: CampaignConfig, memory: Memory, name: str, orchestra
 
 
 def plan_baseline(config: CampaignConfig, memory: Memory, agent_run_id: str, wave_run_id: str) -> PlannedWave:
-    """The first trial of every agent run measures the starting point: the last champion, or the program as shipped."""
+    """The first wave of every agent run measures the starting point: the last champion, or the program as shipped.
+
+    It runs `baseline_repeats` copies at once with seeds seed, seed+1, ...: the copy with the campaign's seed is the
+    champion the waves are compared with (same seed, same load of parallel trials); the spread of the copies is the
+    seed noise, shown beside the margin.
+    """
     previous = memory.champion()
     files = memory.champion_files() if previous else read_files(config.program, config.editable)
     hypothesis = "baseline: the champion as it stands" if previous else "baseline: the program as shipped"
-    proposal = Proposal(
-        hypothesis=hypothesis, rationale="measures the starting point of this agent run", source="baseline"
-    )
-    trial_id = f"{agent_run_id[:8]}-baseline"
     parent = previous.run_id if previous else ""
-    trial = _record_trial(
-        config, memory, agent_run_id, wave_run_id, 0, trial_id, proposal, files, files, parent
-    )
-    return PlannedWave([trial])
+    trials = []
+    for copy in range(config.baseline_repeats):
+        seed = config.trial.seed + copy
+        proposal = Proposal(
+            hypothesis=hypothesis if copy == 0 else f"{hypothesis} (seed {seed})",
+            rationale="measures the starting point of this agent run",
+            source="baseline",
+        )
+        trial_id = f"{agent_run_id[:8]}-baseline" + (f"-s{seed}" if copy else "")
+        trial = _record_trial(
+            config, memory, agent_run_id, wave_run_id, 0, trial_id, proposal, files, files, parent
+        )
+        trials.append(PlannedTrial(trial.trial_id, trial.run_id, trial.hypothesis, trial.files, seed=seed))
+    return PlannedWave(trials)
 
 
 @dataclass(frozen=True)
@@ -254,7 +270,7 @@ def run_trial(config: CampaignConfig, memory: Memory, backend: Backend, trial: P
     spec = TrialSpec(
         trial_id=trial.trial_id,
         files=trial.files,
-        seed=config.trial.seed,
+        seed=config.trial.seed if trial.seed is None else trial.seed,
         command=config.command,
         time_budget_s=config.trial.time_budget_s,
         timeout_s=config.trial.timeout_s,
@@ -283,10 +299,12 @@ def record_result(memory: Memory, trial: PlannedTrial, result: TrialResult) -> N
 # --- evaluate --------------------------------------------------------------------------------------------------------
 
 
-def evaluate_baseline(config: CampaignConfig, memory: Memory, trial: PlannedTrial) -> WaveOutcome:
+def evaluate_baseline(config: CampaignConfig, memory: Memory, planned: list[PlannedTrial]) -> WaveOutcome:
     """The baseline becomes the champion the wave's trials are measured against; if it fails, the campaign stops."""
     previous = memory.champion()
-    record = next(t for t in memory.trials() if t.run_id == trial.run_id)
+    run_ids = [t.run_id for t in planned]
+    records = {t.run_id: t for t in memory.trials() if t.run_id in run_ids}
+    record, repeats = records[run_ids[0]], [records[r] for r in run_ids[1:]]
     if record.outcome is not Outcome.OK:
         raise CampaignError(
             f"the baseline trial failed ({record.outcome.value if record.outcome else 'unfinished'}: {record.reason}); "
@@ -295,11 +313,17 @@ def evaluate_baseline(config: CampaignConfig, memory: Memory, trial: PlannedTria
         )
     reason = "re-measured the champion under this run's conditions" if previous else "the program as shipped"
     memory.record_decision(record.run_id, "baseline", reason)
+    decisions = [Decision(record.run_id, record.trial_id, "baseline", reason, None)]
+    for repeat in repeats:
+        delta = repeat.metric - record.metric if repeat.metric is not None else None
+        why = "another seed of the baseline: measures seed noise"
+        memory.record_decision(repeat.run_id, "baseline_repeat", why)
+        decisions.append(Decision(repeat.run_id, repeat.trial_id, "baseline_repeat", why, delta))
     memory.set_champion(record.run_id, previous.run_id if previous else "")
     champion = memory.champion()
-    decision = Decision(record.run_id, record.trial_id, "baseline", reason, None)
+    trials = (champion, *repeats)
     return WaveOutcome(
-        0, config.metric.name, config.metric.goal, champion, champion, (champion,), (decision,)
+        0, config.metric.name, config.metric.goal, champion, champion, trials, tuple(decisions)
     )
 
 
@@ -440,6 +464,10 @@ def summarise(
         trial_hours=sum(t.duration_s for t in mine) / 3600,
         tracking_uri=memory.tracking_uri,
         stopped_by=stopped_by,
+        baseline_copies=[
+            t.metric for t in mine if t.decision in ("baseline", "baseline_repeat") and t.metric is not None
+        ],
+        min_improvement=config.min_improvement,
         llm_usd=memory.spend_usd(agent_run_id),
         lineage=[f"{t.trial_id}: {t.hypothesis}" for t in memory.lineage()],
     )

@@ -17,5 +17,5 @@ def evaluate(
 ) -> WaveOutcome:
     """Decisions for every trial of the wave; the baseline wave sets the champion."""
     if wave == 0:
-        return loop.evaluate_baseline(config, memory, planned[0])
+        return loop.evaluate_baseline(config, memory, planned)
     return loop.evaluate(config, memory, wave, planned)
