@@ -6,7 +6,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
-from standins.messages_api import USAGE, MessagesAPI, error, tool_answer
+from standins.messages_api import USAGE, MessagesAPI, error, text_answer, tool_answer
 
 from flows.campaign import campaign_flow
 from overnight.pricing import Usage, cost_usd
@@ -152,3 +152,23 @@ def test_a_wave_that_would_pass_the_dollar_budget_is_not_planned(prefect_api, ap
     assert summary.waves == 1  # a second wave would cost about as much again: past the budget
     assert summary.stopped_by.startswith("dollars")
     assert summary.llm_usd == pytest.approx(one_wave)
+
+
+def test_a_wave_filled_by_the_offline_planner_is_recorded_as_such(prefect_api, api, quadratic, tmp_path):
+    api.script("WaveAnswer", text_answer("no tools today"))
+    api.script("Insights", tool_answer(INSIGHTS))
+    state = campaign_flow(config_path=str(configure(quadratic, tmp_path, iterations=1)), return_state=True)
+    summary = state.result()
+    client = MlflowClient(summary.tracking_uri)
+    runs = client.search_runs(
+        [summary.experiment_id], "tags.`overnight.kind` = 'wave' and tags.`overnight.wave` = '1'"
+    )
+    (wave,) = runs
+    assert wave.data.tags["overnight.planner_fallback"] == "true"
+    assert "filled by the offline planner" in wave.data.tags["overnight.planner_note"]
+    with open(client.download_artifacts(wave.info.run_id, "reflection.md")) as reflection:
+        assert "**Planner note:** Claude's answer failed validation 3 times" in reflection.read()
+    trials = client.search_runs(
+        [summary.experiment_id], "tags.`overnight.wave` = '1' and tags.`overnight.kind` = 'trial'"
+    )
+    assert len(trials) == 2 and {t.data.tags["overnight.proposed_by"] for t in trials} == {"offline"}

@@ -75,13 +75,13 @@ def setup(quadratic, tracking_uri, campaign_name):
     return config, memory
 
 
-def record(memory, config, agent, wave, trial_id, before, files, outcome, loss, log=""):
+def record(memory, config, agent, wave, trial_id, before, files, outcome, loss, log="", hypothesis=""):
     run_id = memory.start_trial(
         wave_run_id=wave,
         agent_run_id=agent,
         trial_id=trial_id,
         wave=1,
-        hypothesis=f"hypothesis of {trial_id}",
+        hypothesis=hypothesis or f"hypothesis of {trial_id}",
         rationale="",
         params=loop.knob_values(config, files),
         files=files,
@@ -205,11 +205,64 @@ def test_a_rejected_key_stops_with_a_clear_message(api, setup):
 
 def test_the_prompt_shrinks_older_history_to_fit(api, setup):
     config, memory = setup
+    agent = memory.start_agent_run("history", {})
+    wave = memory.start_wave(agent, 1)
+    files = read_files(config.program, config.editable)
+    for i in range(40):
+        text = {"train.py": files["train.py"].replace("X = 1.0", f"X = {1 + i / 100}")}
+        wordy = "a long-winded hypothesis about the learning dynamics of this program " * 4
+        record(
+            memory, config, agent, wave, f"old-{i:02d}", files, text, Outcome.OK, 12.0 - i / 100, "", wordy
+        )
+    roomy = ClaudePlanner(config).prompt(loop.plan_context(config, memory, 2, 2))
     small = config.model_copy(
         update={"planner": config.planner.model_copy(update={"max_prompt_tokens": 2000})}
     )
-    context = loop.plan_context(small, memory, 2, 2)
-    roomy = ClaudePlanner(config).prompt(context)
-    tight = ClaudePlanner(small).prompt(context)
-    assert len(tight) <= len(roomy)
+    tight = ClaudePlanner(small).prompt(loop.plan_context(small, memory, 2, 2))
+    assert len(roomy) // 4 > 2000 >= len(tight) // 4  # it had to shrink, and it fits
+    assert "old-10 " in roomy and "old-10 " not in tight  # the oldest records went first, whole
+    assert "Older trials not listed:" in tight  # and are still counted
+    assert "old-39" in tight  # the newest stayed
     assert "X = 1.0  # best at 3" in tight  # the champion's code is never dropped
+
+
+def test_a_factorial_grid_expands_into_trials(api, setup):
+    config, memory = setup
+
+    def level(label, search=None, replace=None):
+        edits = [{"path": "train.py", "search": search, "replace": replace}] if search else []
+        return {"label": label, "edits": edits}
+
+    grid = {
+        "experiments": [],
+        "factorial": {
+            "hypothesis": "X and Y interact?",
+            "rationale": "a 2x2 grid separates main effects from the interaction",
+            "factors": [
+                {
+                    "name": "X",
+                    "levels": [
+                        level("1.0", None, None),
+                        level("2.5", "X = 1.0  # best at 3", "X = 2.5  # best at 3"),
+                    ],
+                },
+                {
+                    "name": "Y",
+                    "levels": [
+                        level("0", "Y = 2  # best at -1", "Y = 0  # best at -1"),
+                        level("-1", "Y = 2  # best at -1", "Y = -1  # best at -1"),
+                    ],
+                },
+            ],
+        },
+    }
+    api.script("WaveAnswer", tool_answer(grid))
+    plan, context = propose(config, memory, n=4)
+    assert [p.hypothesis for p in plan.proposals] == [
+        "X and Y interact? [X=1.0, Y=0]",
+        "X and Y interact? [X=1.0, Y=-1]",
+        "X and Y interact? [X=2.5, Y=0]",
+        "X and Y interact? [X=2.5, Y=-1]",
+    ]
+    last = apply_proposal(context.champion_files, plan.proposals[3], config.editable)["train.py"]
+    assert "X = 2.5  # best at 3" in last and "Y = -1  # best at -1" in last
