@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import yaml
 from prefect import flow
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -14,7 +15,19 @@ from overnight import loop, progress
 from overnight.config import load_config, resolve_planner
 
 
-@flow(name="campaign", flow_run_name="campaign {config_path}", validate_parameters=False)
+def _run_name() -> str:
+    """The campaign's name, as the Prefect UI lists the run ("campaign tiny-gpt-shakespeare")."""
+    path = Path(flow_run.parameters.get("config_path", ""))
+    try:
+        name = (flow_run.parameters.get("overrides") or {}).get("name") or yaml.safe_load(path.read_text())[
+            "name"
+        ]
+    except Exception:  # the flow itself reports a broken config; the run still needs a name
+        name = path.name
+    return f"campaign {name}"
+
+
+@flow(name="campaign", flow_run_name=_run_name, validate_parameters=False)
 def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.CampaignSummary:
     """Run the campaign described by a YAML config (dotted-key overrides allowed); returns the agent run's summary."""
     config = load_config(Path(config_path), overrides)
