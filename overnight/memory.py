@@ -129,13 +129,8 @@ class Memory:
                 self.experiment_id,
                 run_name=trial_id,
                 tags={
-                    KIND: "trial",
+                    **_trial_tags(wave_run_id, agent_run_id, trial_id, wave, hypothesis),
                     STATUS: "running",
-                    PARENT_RUN: wave_run_id,
-                    PREFIX + "agent_run_id": agent_run_id,
-                    PREFIX + "trial_id": trial_id,
-                    PREFIX + "wave": str(wave),
-                    PREFIX + "hypothesis": hypothesis[:4000],
                     PREFIX + "rationale": rationale[:4000],
                     PREFIX + "expected": expected[:1000],
                     PREFIX + "proposed_by": source,
@@ -168,14 +163,9 @@ class Memory:
                 self.experiment_id,
                 run_name=trial_id,
                 tags={
-                    KIND: "trial",
+                    **_trial_tags(wave_run_id, agent_run_id, trial_id, wave, hypothesis),
                     STATUS: "finished",
                     OUTCOME: Outcome.INVALID.value,
-                    PARENT_RUN: wave_run_id,
-                    PREFIX + "agent_run_id": agent_run_id,
-                    PREFIX + "trial_id": trial_id,
-                    PREFIX + "wave": str(wave),
-                    PREFIX + "hypothesis": hypothesis[:4000],
                     PREFIX + "reason": reason[:4000],
                     NOTE: f"{hypothesis}\n\nInvalid: {reason}",
                 },
@@ -460,6 +450,20 @@ def _describe(trial: TrialRecord, metric: str) -> str:
     value = f"{metric}={trial.metric:.6g}" if trial.metric is not None else (trial.outcome or "running")
     outcome = trial.outcome.value if trial.outcome else "running"
     return f"{trial.trial_id} [{outcome}{', ' + trial.decision if trial.decision else ''}] {value} {trial.hypothesis}"
+
+
+def _trial_tags(
+    wave_run_id: str, agent_run_id: str, trial_id: str, wave: int, hypothesis: str
+) -> dict[str, str]:
+    """What every trial run carries: its place in the tree and its hypothesis."""
+    return {
+        KIND: "trial",
+        PARENT_RUN: wave_run_id,
+        PREFIX + "agent_run_id": agent_run_id,
+        PREFIX + "trial_id": trial_id,
+        PREFIX + "wave": str(wave),
+        PREFIX + "hypothesis": hypothesis[:4000],
+    }
 
 
 def _usage_metrics(stage: str, usage: Usage, cost_usd: float) -> dict[str, float]:

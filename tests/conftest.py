@@ -42,3 +42,14 @@ def tracking_uri(tmp_path_factory) -> str:
 @pytest.fixture
 def campaign_name(request) -> str:
     return request.node.name.replace("[", "-").replace("]", "")
+
+
+@pytest.fixture
+def messages_api(monkeypatch):
+    """The local Messages API stand-in, with the real anthropic client pointed at it by its environment variables."""
+    from standins.messages_api import TEST_KEY, MessagesAPI
+
+    with MessagesAPI() as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+        yield server

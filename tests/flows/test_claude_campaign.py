@@ -6,13 +6,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
-from standins.messages_api import USAGE, MessagesAPI, error, text_answer, tool_answer
+from standins.messages_api import TEST_KEY as KEY
+from standins.messages_api import USAGE, error, text_answer, tool_answer
 
 from flows.campaign import campaign_flow
 from overnight.pricing import Usage, cost_usd
 
 pytestmark = pytest.mark.slow
-KEY = "sk-ant-test-campaign-abcdefghijklmnopqrstuvwxyz"
 
 
 def experiment(hypothesis, search, replace):
@@ -45,11 +45,8 @@ INSIGHTS = {
 
 
 @pytest.fixture
-def api(monkeypatch):
-    with MessagesAPI() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-        yield server
+def api(messages_api):
+    return messages_api
 
 
 def configure(quadratic, tmp_path, iterations=2):

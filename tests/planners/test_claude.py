@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from standins.messages_api import USAGE, MessagesAPI, error, text_answer, tool_answer
+from standins.messages_api import TEST_KEY as KEY
+from standins.messages_api import USAGE, error, text_answer, tool_answer
 
 from overnight import loop
 from overnight.config import load_config
@@ -13,8 +14,6 @@ from overnight.pricing import Usage, cost_usd
 from overnight.program import read_files
 from overnight.proposals import apply_proposal, fingerprint, unified_diff
 from overnight.results import Outcome, TrialResult
-
-KEY = "sk-ant-test-0123456789abcdefghijklmnop"
 
 
 def experiment(hypothesis, search, replace):
@@ -41,11 +40,8 @@ MISSING_ANCHOR = {
 
 
 @pytest.fixture
-def api(monkeypatch):
-    with MessagesAPI() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-        yield server
+def api(messages_api):
+    return messages_api
 
 
 @pytest.fixture
