@@ -48,7 +48,12 @@ def wave_flow(config: CampaignConfig, agent_run_id: str, wave: int, size: int, b
         # --- reflect ---------------------------------------------------------------------------------------------
         reflect(config, memory, planner, wave_run_id, outcome, planned_wave.note)
     except BaseException as error:  # nothing may stay RUNNING in MLflow
-        memory.abandon_wave(wave_run_id, f"{type(error).__name__}: {error}")
+        why = (
+            "interrupted by the user"
+            if isinstance(error, KeyboardInterrupt)
+            else f"{type(error).__name__}: {error}"
+        )
+        memory.abandon_wave(wave_run_id, why)
         raise
     finally:
         backend.close()

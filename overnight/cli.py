@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -93,13 +94,22 @@ def run(
     _quiet_libraries()  # after the import: MLflow sets its own log level when it loads
 
     _quiet_prefect_console(verbose)
+    signal.signal(signal.SIGINT, _stop_on_interrupt)
     with _ProgressDisplay(campaign.budget.iterations, campaign.wave_size) as display:
         progress.subscribe(display.on_event)
         try:
             state = campaign_flow(config_path=str(path), overrides=overrides, return_state=True)
+        except KeyboardInterrupt:
+            state = None
         finally:
             progress.unsubscribe(display.on_event)
     _silence_shutdown_noise()
+    if state is None or state.is_crashed():
+        console.print(
+            "[yellow]The campaign was interrupted.[/yellow] What finished is in MLflow; the trials that were "
+            "running are marked killed, with the reason."
+        )
+        raise typer.Exit(130)
     if state.is_failed():
         try:
             state.result()
@@ -181,6 +191,18 @@ def show_config(config: ConfigArg = None) -> None:
         console.print(f"[red]Config error:[/red] {error}")
         raise typer.Exit(2) from None
     console.print_json(campaign.model_dump_json())
+
+
+def _stop_on_interrupt(signum, frame) -> None:
+    """Ctrl-C: stop the running trials (their own process groups never see it), then unwind the campaign."""
+    from overnight.backends.local import stop_all_trials
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+    stopped = stop_all_trials()
+    console.print(
+        f"[yellow]Interrupted:[/yellow] stopped {stopped} running trial(s); recording what finished."
+    )
+    raise KeyboardInterrupt
 
 
 def _prepare_prefect_env() -> None:

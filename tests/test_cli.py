@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import alive
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -156,3 +157,56 @@ def test_plan_with_claude_prints_proposals_and_the_exact_prompt(tmp_path, quadra
     assert "+X = 2.5  # best at 3" in planned.stdout
     assert "Planner usage: 1200 input / 300 output tokens" in planned.stdout
     assert "sk-ant-cli-test" not in planned.stdout + planned.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_running_trials_and_leaves_nothing_running(prefect_api, tmp_path, quadratic):
+    import signal
+    import time
+
+    from mlflow.tracking import MlflowClient
+    from prefect.settings import PREFECT_API_URL
+
+    train = quadratic / "train.py"  # a program that records its pid, then works for a long time
+    train.write_text(
+        train.read_text().replace(
+            "import os\n",
+            "import os\nimport time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(60)\n",
+            1,
+        )
+    )
+    config = quadratic / "campaign.yaml"
+    config.write_text(
+        config.read_text().replace("time_budget_s: 1, timeout_s: 30", "time_budget_s: 1, timeout_s: 120")
+    )
+    env = {**without_key(), "PREFECT_API_URL": PREFECT_API_URL.value(), "COLUMNS": "100"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "overnight.cli", "run", str(config)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    pid_file = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the baseline trial is running
+        pid_files = list((tmp_path / ".overnight" / "work").glob("*/*/pid"))
+        if pid_files:
+            pid_file = pid_files[0]
+            break
+        time.sleep(0.5)
+    assert pid_file is not None, "the baseline never started"
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "stopped 1 running trial(s)" in output and "The campaign was interrupted" in output
+    trial_pid = int(pid_file.read_text())
+    time.sleep(0.5)
+    assert not alive(trial_pid)
+    client = MlflowClient(f"sqlite:///{tmp_path / '.overnight' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("quadratic").experiment_id])
+    assert runs and all(r.info.status != "RUNNING" for r in runs)
+    (trial,) = [r for r in runs if r.data.tags.get("overnight.kind") == "trial"]
+    assert trial.info.status == "KILLED" and "interrupt" in trial.data.tags["overnight.reason"].lower()

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,26 @@ from overnight.program import copy_program
 from overnight.results import Outcome, TrialResult, TrialSpec, classify, parse_metrics, tail
 
 KILL_GRACE_S = 5.0
+
+# Every trial process this orchestrator started and that still runs, so that an interrupted campaign (Ctrl-C) can
+# stop them all at once: they live in their own process groups and never see the terminal's SIGINT themselves.
+_live: dict[int, subprocess.Popen] = {}
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+class TrialInterrupted(KeyboardInterrupt):
+    """The campaign was interrupted while this trial ran; it was stopped, and is not a result."""
+
+
+def stop_all_trials() -> int:
+    """Stop every running trial of this process (SIGTERM, then SIGKILL); returns how many were running."""
+    _stopping.set()
+    with _live_lock:
+        processes = list(_live.values())
+    for process in processes:
+        _kill_group(process)
+    return len(processes)
 
 
 class LocalBackend(Backend):
@@ -61,6 +82,8 @@ class LocalBackend(Backend):
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # its own process group, so a timeout kills every child too
                 )
+                with _live_lock:
+                    _live[process.pid] = process
                 timed_out = False
                 try:
                     exit_code = process.wait(timeout=spec.timeout_s)
@@ -69,8 +92,12 @@ class LocalBackend(Backend):
                     exit_code = _kill_group(process)
                 finally:
                     _kill_leftovers(process.pid)
+                    with _live_lock:
+                        _live.pop(process.pid, None)
         except OSError as error:
             return _infra_error(spec, started, f"could not start {spec.command!r}: {error}")
+        if _stopping.is_set():
+            raise TrialInterrupted(f"trial {spec.trial_id} was stopped: the campaign was interrupted")
 
         log_text = log_path.read_text(errors="replace")
         result_json = result_path.read_text(errors="replace") if result_path.exists() else None

@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import alive
 
 from overnight.backends.local import LocalBackend
 from overnight.results import Outcome, TrialSpec
@@ -87,15 +88,6 @@ def test_a_hung_trial_is_killed_with_its_whole_process_group(program, tmp_path):
     child = int((workdir / "child.pid").read_text())
     time.sleep(0.2)
     assert not alive(child)  # the grandchild died with the group
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie waiting for a reaper (a container's init may never reap it)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_a_command_that_cannot_start_is_an_infra_error(program, tmp_path):
