@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,9 +70,17 @@ def format_literal(value: object) -> str:
 
 
 def set_constant(path: str, source: str, name: str, value: object) -> Edit:
-    """The edit that sets constant `name` to `value`, keeping the rest of its line (comment, alignment)."""
+    """The edit that sets constant `name` to `value`, keeping its quote style and an aligned comment's column."""
     constant = constants(source)[name]
+    literal = format_literal(value)
+    if isinstance(value, str) and constant.literal.startswith('"'):
+        literal = json.dumps(value)
     start = constant.line.index("=") + 1
     head, tail = constant.line[:start], constant.line[start:]
-    replaced = tail.replace(constant.literal, format_literal(value), 1)
-    return Edit(path=path, search=constant.line, replace=head + replaced)
+    at = tail.index(constant.literal)
+    code, rest = tail[:at] + literal, tail[at + len(constant.literal) :]
+    comment = rest.find("#")
+    if comment >= 0 and not rest[:comment].strip():  # only spaces between the value and its comment
+        spaces = max(min(2, comment), comment - (len(literal) - len(constant.literal)))
+        rest = " " * spaces + rest[comment:]
+    return Edit(path=path, search=constant.line, replace=head + code + rest)

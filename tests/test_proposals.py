@@ -61,3 +61,14 @@ def test_set_constant_keeps_the_comment_and_formats_floats():
     assert edit.replace == "LR = 0.002  # learning rate"
     result = apply_proposal(FILES, proposal(edit), ["train.py"])
     assert constants(result["train.py"])["LR"].value == 0.002
+
+
+def test_set_constant_keeps_aligned_comments_and_quote_style():
+    source = 'LEARNING_RATE = 1e-3   # peak rate\nADAM_BETA1 = 0.9       # beta1\nACTIVATION = "gelu"    # nonlinearity\n'
+    assert (
+        set_constant("t.py", source, "LEARNING_RATE", 0.002).replace == "LEARNING_RATE = 0.002  # peak rate"
+    )
+    assert set_constant("t.py", source, "ADAM_BETA1", 0.858).replace == "ADAM_BETA1 = 0.858     # beta1"
+    assert (
+        set_constant("t.py", source, "ACTIVATION", "relu").replace == 'ACTIVATION = "relu"    # nonlinearity'
+    )
