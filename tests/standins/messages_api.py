@@ -14,7 +14,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 Reply = Callable[[dict], tuple[int, dict, dict]]
-TEST_KEY = "sk-ant-test-0123456789abcdefghijklmnopqrstuvwxyz"  # what tests export as ANTHROPIC_API_KEY
+TEST_KEY = "fake-anthropic-key-for-tests-0123456789"  # what tests export as ANTHROPIC_API_KEY
 USAGE = {
     "input_tokens": 1200,
     "output_tokens": 300,
