@@ -298,6 +298,10 @@ def _print_summary(summary, flow_run_id: str) -> None:
     for outcome, count in sorted(summary.outcomes.items()):
         table.add_row(outcome, str(count))
     console.print(table)
+    if len(summary.lineage) > 1:
+        console.print("Champion lineage (newest first):", highlight=False)
+        for step in summary.lineage:
+            console.print(f"  {step}", highlight=False, markup=False)
     if summary.champion_diff:
         console.print("Champion's change from this run's baseline:")
         console.print(Syntax(summary.champion_diff, "diff", theme="ansi_dark"))

@@ -49,6 +49,7 @@ def test_run_prints_the_summary_and_how_to_open_both_uis(prefect_api, tmp_path, 
     assert "champion  loss = " in output and "lower is better" in output
     assert "ok" in output and "Champion's change from this run's baseline:" in output
     assert "-X = 1.0" in output  # the champion's diff
+    assert "Champion lineage (newest first):" in output and "baseline: the program as shipped" in output
     store = tmp_path / ".overnight" / "mlflow.db"
     assert store.is_file()  # the default store lives in the folder the user ran from
     assert f"{Path(sys.executable).parent}/mlflow ui --backend-store-uri sqlite:///{store}" in output
