@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from overnight.pricing import Usage
 from overnight.results import Outcome, TrialResult
+from overnight.secrets import scrub
 
 PREFIX = "overnight."
 KIND, STATUS, OUTCOME = PREFIX + "kind", PREFIX + "status", PREFIX + "outcome"
@@ -182,10 +183,10 @@ class Memory:
             self.client.set_tag(run_id, OUTCOME, result.outcome.value)
             self.client.set_tag(run_id, STATUS, "finished")
             if result.reason:
-                self.client.set_tag(run_id, PREFIX + "reason", result.reason[:4000])
+                self.client.set_tag(run_id, PREFIX + "reason", scrub(result.reason)[:4000])
             if result.exit_code is not None:
                 self.client.set_tag(run_id, PREFIX + "exit_code", str(result.exit_code))
-            self.client.log_text(run_id, result.log_tail or "(no output)\n", "log_tail.txt")
+            self.client.log_text(run_id, scrub(result.log_tail) or "(no output)\n", "log_tail.txt")
             status = RunStatus.FINISHED if result.outcome is Outcome.OK else RunStatus.FAILED
             self.client.set_terminated(run_id, RunStatus.to_string(status))
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from overnight.proposals import Edit
 
-# Folders never copied into a trial: caches and local state that are not part of the program.
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".overnight", "mlruns", ".git")
+# Never copied into a trial: caches and local state that are not part of the program.
+IGNORED_NAMES = ("__pycache__", ".overnight", "mlruns", ".git")
+_IGNORED = shutil.ignore_patterns(*IGNORED_NAMES, "*.pyc")
 
 
 def read_files(program: Path, names: list[str]) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import shutil
@@ -13,10 +14,11 @@ import time
 from pathlib import Path
 
 from overnight.backends.base import INHERITED_ENV, Backend
-from overnight.program import copy_program
+from overnight.program import IGNORED_NAMES, copy_program
 from overnight.results import Outcome, TrialResult, TrialSpec, classify, parse_metrics, tail
 
 KILL_GRACE_S = 5.0
+RUN_LOG, RESULT_FILE = "run.log", ".overnight_result.json"
 
 # Every trial process this orchestrator started and that still runs, so that an interrupted campaign (Ctrl-C) can
 # stop them all at once: they live in their own process groups and never see the terminal's SIGINT themselves.
@@ -46,6 +48,8 @@ class LocalBackend(Backend):
         self.program = program
         self.work_root = work_root
         self.metric = metric
+        # The program's files as the campaign found them: a run that changes a read-only one is invalid.
+        self.fingerprints = file_hashes(program)
 
     def trial_dir(self, trial_id: str) -> Path:
         return self.work_root / trial_id
@@ -60,7 +64,7 @@ class LocalBackend(Backend):
         except OSError as error:
             return _infra_error(spec, started, f"could not prepare the trial folder {workdir}: {error}")
 
-        result_path = workdir / ".overnight_result.json"
+        result_path = workdir / RESULT_FILE
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         env.update(spec.env)
         env.update(
@@ -70,7 +74,7 @@ class LocalBackend(Backend):
             OVERNIGHT_RESULT=str(result_path),
             PYTHONUNBUFFERED="1",
         )
-        log_path = workdir / "run.log"
+        log_path = workdir / RUN_LOG
         try:
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
@@ -103,6 +107,9 @@ class LocalBackend(Backend):
         result_json = result_path.read_text(errors="replace") if result_path.exists() else None
         metrics = parse_metrics(log_text, result_json)
         outcome, reason = classify(self.metric, metrics, exit_code, timed_out)
+        tampered = self.changed_read_only_files(workdir, editable=set(spec.files))
+        if tampered:
+            outcome, reason = Outcome.INVALID, f"the run changed read-only files: {', '.join(tampered)}"
         return TrialResult(
             trial_id=spec.trial_id,
             outcome=outcome,
@@ -112,6 +119,26 @@ class LocalBackend(Backend):
             log_tail=tail(log_text),
             reason=reason,
         )
+
+    def changed_read_only_files(self, workdir: Path, editable: set[str]) -> list[str]:
+        """Files of the program, other than the editable ones, that the run modified or removed."""
+        now = file_hashes(workdir)
+        ours = {RUN_LOG, RESULT_FILE}  # written by the backend itself
+        return sorted(
+            p for p, digest in self.fingerprints.items() if p not in editable | ours and now.get(p) != digest
+        )
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file below a folder (caches excluded), by relative path."""
+    hashes = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(
+            part in IGNORED_NAMES or part.endswith(".pyc") for part in relative.parts
+        ):
+            hashes[str(relative)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
 
 
 def _argv(command: str) -> list[str]:

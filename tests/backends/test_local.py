@@ -97,3 +97,22 @@ def test_a_command_that_cannot_start_is_an_infra_error(program, tmp_path):
     )
     result = backend.run(spec)
     assert result.outcome is Outcome.INFRA_ERROR and "could not start" in result.reason
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "open('helper.txt', 'w').write('rigged')\nprint('loss: 0.0')\n",
+        "import os\nos.remove('helper.txt')\nprint('loss: 0.0')\n",
+    ],
+    ids=["modified", "removed"],
+)
+def test_a_run_that_touches_read_only_files_is_invalid(program, tmp_path, script):
+    result, _ = run(program, tmp_path, script)
+    assert result.outcome is Outcome.INVALID
+    assert result.reason == "the run changed read-only files: helper.txt"
+
+
+def test_files_a_run_creates_are_its_own_business(program, tmp_path):
+    result, _ = run(program, tmp_path, "open('checkpoint.bin', 'w').write('x')\nprint('loss: 0.5')\n")
+    assert result.outcome is Outcome.OK
