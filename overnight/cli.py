@@ -84,6 +84,10 @@ def run(
     except ConfigError as error:
         console.print(f"[red]Config error:[/red] {error}")
         raise typer.Exit(2) from None
+    problem = tracking_problem(campaign.resolved_tracking_uri())
+    if problem:
+        console.print(f"[red]MLflow is not usable:[/red] {problem}")
+        raise typer.Exit(2)
     model = f" ({campaign.planner.model})" if planner == "claude" else ""
     console.print(f"Planner: {planner}{model}, because {why}.")
     console.print(f"Backend: {campaign.backend.kind}. MLflow: {campaign.resolved_tracking_uri()}")
@@ -138,6 +142,10 @@ def plan(
     except ConfigError as error:
         console.print(f"[red]Config error:[/red] {error}")
         raise typer.Exit(2) from None
+    problem = tracking_problem(campaign.resolved_tracking_uri())
+    if problem:
+        console.print(f"[red]MLflow is not usable:[/red] {problem}")
+        raise typer.Exit(2)
     memory = loop.open_memory(campaign)
     _quiet_libraries()
     waves_done = len({t.wave for t in memory.trials() if t.wave > 0})
@@ -191,6 +199,28 @@ def show_config(config: ConfigArg = None) -> None:
         console.print(f"[red]Config error:[/red] {error}")
         raise typer.Exit(2) from None
     console.print_json(campaign.model_dump_json())
+
+
+def tracking_problem(uri: str) -> str:
+    """Why the MLflow store cannot be used, or "" when it can: checked before anything starts."""
+    if uri.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as answer:
+                answer.read()
+        except OSError as error:
+            return (
+                f"the tracking server {uri} does not answer ({getattr(error, 'reason', error)}). Start it "
+                "(mlflow/server.sh), or unset MLFLOW_TRACKING_URI and tracking_uri to use the local SQLite store."
+            )
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return f"cannot create the folder {folder} for the SQLite store: {error}"
+    return ""
 
 
 def _stop_on_interrupt(signum, frame) -> None:

@@ -211,3 +211,19 @@ def test_ctrl_c_stops_running_trials_and_leaves_nothing_running(prefect_api, tmp
     assert runs and all(r.info.status != "RUNNING" for r in runs)
     (trial,) = [r for r in runs if r.data.tags.get("overnight.kind") == "trial"]
     assert trial.info.status == "KILLED" and "interrupt" in trial.data.tags["overnight.reason"].lower()
+
+
+def test_an_unreachable_tracking_server_fails_early_and_plainly(tmp_path, quadratic):
+    env = {**without_key(), "MLFLOW_TRACKING_URI": "http://127.0.0.1:9", "COLUMNS": "200"}
+    for command in (["run"], ["plan"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "overnight.cli", *command, str(quadratic / "campaign.yaml")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "MLflow is not usable: the tracking server http://127.0.0.1:9 does not answer" in result.stdout
+        assert "Traceback" not in result.stdout + result.stderr
