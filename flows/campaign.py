@@ -12,7 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.iteration import wave_flow
 from overnight import loop, progress
-from overnight.config import load_config, resolve_planner
+from overnight.config import deadline_after, load_config, resolve_planner
 
 
 def _run_name() -> str:
@@ -30,6 +30,7 @@ def _run_name() -> str:
 @flow(name="campaign", flow_run_name=_run_name, validate_parameters=False)
 def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.CampaignSummary:
     """Run the campaign described by a YAML config (dotted-key overrides allowed); returns the agent run's summary."""
+    started = datetime.now()
     config = load_config(Path(config_path), overrides)
     memory = loop.open_memory(config)
     planner, _ = resolve_planner(config)
@@ -43,17 +44,27 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
         experiment_id=memory.experiment_id,
     )
 
+    deadline_ts = (
+        deadline_after(started, config.budget.deadline).timestamp() if config.budget.deadline else None
+    )
+
     def run_wave(wave: int, size: int) -> dict:
         runner = ThreadPoolTaskRunner(max_workers=max(1, size))
+        left = loop.budget_left(config, memory, agent_run_id, wave - 1) if wave else ""
         return wave_flow.with_options(task_runner=runner)(
-            config=config, agent_run_id=agent_run_id, wave=wave, size=size
+            config=config,
+            agent_run_id=agent_run_id,
+            wave=wave,
+            size=size,
+            budget_left=left,
+            deadline_ts=deadline_ts,
         )
 
     waves, stopped_by = 0, ""
     try:
         run_wave(0, config.baseline_repeats)
         while True:
-            size, stopped_by = loop.trials_left(config, memory, agent_run_id, waves)
+            size, stopped_by = loop.trials_left(config, memory, agent_run_id, waves, deadline_ts)
             if size == 0:
                 break
             waves += 1

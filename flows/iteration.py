@@ -15,7 +15,14 @@ from tasks.reflect import reflect
 
 
 @flow(name="wave", flow_run_name="{config.name} wave {wave}", validate_parameters=False)
-def wave_flow(config: CampaignConfig, agent_run_id: str, wave: int, size: int, budget_left: str = "") -> dict:
+def wave_flow(
+    config: CampaignConfig,
+    agent_run_id: str,
+    wave: int,
+    size: int,
+    budget_left: str = "",
+    deadline_ts: float | None = None,
+) -> dict:
     """Run one wave of `size` trials (wave 0 is the baseline) and return what it decided."""
     memory = loop.open_memory(config)
     planner = make_planner(config)
@@ -38,7 +45,9 @@ def wave_flow(config: CampaignConfig, agent_run_id: str, wave: int, size: int, b
                 )
 
         # --- dispatch: one task run per trial, all at once -------------------------------------------------------
-        futures = [run_trial.submit(config, memory, backend, trial) for trial in planned if trial.valid]
+        futures = [
+            run_trial.submit(config, memory, backend, trial, deadline_ts) for trial in planned if trial.valid
+        ]
         for future in futures:
             future.wait()
 

@@ -7,6 +7,8 @@ config fails before anything runs.
 from __future__ import annotations
 
 import os
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -65,6 +67,34 @@ class Budget(_Strict):
     )
     max_usd: Annotated[float, Field(gt=0)] | None = Field(
         None, description="dollars an agent run may spend (language model calls); no wave starts past it"
+    )
+    deadline: str | None = Field(
+        None,
+        description="wall-clock end: a time of day ('07:00', the next one after the start) or a duration "
+        "('6h', '90m', '45s'); no wave starts that cannot finish before it",
+    )
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline_reads(cls, value: str | None) -> str | None:
+        if value is not None:
+            deadline_after(datetime.now(), value)  # raises with the accepted forms
+        return value
+
+
+def deadline_after(start: datetime, text: str) -> datetime:
+    """When a campaign that starts at `start` must be done: 'HH:MM' (next occurrence) or a duration like '6h'."""
+    text = text.strip()
+    clock = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
+    if clock and int(clock[1]) < 24 and int(clock[2]) < 60:
+        end = start.replace(hour=int(clock[1]), minute=int(clock[2]), second=0, microsecond=0)
+        return end if end > start else end + timedelta(days=1)
+    duration = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([hms])", text)
+    if duration:
+        seconds = float(duration[1]) * {"h": 3600, "m": 60, "s": 1}[duration[2]]
+        return start + timedelta(seconds=seconds)
+    raise ValueError(
+        f"{text!r} is neither a time of day like '07:00' nor a duration like '6h', '90m' or '45s'"
     )
 
 

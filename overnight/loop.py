@@ -6,8 +6,10 @@ same loop can be driven by anything. Every object is written to MLflow as it is 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from overnight import progress
@@ -21,6 +23,8 @@ from overnight.pricing import Usage
 from overnight.program import constants, read_files
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint, unified_diff
 from overnight.results import Outcome, TrialResult, TrialSpec, tail
+
+DEADLINE_MARGIN_S = 5.0  # planning, evaluation and bookkeeping around a wave's trials
 
 
 class CampaignError(RuntimeError):
@@ -264,16 +268,25 @@ def _record_trial(
 # --- dispatch --------------------------------------------------------------------------------------------------------
 
 
-def run_trial(config: CampaignConfig, memory: Memory, backend: Backend, trial: PlannedTrial) -> TrialResult:
-    """Run one valid trial on the backend and record its result."""
+def run_trial(
+    config: CampaignConfig,
+    memory: Memory,
+    backend: Backend,
+    trial: PlannedTrial,
+    deadline_ts: float | None = None,
+) -> TrialResult:
+    """Run one valid trial on the backend; past the campaign's deadline it is stopped like a timeout."""
     progress.emit("trial_started", trial_id=trial.trial_id, hypothesis=trial.hypothesis)
+    timeout = config.trial.timeout_s
+    if deadline_ts is not None:
+        timeout = max(1.0, min(timeout, deadline_ts - time.time()))
     spec = TrialSpec(
         trial_id=trial.trial_id,
         files=trial.files,
         seed=config.trial.seed if trial.seed is None else trial.seed,
         command=config.command,
         time_budget_s=config.trial.time_budget_s,
-        timeout_s=config.trial.timeout_s,
+        timeout_s=timeout,
         env=dict(config.trial.env),
     )
     try:
@@ -282,6 +295,8 @@ def run_trial(config: CampaignConfig, memory: Memory, backend: Backend, trial: P
         result = TrialResult(
             trial.trial_id, Outcome.INFRA_ERROR, {}, 0.0, None, "", f"backend error: {error!r}"
         )
+    if result.outcome is Outcome.TIMEOUT and timeout < config.trial.timeout_s:
+        result = replace(result, reason="stopped at the campaign's deadline")
     return result
 
 
@@ -400,12 +415,22 @@ def wave_table(outcome: WaveOutcome) -> list[dict]:
 
 
 def trials_left(
-    config: CampaignConfig, memory: Memory, agent_run_id: str, waves_done: int
+    config: CampaignConfig,
+    memory: Memory,
+    agent_run_id: str,
+    waves_done: int,
+    deadline_ts: float | None = None,
 ) -> tuple[int, str]:
     """How many trials the next wave may have, and which budget ended the campaign when none."""
     if waves_done >= config.budget.iterations:
         return 0, f"iterations ({config.budget.iterations} waves)"
     mine = [t for t in memory.trials() if t.agent_run_id == agent_run_id]
+    if deadline_ts is not None:
+        # A wave lasts about as long as its slowest trial; with no trial seen yet, assume the hard timeout.
+        wave_s = max((t.duration_s for t in mine), default=config.trial.timeout_s) + DEADLINE_MARGIN_S
+        if time.time() + wave_s > deadline_ts:
+            at = datetime.fromtimestamp(deadline_ts).strftime("%H:%M:%S")
+            return 0, f"deadline ({at}; a wave takes about {wave_s:.0f} s)"
     if config.budget.trials is not None and len(mine) >= config.budget.trials:
         return 0, f"trials ({config.budget.trials})"
     hours = sum(t.duration_s for t in mine) / 3600

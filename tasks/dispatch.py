@@ -38,10 +38,14 @@ def _only_infra_errors(task, task_run, state) -> bool:
     retry_condition_fn=_only_infra_errors,
 )
 def run_trial(
-    config: CampaignConfig, memory: Memory, backend: Backend, trial: loop.PlannedTrial
+    config: CampaignConfig,
+    memory: Memory,
+    backend: Backend,
+    trial: loop.PlannedTrial,
+    deadline_ts: float | None = None,
 ) -> TrialResult:
     """Run one trial on the backend and record its outcome in MLflow."""
-    result = loop.run_trial(config, memory, backend, trial)
+    result = loop.run_trial(config, memory, backend, trial, deadline_ts)
     if result.outcome is Outcome.INFRA_ERROR and task_run.run_count <= INFRA_RETRIES:
         raise InfraError(result.reason)
     loop.record_result(memory, trial, result)

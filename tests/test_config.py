@@ -62,6 +62,10 @@ def test_overrides_set_dotted_keys(quadratic):
             {"knobs": [{"name": "MODE", "type": "choice", "choices": ["a"]}]},
             "needs 'choices' with at least two",
         ),
+        (
+            {"budget": {"deadline": "soon"}},
+            "budget.deadline: 'soon' is neither a time of day like '07:00' nor a duration",
+        ),
         ({"planner": {"kind": "oracle"}}, "planner.kind: Input should be 'auto', 'claude' or 'offline'"),
     ],
 )

@@ -64,3 +64,24 @@ def test_a_crashing_baseline_stops_the_campaign_with_the_reason(prefect_api, qua
     assert agent.info.status == "FAILED"
     (baseline,) = client.search_runs([experiment.experiment_id], "tags.`overnight.kind` = 'trial'")
     assert baseline.data.tags["overnight.outcome"] == "crash"
+
+
+def test_a_deadline_stops_starting_waves_and_the_run_still_reports(prefect_api, quadratic, tmp_path):
+    import time
+
+    train = quadratic / "train.py"  # each trial takes about a second
+    train.write_text(train.read_text().replace("import os\n", "import os\nimport time\ntime.sleep(1)\n", 1))
+    path = configure(quadratic, tmp_path, budget={"iterations": 1000, "deadline": "12s"})
+    started = time.monotonic()
+    state = campaign_flow(config_path=str(path), return_state=True)
+    elapsed = time.monotonic() - started
+    assert state.is_completed(), state
+    summary = state.result()
+    assert summary.stopped_by.startswith("deadline")
+    assert 1 <= summary.waves < 1000
+    assert elapsed < 12 + 10  # it stopped at the deadline, give or take the closing bookkeeping
+    client = MlflowClient(summary.tracking_uri)
+    runs = client.search_runs([summary.experiment_id])
+    assert all(r.info.status != "RUNNING" for r in runs)
+    agent = next(r for r in runs if r.data.tags.get("overnight.kind") == "agent_run")
+    assert agent.data.metrics["waves"] == summary.waves  # the summary was written
