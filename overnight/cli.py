@@ -125,6 +125,46 @@ def run(
 
 
 @app.command()
+def serve(
+    config: ConfigArg = None,
+    cron: Annotated[
+        str, typer.Option(help="When to run, as cron (default: 01:00 every night).")
+    ] = "0 1 * * *",
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA time zone of the cron, e.g. Europe/Paris (default: UTC).")
+    ] = None,
+    name: Annotated[str, typer.Option(help="Deployment name, shown in the Prefect UI.")] = "nightly",
+) -> None:
+    """Serve the campaign on a schedule from this machine, no work pool needed (Ctrl-C stops serving)."""
+    path = (config or default_config_path()).resolve()
+    try:
+        campaign = load_config(path)
+        resolve_planner(campaign)
+    except ConfigError as error:
+        console.print(f"[red]Config error:[/red] {error}")
+        raise typer.Exit(2) from None
+    problem = tracking_problem(campaign.resolved_tracking_uri())
+    if problem:
+        console.print(f"[red]MLflow is not usable:[/red] {problem}")
+        raise typer.Exit(2)
+    _prepare_prefect_env()
+    from prefect.schedules import Cron
+
+    from flows.campaign import campaign_flow
+
+    console.print(
+        f"Serving campaign {campaign.name} as deployment 'campaign/{name}' on '{cron}' {timezone or 'UTC'}."
+    )
+    campaign_flow.serve(
+        name=name,
+        schedules=[Cron(cron, timezone=timezone)],
+        parameters={"config_path": str(path)},
+        description=f"Nightly campaign {campaign.name} ({path})",
+        tags=["overnight", campaign.name],
+    )
+
+
+@app.command()
 def plan(
     config: ConfigArg = None,
     show_prompt: Annotated[

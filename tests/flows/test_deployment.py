@@ -1,0 +1,76 @@
+"""`overnight serve`: the campaign served on a cron schedule, triggered through Prefect's API like a nightly run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_served_campaign_runs_when_triggered_and_writes_to_mlflow(prefect_api, quadratic, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    path = quadratic / "campaign.yaml"
+    data = yaml.safe_load(path.read_text())
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data.update(tracking_uri=uri, state_dir=str(tmp_path / "state"), budget={"iterations": 1})
+    path.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    command = [
+        sys.executable,
+        "-m",
+        "overnight.cli",
+        "serve",
+        str(path),
+        "--cron",
+        "0 1 * * *",
+        "--timezone",
+        "Europe/Paris",
+        "--name",
+        "test-nightly",
+    ]
+    server = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deployment = None
+        deadline = time.monotonic() + 90
+        with get_client(sync_client=True) as client:
+            while deployment is None and time.monotonic() < deadline:
+                try:
+                    deployment = client.read_deployment_by_name("campaign/test-nightly")
+                except Exception:
+                    time.sleep(1)
+        assert deployment is not None, "the deployment never appeared"
+        (schedule,) = deployment.schedules
+        assert schedule.schedule.cron == "0 1 * * *" and schedule.schedule.timezone == "Europe/Paris"
+        assert deployment.parameters == {"config_path": str(path)}
+
+        flow_run = run_deployment("campaign/test-nightly", timeout=240)
+        assert flow_run.state.is_completed(), flow_run.state
+        assert flow_run.name == "campaign quadratic"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("quadratic")
+    (agent,) = client.search_runs([experiment.experiment_id], "tags.`overnight.kind` = 'agent_run'")
+    assert agent.info.status == "FINISHED" and agent.data.params["prefect_flow_run_id"] == str(flow_run.id)
