@@ -231,6 +231,51 @@ def plan(
 
 
 @app.command()
+def status(config: ConfigArg = None) -> None:
+    """Show what runs now: the wave, its trials, where, for how long, and the spend so far."""
+    import time
+
+    from overnight import loop
+
+    try:
+        campaign = load_config((config or default_config_path()).resolve())
+    except ConfigError as error:
+        console.print(f"[red]Config error:[/red] {error}")
+        raise typer.Exit(2) from None
+    problem = tracking_problem(campaign.resolved_tracking_uri())
+    if problem:
+        console.print(f"[red]MLflow is not usable:[/red] {problem}")
+        raise typer.Exit(2)
+    memory = loop.open_memory(campaign)
+    _quiet_libraries()
+    now = memory.status()
+    if now is None:
+        champion = memory.champion()
+        best = (
+            f"; champion {champion.trial_id} {campaign.metric.name}={champion.metric:.6g}" if champion else ""
+        )
+        console.print(f"Campaign {campaign.name}: nothing running{best}.")
+        return
+    minutes = (time.time() * 1000 - now.started_ms) / 60000
+    waves = ", ".join(str(w) for w in now.waves) or "between waves"
+    console.print(
+        f"Campaign {campaign.name}: agent run {now.agent_run_name} running for {minutes:.1f} min; wave {waves}; "
+        f"{now.finished} trials finished, {len(now.running)} running; spend so far {now.trial_hours:.3f} trial-hours, "
+        f"${now.llm_usd:.2f} of language-model calls.",
+        highlight=False,
+    )
+    table = Table("trial", "change", "where", "running for")
+    for trial in now.running:
+        table.add_row(
+            trial.trial_id,
+            trial.hypothesis,
+            trial.where or "(starting)",
+            f"{(time.time() * 1000 - trial.started_ms) / 1000:.0f} s",
+        )
+    console.print(table)
+
+
+@app.command()
 def show_config(config: ConfigArg = None) -> None:
     """Validate a campaign config and print it with every default filled in."""
     try:

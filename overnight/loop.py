@@ -277,6 +277,7 @@ def run_trial(
 ) -> TrialResult:
     """Run one valid trial on the backend; past the campaign's deadline it is stopped like a timeout."""
     progress.emit("trial_started", trial_id=trial.trial_id, hypothesis=trial.hypothesis)
+    memory.record_dispatch(trial.run_id, backend.where(trial.trial_id))
     timeout = config.trial.timeout_s
     if deadline_ts is not None:
         timeout = max(1.0, min(timeout, deadline_ts - time.time()))

@@ -54,6 +54,7 @@ class TrialRecord:
     duration_s: float
     started_ms: int
     metrics: dict[str, float] = field(default_factory=dict)
+    where: str = ""  # backend, host and folder (or cluster) it ran on
 
 
 class Memory:
@@ -189,6 +190,40 @@ class Memory:
             self.client.log_text(run_id, scrub(result.log_tail) or "(no output)\n", "log_tail.txt")
             status = RunStatus.FINISHED if result.outcome is Outcome.OK else RunStatus.FAILED
             self.client.set_terminated(run_id, RunStatus.to_string(status))
+
+    def record_dispatch(self, run_id: str, where: str) -> None:
+        """Where the trial runs (backend, host, folder or cluster), as soon as it starts."""
+        with self._lock:
+            self.client.set_tag(run_id, PREFIX + "where", where)
+
+    def status(self) -> CampaignStatus | None:
+        """What runs now: the newest running agent run, its current wave, its running trials, its spend so far."""
+        with self._lock:
+            agents = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'agent_run' and attributes.status = 'RUNNING'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            if not agents:
+                return None
+            agent = agents[0]
+            waves = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'wave' and tags.`{PARENT_RUN}` = '{agent.info.run_id}' "
+                "and attributes.status = 'RUNNING'",
+            )
+        mine = [t for t in self.trials() if t.agent_run_id == agent.info.run_id]
+        return CampaignStatus(
+            agent_run_id=agent.info.run_id,
+            agent_run_name=agent.info.run_name or "",
+            started_ms=agent.info.start_time,
+            waves=tuple(int(w.data.tags.get(PREFIX + "wave", "0")) for w in waves),
+            running=tuple(t for t in mine if t.status == "running"),
+            finished=sum(1 for t in mine if t.status == "finished"),
+            trial_hours=sum(t.duration_s for t in mine) / 3600,
+            llm_usd=self.spend_usd(agent.info.run_id),
+        )
 
     def record_decision(self, run_id: str, decision: str, reason: str) -> None:
         with self._lock:
@@ -386,7 +421,22 @@ class Memory:
             duration_s=data.metrics.get("duration_s", 0.0),
             started_ms=run.info.start_time or int(time.time() * 1000),
             metrics=dict(data.metrics),
+            where=tags.get(PREFIX + "where", ""),
         )
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    """An agent run in progress, as `overnight status` shows it."""
+
+    agent_run_id: str
+    agent_run_name: str
+    started_ms: int
+    waves: tuple[int, ...]  # waves running now
+    running: tuple[TrialRecord, ...]
+    finished: int  # trials finished so far
+    trial_hours: float  # of the finished trials
+    llm_usd: float
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The `overnight` command as a user runs it: a real process, a real campaign, the summary it prints."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,44 @@ def test_an_unreachable_tracking_server_fails_early_and_plainly(tmp_path, quadra
         assert result.returncode == 2, result.stdout + result.stderr
         assert "MLflow is not usable: the tracking server http://127.0.0.1:9 does not answer" in result.stdout
         assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_status_shows_what_runs_now(prefect_api, tmp_path, quadratic):
+    import signal
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    train = quadratic / "train.py"  # trials that take a while
+    train.write_text(train.read_text().replace("import os\n", "import os\nimport time\ntime.sleep(30)\n", 1))
+    config = quadratic / "campaign.yaml"
+    config.write_text(
+        config.read_text().replace("time_budget_s: 1, timeout_s: 30", "time_budget_s: 1, timeout_s: 120")
+    )
+    env = {**without_key(), "PREFECT_API_URL": PREFECT_API_URL.value(), "COLUMNS": "200"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "overnight.cli", "run", str(config)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            not list((tmp_path / ".overnight" / "work").glob("*/*/run.log")) and time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+        time.sleep(3)
+        shown = overnight("status", str(config), cwd=tmp_path, env=env)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        text = " ".join(shown.stdout.split())
+        assert "Campaign quadratic: agent run offline" in text and "wave 0" in text
+        assert "0 trials finished, 1 running" in text and "spend so far" in text
+        assert "-baseline" in text and f"local {socket.gethostname()}:" in text
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    after = overnight("status", str(config), cwd=tmp_path, env=env)
+    assert "Campaign quadratic: nothing running" in after.stdout

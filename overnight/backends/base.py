@@ -27,5 +27,9 @@ class Backend(ABC):
     def run(self, spec: TrialSpec) -> TrialResult:
         """Run one trial to its outcome. Blocks; safe to call from several threads at once."""
 
+    def where(self, trial_id: str) -> str:
+        """Where a trial runs, in words for `overnight status` and MLflow."""
+        return self.name
+
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
         """Release what the backend holds (clusters, processes). Called once at the end of a campaign."""

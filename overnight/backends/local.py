@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -53,6 +54,9 @@ class LocalBackend(Backend):
 
     def trial_dir(self, trial_id: str) -> Path:
         return self.work_root / trial_id
+
+    def where(self, trial_id: str) -> str:
+        return f"local {socket.gethostname()}:{self.trial_dir(trial_id)}"
 
     def run(self, spec: TrialSpec) -> TrialResult:
         workdir = self.trial_dir(spec.trial_id)
