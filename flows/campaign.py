@@ -6,13 +6,14 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.iteration import wave_flow
 from overnight import loop, progress
 from overnight.config import deadline_after, load_config, resolve_planner
+from tasks.report import report
 
 
 def _run_name() -> str:
@@ -74,5 +75,10 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
     except BaseException as error:
         memory.finish_agent_run(agent_run_id, {"waves": waves}, f"The agent run failed: {error}", failed=True)
         raise
+    report_state = report(config, memory, agent_run_id, return_state=True)
+    if (
+        report_state.is_failed()
+    ):  # the night's results are recorded; a broken chart must not fail the campaign
+        get_run_logger().warning(f"The morning report could not be written: {report_state.message}")
     progress.emit("campaign_finished", summary=summary)
     return summary

@@ -231,6 +231,45 @@ def plan(
 
 
 @app.command()
+def report(
+    config: ConfigArg = None,
+    night: Annotated[
+        str | None, typer.Option(help="Date of the night (YYYY-MM-DD); default: the newest agent run.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for report.md and progress.png.")] = None,
+) -> None:
+    """Write the morning report: the progress chart, improvements, outcomes, top changes, spend, links."""
+    from datetime import date
+
+    from overnight import loop
+    from overnight.report import write_report
+
+    try:
+        campaign = load_config((config or default_config_path()).resolve())
+        day = date.fromisoformat(night) if night else None
+    except ConfigError as error:
+        console.print(f"[red]Config error:[/red] {error}")
+        raise typer.Exit(2) from None
+    except ValueError:
+        console.print(f"[red]--night:[/red] {night!r} is not a date like 2026-11-27")
+        raise typer.Exit(2) from None
+    problem = tracking_problem(campaign.resolved_tracking_uri())
+    if problem:
+        console.print(f"[red]MLflow is not usable:[/red] {problem}")
+        raise typer.Exit(2)
+    memory = loop.open_memory(campaign)
+    _quiet_libraries()
+    try:
+        agent = memory.agent_run_on(day)
+        written = write_report(memory, out or loop.report_dir(campaign, agent.run_id), day)
+    except LookupError as error:
+        console.print(f"[red]No report:[/red] {error}")
+        raise typer.Exit(1) from None
+    console.print(written.markdown, markup=False, highlight=False)
+    console.print(f"Written to {written.chart.parent} and to the agent run in MLflow.")
+
+
+@app.command()
 def status(config: ConfigArg = None) -> None:
     """Show what runs now: the wave, its trials, where, for how long, and the spend so far."""
     import time

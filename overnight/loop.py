@@ -84,6 +84,10 @@ def open_memory(config: CampaignConfig) -> Memory:
     )
 
 
+def report_dir(config: CampaignConfig, agent_run_id: str) -> Path:
+    return config.state_dir.resolve() / "reports" / config.name / agent_run_id[:8]
+
+
 def work_root(config: CampaignConfig) -> Path:
     return config.state_dir.resolve() / "work" / config.name
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunStatus
@@ -254,15 +255,49 @@ class Memory:
 
     def spend_usd(self, agent_run_id: str) -> float:
         """Dollars the agent run's planner has spent so far (plans and reflections of all its waves)."""
+        return self.llm_totals(agent_run_id).get("usd", 0.0)
+
+    def llm_totals(self, agent_run_id: str) -> dict[str, float]:
+        """Tokens and dollars of the agent run's planner calls: input_tokens, output_tokens, ..., usd."""
         with self._lock:
             waves = self.client.search_runs(
                 [self.experiment_id],
                 filter_string=f"tags.`{KIND}` = 'wave' and tags.`mlflow.parentRunId` = '{agent_run_id}'",
                 max_results=10000,
             )
-        return sum(
-            w.data.metrics.get("plan_usd", 0.0) + w.data.metrics.get("reflect_usd", 0.0) for w in waves
-        )
+        totals: dict[str, float] = Counter()
+        for wave in waves:
+            for key, value in wave.data.metrics.items():
+                stage, _, what = key.partition("_")
+                if stage in ("plan", "reflect") and what:
+                    totals[what] += value
+        return dict(totals)
+
+    def agent_run_on(self, night: date | None = None) -> AgentRunRecord:
+        """The newest agent run, or the newest one started on the given date."""
+        with self._lock:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'agent_run'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1000,
+            )
+        for run in runs:
+            started = datetime.fromtimestamp(run.info.start_time / 1000).date()
+            if night is None or started == night:
+                return AgentRunRecord(
+                    run.info.run_id,
+                    run.info.run_name or "",
+                    run.info.start_time,
+                    dict(run.data.params),
+                    dict(run.data.metrics),
+                )
+        raise LookupError(f"no agent run {'on ' + str(night) if night else 'yet'} in this campaign")
+
+    def log_report(self, agent_run_id: str, markdown: str, chart: Path) -> None:
+        with self._lock:
+            self.client.log_text(agent_run_id, markdown, "report/report.md")
+            self.client.log_artifact(agent_run_id, str(chart), "report")
 
     def finish_wave(
         self, wave_run_id: str, metrics: dict[str, float], reflection: str, table: list[dict]
@@ -423,6 +458,15 @@ class Memory:
             metrics=dict(data.metrics),
             where=tags.get(PREFIX + "where", ""),
         )
+
+
+@dataclass(frozen=True)
+class AgentRunRecord:
+    run_id: str
+    name: str
+    started_ms: int
+    params: dict[str, str]
+    metrics: dict[str, float]
 
 
 @dataclass(frozen=True)

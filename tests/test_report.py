@@ -1,0 +1,57 @@
+"""The morning report: the chart is a real picture and the numbers are MLflow's."""
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from PIL import Image, ImageStat
+from prefect.client.orchestration import get_client
+
+from flows.campaign import campaign_flow
+from overnight.memory import Memory
+from overnight.report import CHART_SIZE_PX, write_report
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_campaign_writes_a_report_whose_numbers_match_mlflow(prefect_api, quadratic, tmp_path):
+    path = quadratic / "campaign.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        state_dir=str(tmp_path / "state"),
+        budget={"iterations": 3},
+    )
+    path.write_text(yaml.safe_dump(data))
+    summary = campaign_flow(config_path=str(path))
+
+    client = MlflowClient(summary.tracking_uri)
+    agent = client.get_run(summary.agent_run_id)
+    artifacts = {a.path for a in client.list_artifacts(agent.info.run_id, "report")}
+    assert artifacts == {"report/report.md", "report/progress.png"}  # written by the campaign itself
+    with get_client(sync_client=True) as prefect:
+        assert any(a.key == "quadratic-report" for a in prefect.read_artifacts())
+
+    memory = Memory(summary.tracking_uri, "quadratic", "minimize", "loss")
+    written = write_report(memory, tmp_path / "again")
+    image = Image.open(written.chart)
+    assert image.size == CHART_SIZE_PX
+    assert max(ImageStat.Stat(image.convert("L")).stddev) > 10  # not a blank canvas
+    baseline = agent.data.metrics["baseline_loss"]
+    champion = agent.data.metrics["champion_loss"]
+    assert (
+        f"This night: loss {baseline:.6g} -> {champion:.6g} ({agent.data.metrics['improvement_pct']:+.2f}%)"
+        in (written.markdown)
+    )
+    outcomes = ", ".join(
+        f"{int(v)} {k.removeprefix('trials_')}"
+        for k, v in sorted(agent.data.metrics.items())
+        if k.startswith("trials_")
+    )
+    assert f"- Outcomes: {outcomes}" in written.markdown
+    assert (
+        f"Prefect: http://127.0.0.1:4200/runs/flow-run/{agent.data.params['prefect_flow_run_id']}"
+        in written.markdown
+    )
+    kept = client.search_runs([summary.experiment_id], "tags.`overnight.decision` = 'keep'")
+    for trial in kept:
+        assert trial.data.tags["overnight.hypothesis"] in written.markdown
