@@ -170,3 +170,22 @@ def test_a_wave_filled_by_the_offline_planner_is_recorded_as_such(prefect_api, a
         [summary.experiment_id], "tags.`overnight.wave` = '1' and tags.`overnight.kind` = 'trial'"
     )
     assert len(trials) == 2 and {t.data.tags["overnight.proposed_by"] for t in trials} == {"offline"}
+
+
+def test_the_next_night_starts_from_the_champion_and_reads_the_first_nights_insights(
+    prefect_api, api, quadratic, tmp_path
+):
+    api.script("WaveAnswer", tool_answer(WAVE_1), tool_answer(WAVE_2))
+    api.script("Insights", tool_answer(INSIGHTS))
+    path = configure(quadratic, tmp_path, iterations=1)
+    first = campaign_flow(config_path=str(path))
+    assert first.champion == 5.0  # Y = 0 kept
+    second = campaign_flow(config_path=str(path))
+    assert second.experiment_id == first.experiment_id and second.agent_run_id != first.agent_run_id
+    assert second.baseline == first.champion  # night two measured night one's champion first
+    night_two_plan = api.for_tool("WaveAnswer")[-1]
+    assert "INSIGHT-42" in json.dumps(night_two_plan)  # and its planner read night one's reflection
+    assert "Y = 0  # best at -1" in json.dumps(night_two_plan)  # on the champion's code
+    client = MlflowClient(second.tracking_uri)
+    agents = client.search_runs([second.experiment_id], "tags.`overnight.kind` = 'agent_run'")
+    assert len(agents) == 2 and all("mlflow.parentRunId" not in a.data.tags for a in agents)  # side by side
