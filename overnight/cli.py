@@ -270,6 +270,31 @@ def report(
 
 
 @app.command()
+def suggest(
+    hypothesis: Annotated[str, typer.Argument(help='What to try, e.g. "a lower LEARNING_RATE".')],
+    config: ConfigArg = None,
+) -> None:
+    """Queue a hypothesis of yours: the next wave includes it (Claude turns it into edits; offline, named knobs)."""
+    from overnight import loop
+
+    try:
+        campaign = load_config((config or default_config_path()).resolve())
+    except ConfigError as error:
+        console.print(f"[red]Config error:[/red] {error}")
+        raise typer.Exit(2) from None
+    problem = tracking_problem(campaign.resolved_tracking_uri())
+    if problem:
+        console.print(f"[red]MLflow is not usable:[/red] {problem}")
+        raise typer.Exit(2)
+    memory = loop.open_memory(campaign)
+    memory.add_suggestion(hypothesis)
+    pending = len(memory.pending_suggestions())
+    console.print(
+        f"Queued for the next wave of {campaign.name} ({pending} suggestion(s) waiting): {hypothesis}"
+    )
+
+
+@app.command()
 def status(config: ConfigArg = None) -> None:
     """Show what runs now: the wave, its trials, where, for how long, and the spend so far."""
     import time

@@ -165,14 +165,14 @@ class PlannedWave:
 
 
 def plan_context(
-    config: CampaignConfig, memory: Memory, wave: int, n: int, budget_left: str = ""
+    config: CampaignConfig, memory: Memory, wave: int, n: int, budget_left: str = "", suggestions: tuple = ()
 ) -> PlanContext:
     """What the planner may read: the champion's files, a frozen snapshot of memory, the program's brief."""
     snapshot = memory.snapshot()
     files = memory.champion_files() if snapshot.champion else read_files(config.program, config.editable)
     brief_path = config.program / "program.md"
     brief = brief_path.read_text() if brief_path.is_file() else ""
-    return PlanContext(wave, n, files, snapshot, brief, budget_left)
+    return PlanContext(wave, n, files, snapshot, brief, budget_left, tuple(suggestions))
 
 
 def plan_wave(
@@ -186,8 +186,11 @@ def plan_wave(
     budget_left: str = "",
 ) -> PlannedWave:
     """Ask the planner for n proposals, validate each against the champion, record every one in MLflow."""
-    context = plan_context(config, memory, wave, n, budget_left)
+    pending = memory.pending_suggestions()  # a person's hypotheses: this wave must include them
+    context = plan_context(config, memory, wave, n, budget_left, tuple(pending.values()))
     plan = planner.propose(context)
+    for key in pending:
+        memory.take_suggestion(key, f"wave {wave}" + (f": {plan.note}" if plan.note else ""))
     champion, champion_files = context.champion, context.champion_files
     seen = {t.fingerprint for t in context.history if t.fingerprint}
     planned = []

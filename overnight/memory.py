@@ -32,6 +32,10 @@ PREFIX = "overnight."
 KIND, STATUS, OUTCOME = PREFIX + "kind", PREFIX + "status", PREFIX + "outcome"
 CHAMPION_TAG = PREFIX + "champion_run_id"
 PARENT_RUN = "mlflow.parentRunId"
+SUGGESTION, TAKEN = (
+    PREFIX + "suggestion.",
+    ".taken",
+)  # experiment tags: a person's hypotheses for the next wave
 NOTE = "mlflow.note.content"  # shown as the run's description in the MLflow UI
 
 
@@ -191,6 +195,27 @@ class Memory:
             self.client.log_text(run_id, scrub(result.log_tail) or "(no output)\n", "log_tail.txt")
             status = RunStatus.FINISHED if result.outcome is Outcome.OK else RunStatus.FAILED
             self.client.set_terminated(run_id, RunStatus.to_string(status))
+
+    def add_suggestion(self, text: str) -> str:
+        """Queue a person's hypothesis for the next wave (an experiment tag, so it outlives any run)."""
+        key = f"{SUGGESTION}{time.time_ns()}"
+        with self._lock:
+            self.client.set_experiment_tag(self.experiment_id, key, text[:4000])
+        return key
+
+    def pending_suggestions(self) -> dict[str, str]:
+        """Suggestions no wave has taken up yet, oldest first: key -> text."""
+        with self._lock:
+            tags = self.client.get_experiment(self.experiment_id).tags
+        return {
+            k: v
+            for k, v in sorted(tags.items())
+            if k.startswith(SUGGESTION) and not k.endswith(TAKEN) and f"{k}{TAKEN}" not in tags
+        }
+
+    def take_suggestion(self, key: str, note: str) -> None:
+        with self._lock:
+            self.client.set_experiment_tag(self.experiment_id, f"{key}{TAKEN}", note[:4000])
 
     def record_dispatch(self, run_id: str, where: str) -> None:
         """Where the trial runs (backend, host, folder or cluster), as soon as it starts."""

@@ -22,6 +22,7 @@ class PlanContext:
     memory: MemorySnapshot
     brief: str = ""  # the program's program.md
     budget_left: str = ""
+    suggestions: tuple[str, ...] = ()  # a person's hypotheses that this wave must include
 
     @property
     def history(self) -> tuple[TrialRecord, ...]:

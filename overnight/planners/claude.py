@@ -123,9 +123,16 @@ def check_wave(
     editable: list[str],
     seen: dict[str, str],
     n: int,
+    suggestions: int = 0,
 ) -> list[str]:
     """Every reason the wave cannot run as written; empty when it can. `seen` maps fingerprints to past trial ids."""
     errors = []
+    answered = sum(1 for p in proposals if p.hypothesis.startswith(prompts.SUGGESTION_PREFIX))
+    if answered < suggestions:
+        errors.append(
+            f"{suggestions} human suggestions need an experiment each (hypothesis starting with "
+            f"'{prompts.SUGGESTION_PREFIX}'); found {answered}"
+        )
     if len(proposals) != n:
         errors.append(
             f"the wave has {len(proposals)} experiments (factorial combinations included); give exactly {n}"
@@ -181,6 +188,7 @@ class ClaudePlanner(Planner):
                 editable=self.config.editable,
                 metric=self.config.metric.name,
                 budget_left=context.budget_left,
+                suggestions=context.suggestions,
             )
             if prompts.estimate_tokens(prompts.SYSTEM + text) <= self.settings.max_prompt_tokens:
                 break
@@ -194,6 +202,7 @@ class ClaudePlanner(Planner):
             "editable": self.config.editable,
             "seen": seen,
             "n": context.n,
+            "suggestions": len(context.suggestions),
         }
         usage: list[Usage] = []
         note = ""
@@ -300,7 +309,7 @@ class ClaudePlanner(Planner):
             return []
         kept, seen = [], dict(validation["seen"])
         for proposal in answer.proposals():
-            one = {**validation, "seen": seen, "n": 1}
+            one = {**validation, "seen": seen, "n": 1, "suggestions": 0}
             if not check_wave([proposal], **one):
                 kept.append(proposal)
                 seen[

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import math
 import random
+import re
 import warnings
 
 import optuna
@@ -27,6 +28,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 ASKS_PER_PROPOSAL = 20  # how often Optuna may suggest a point already tried before we give up on it
 KNOBS_PER_MOVE = 2  # knobs TPE may move at once around the champion
+# Words before a knob's name in a suggestion that mean "make it smaller" (otherwise: larger).
+LOWER_WORDS = ("lower", "smaller", "less", "decrease", "reduce", "fewer", "narrower", "shallower", "shorter")
 
 
 class OfflinePlanner(Planner):
@@ -39,7 +42,60 @@ class OfflinePlanner(Planner):
     # --- propose -------------------------------------------------------------------------------------------------
 
     def propose(self, context: PlanContext) -> Plan:
-        return Plan(self.proposals(context, context.n))
+        suggested, notes = [], []
+        for text in context.suggestions:
+            proposal, problem = self.from_suggestion(text, context.champion_files)
+            if proposal is not None:
+                suggested.append(proposal)
+            else:
+                notes.append(problem)
+        exclude = {
+            fingerprint(apply_proposal(context.champion_files, p, self.config.editable)) for p in suggested
+        }
+        rest = self.proposals(context, max(0, context.n - len(suggested)), exclude)
+        return Plan(suggested[: context.n] + rest, note=" ".join(notes))
+
+    def from_suggestion(self, text: str, files: dict[str, str]) -> tuple[Proposal | None, str]:
+        """A person's hypothesis turned into knob edits, when it names knobs this planner knows."""
+        knobs = self.knobs(files)
+        current = self._current_values(knobs, files)
+        lowered = text.lower()
+        values: dict[str, object] = {}
+        for knob in knobs:
+            for name in (knob.name.lower(), knob.name.lower().replace("_", " ")):
+                found = re.search(rf"\b{re.escape(name)}\b", lowered)  # whole words: "try" does not name Y
+                if found is None or knob.name not in current:
+                    continue
+                at = found.start()
+                after = lowered[found.end() :]
+                number = re.match(r"\s*(?:=|to|of|at)?\s*(-?\d+(?:\.\d*)?(?:e-?\d+)?)", after)
+                if knob.type == "choice":
+                    named = [c for c in knob.choices if str(c).lower() in lowered and c != current[knob.name]]
+                    values[knob.name] = named[0] if named else _neighbours(knob, current[knob.name])[0]
+                elif number:
+                    value = float(number[1])
+                    values[knob.name] = round(value) if knob.type == "int" else value
+                else:
+                    before = lowered[max(0, at - 30) : at]
+                    down = any(word in before for word in LOWER_WORDS)
+                    moves = _neighbours(knob, current[knob.name])
+                    pick = [m for m in moves if (m < current[knob.name]) == down]
+                    if pick:
+                        values[knob.name] = pick[0]
+                break
+        if not values:
+            names = ", ".join(k.name for k in knobs)
+            return (
+                None,
+                f"The offline planner could not act on the suggestion {text!r}: it names none of the knobs ({names}).",
+            )
+        changes = ", ".join(
+            f"{n} {format_literal(current[n])} -> {format_literal(v)}" for n, v in values.items()
+        )
+        proposal = self._proposal(values, f"Suggestion: {text} ({changes})", files)
+        if proposal is None:
+            return None, f"The suggestion {text!r} gives edits that do not apply: {changes}."
+        return proposal.model_copy(update={"source": "suggestion", "rationale": "a person's suggestion"}), ""
 
     def proposals(self, context: PlanContext, n: int, exclude: set[str] = frozenset()) -> list[Proposal]:
         """Up to n proposals whose files differ from every trial run and from the fingerprints in `exclude`."""

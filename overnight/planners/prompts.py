@@ -29,6 +29,10 @@ in the file (copy it character for character, including spaces); `replace` is th
 Optionally, instead of some single experiments, give a factorial grid (factors x levels) when interactions matter; \
 each combination counts as one experiment."""
 
+SUGGESTIONS_TASK = """A person asked for the experiments in <human_suggestions>. The wave must include one experiment \
+for each, turned into edits; start its hypothesis with "Suggestion:"."""
+SUGGESTION_PREFIX = "Suggestion:"
+
 REFLECT_TASK = """The wave above has finished. Reflect on it for the next plan: what was learned (cite the numbers), \
 which directions are dead ends to avoid, and which directions look most promising next. Be brief and concrete."""
 
@@ -70,12 +74,18 @@ def plan_prompt(
     editable: list[str],
     metric: str,
     budget_left: str,
+    suggestions: tuple[str, ...] = (),
 ) -> str:
+    asked = ""
+    if suggestions:
+        listed = "\n".join(f"- {text}" for text in suggestions)
+        asked = f"<human_suggestions>\n{listed}\n</human_suggestions>\n\n{SUGGESTIONS_TASK}\n\n"
     return (
         f"<program_brief>\n{brief.strip()}\n</program_brief>\n\n"
         f"<champion_files>\n{files_block(champion_files)}\n</champion_files>\n\n"
         f"<memory>\n{digest.strip()}\n</memory>\n\n"
         f"<budget_left>{budget_left}</budget_left>\n\n"
+        + asked
         + PLAN_TASK.format(n=n, editable=", ".join(editable), metric=metric)
     )
 

@@ -262,3 +262,20 @@ def test_a_factorial_grid_expands_into_trials(api, setup):
     ]
     last = apply_proposal(context.champion_files, plan.proposals[3], config.editable)["train.py"]
     assert "X = 2.5  # best at 3" in last and "Y = -1  # best at -1" in last
+
+
+def test_a_human_suggestion_must_be_in_the_wave(api, setup):
+    config, memory = setup
+    suggested = {
+        "experiments": [
+            {**GOOD["experiments"][0], "hypothesis": "Suggestion: X toward 3"},
+            GOOD["experiments"][1],
+        ]
+    }
+    api.script("WaveAnswer", tool_answer(GOOD), tool_answer(suggested))
+    context = loop.plan_context(config, memory, 2, 2, "", ("try X near 3",))
+    plan = ClaudePlanner(config).propose(context)
+    assert plan.proposals[0].hypothesis == "Suggestion: X toward 3"
+    first, retry = api.for_tool("WaveAnswer")
+    assert "<human_suggestions>\\n- try X near 3\\n</human_suggestions>" in json.dumps(first)
+    assert "1 human suggestions need an experiment each" in json.dumps(retry)
