@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh test
+# Debian's Chromium for the browser test of both UIs (skipped with its reason when it cannot be installed).
+if [ ! -x /usr/lib/chromium/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "Installing chromium for the browser test ..."
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+    || echo "chromium could not be installed: the browser test will be skipped"
+fi
 export DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
 echo "ruff ..."; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "import layering ..."; .venv/bin/lint-imports

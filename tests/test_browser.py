@@ -1,0 +1,143 @@
+"""Both UIs as a person sees them: a real MLflow server and a real Prefect server on loopback, a campaign run
+against them, then headless Chromium on the MLflow experiment page and the Prefect runs page."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's build; the /usr/bin wrapper adds flags of its own
+SCREENSHOTS = Path(os.environ.get("OVERNIGHT_TEST_ARTIFACTS", Path(__file__).parents[1] / ".test-artifacts"))
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(command: list[str], env: dict, health: str, log: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(health, timeout=2).read()
+            return process
+        except OSError:
+            time.sleep(0.5)
+    stop(process)
+    pytest.fail(f"{command[0]} did not become healthy; see {log}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)  # by group: both servers fork helpers
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (scripts/test.sh installs it)"
+)
+def test_the_campaign_is_on_screen_in_both_uis(quadratic, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (test extra)")
+    bin_dir = Path(sys.executable).parent
+    mlflow_port, prefect_port = free_port(), free_port()
+    base_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "ANTHROPIC_API_KEY"
+    }
+    base_env.update(
+        DO_NOT_TRACK="1",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_HOME=str(tmp_path / "ph"),
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+    )
+    mlflow = start(
+        [
+            str(bin_dir / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'ml.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "ml-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+            "--workers",
+            "1",
+        ],
+        base_env,
+        f"http://127.0.0.1:{mlflow_port}/health",
+        tmp_path / "mlflow.log",
+    )
+    prefect_env = {
+        **base_env,
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(prefect_port),
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{prefect_port}/api",
+    }
+    prefect = start(
+        [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+        prefect_env,
+        f"http://127.0.0.1:{prefect_port}/api/health",
+        tmp_path / "prefect.log",
+    )
+    try:
+        path = quadratic / "campaign.yaml"
+        data = yaml.safe_load(path.read_text())
+        data.update(tracking_uri=f"http://127.0.0.1:{mlflow_port}", budget={"iterations": 1})
+        path.write_text(yaml.safe_dump(data))
+        run_env = {**base_env, "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"}
+        ran = subprocess.run(
+            [sys.executable, "-m", "overnight.cli", "run", str(path)],
+            cwd=tmp_path,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert f"MLflow UI:  http://127.0.0.1:{mlflow_port}/#/experiments/" in ran.stdout
+
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_FLAGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(
+                f"http://127.0.0.1:{mlflow_port}/#/experiments/1/runs?workflowType=machine_learning",
+                wait_until="domcontentloaded",
+            )
+            page.get_by_text("offline 20", exact=False).first.wait_for(timeout=60000)  # the agent run's name
+            page.screenshot(path=str(SCREENSHOTS / "mlflow-runs.png"))
+
+            page.goto(f"http://127.0.0.1:{prefect_port}/runs", wait_until="domcontentloaded")
+            page.get_by_text("campaign quadratic").first.wait_for(timeout=60000)
+            page.screenshot(path=str(SCREENSHOTS / "prefect-runs.png"))
+            browser.close()
+        assert (SCREENSHOTS / "mlflow-runs.png").stat().st_size > 10_000
+        assert (SCREENSHOTS / "prefect-runs.png").stat().st_size > 10_000
+    finally:
+        stop(prefect)
+        stop(mlflow)
