@@ -85,3 +85,7 @@ def test_a_deadline_stops_starting_waves_and_the_run_still_reports(prefect_api, 
     assert all(r.info.status != "RUNNING" for r in runs)
     agent = next(r for r in runs if r.data.tags.get("overnight.kind") == "agent_run")
     assert agent.data.metrics["waves"] == summary.waves  # the summary was written
+    assert {a.path for a in client.list_artifacts(agent.info.run_id, "report")} == {
+        "report/report.md",
+        "report/progress.png",
+    }  # and so was the morning report
