@@ -25,7 +25,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from overnight import progress
-from overnight.config import ConfigError, default_config_path, load_config, resolve_planner
+from overnight.config import CampaignConfig, ConfigError, default_config_path, load_config, resolve_planner
 
 app = typer.Typer(
     name="overnight",
@@ -68,26 +68,13 @@ def run(
         overrides["wave_size"] = wave_size
     if time_budget is not None:
         overrides["trial.time_budget_s"] = time_budget
-    try:
-        campaign = load_config(path, overrides)  # fail before anything starts
-    except ConfigError as error:
-        console.print(f"[red]Config error:[/red] {error}")
-        raise typer.Exit(2) from None
-
+    campaign = _campaign(path, overrides, planner=True, store=True)  # fail before anything starts
+    planner, why = resolve_planner(campaign)
     console.print(
         f"Campaign [bold]{campaign.name}[/bold]: program {campaign.program}, metric {campaign.metric.name} "
         f"({campaign.metric.goal}), {campaign.budget.iterations} waves x {campaign.wave_size} trials, "
         f"{campaign.trial.time_budget_s:g} s per trial."
     )
-    try:
-        planner, why = resolve_planner(campaign)
-    except ConfigError as error:
-        console.print(f"[red]Config error:[/red] {error}")
-        raise typer.Exit(2) from None
-    problem = tracking_problem(campaign.resolved_tracking_uri())
-    if problem:
-        console.print(f"[red]MLflow is not usable:[/red] {problem}")
-        raise typer.Exit(2)
     model = f" ({campaign.planner.model})" if planner == "claude" else ""
     console.print(f"Planner: {planner}{model}, because {why}.")
     console.print(f"Backend: {campaign.backend.kind}. MLflow: {campaign.resolved_tracking_uri()}")
@@ -137,16 +124,7 @@ def serve(
 ) -> None:
     """Serve the campaign on a schedule from this machine, no work pool needed (Ctrl-C stops serving)."""
     path = (config or default_config_path()).resolve()
-    try:
-        campaign = load_config(path)
-        resolve_planner(campaign)
-    except ConfigError as error:
-        console.print(f"[red]Config error:[/red] {error}")
-        raise typer.Exit(2) from None
-    problem = tracking_problem(campaign.resolved_tracking_uri())
-    if problem:
-        console.print(f"[red]MLflow is not usable:[/red] {problem}")
-        raise typer.Exit(2)
+    campaign = _campaign(path, planner=True, store=True)
     _prepare_prefect_env()
     from prefect.schedules import Cron
 
@@ -176,16 +154,8 @@ def plan(
     from overnight.planners import make_planner
     from overnight.proposals import apply_proposal, unified_diff
 
-    try:
-        campaign = load_config((config or default_config_path()).resolve())
-        kind, why = resolve_planner(campaign)
-    except ConfigError as error:
-        console.print(f"[red]Config error:[/red] {error}")
-        raise typer.Exit(2) from None
-    problem = tracking_problem(campaign.resolved_tracking_uri())
-    if problem:
-        console.print(f"[red]MLflow is not usable:[/red] {problem}")
-        raise typer.Exit(2)
+    campaign = _campaign(config, planner=True, store=True)
+    kind, why = resolve_planner(campaign)
     memory = loop.open_memory(campaign)
     _quiet_libraries()
     waves_done = len({t.wave for t in memory.trials() if t.wave > 0})
@@ -245,18 +215,11 @@ def report(
     from overnight.report import write_report
 
     try:
-        campaign = load_config((config or default_config_path()).resolve())
         day = date.fromisoformat(night) if night else None
-    except ConfigError as error:
-        console.print(f"[red]Config error:[/red] {error}")
-        raise typer.Exit(2) from None
     except ValueError:
         console.print(f"[red]--night:[/red] {night!r} is not a date like 2026-11-27")
         raise typer.Exit(2) from None
-    problem = tracking_problem(campaign.resolved_tracking_uri())
-    if problem:
-        console.print(f"[red]MLflow is not usable:[/red] {problem}")
-        raise typer.Exit(2)
+    campaign = _campaign(config, store=True)
     memory = loop.open_memory(campaign)
     _quiet_libraries()
     try:
@@ -277,15 +240,7 @@ def suggest(
     """Queue a hypothesis of yours: the next wave includes it (Claude turns it into edits; offline, named knobs)."""
     from overnight import loop
 
-    try:
-        campaign = load_config((config or default_config_path()).resolve())
-    except ConfigError as error:
-        console.print(f"[red]Config error:[/red] {error}")
-        raise typer.Exit(2) from None
-    problem = tracking_problem(campaign.resolved_tracking_uri())
-    if problem:
-        console.print(f"[red]MLflow is not usable:[/red] {problem}")
-        raise typer.Exit(2)
+    campaign = _campaign(config, store=True)
     memory = loop.open_memory(campaign)
     memory.add_suggestion(hypothesis)
     pending = len(memory.pending_suggestions())
@@ -301,15 +256,7 @@ def status(config: ConfigArg = None) -> None:
 
     from overnight import loop
 
-    try:
-        campaign = load_config((config or default_config_path()).resolve())
-    except ConfigError as error:
-        console.print(f"[red]Config error:[/red] {error}")
-        raise typer.Exit(2) from None
-    problem = tracking_problem(campaign.resolved_tracking_uri())
-    if problem:
-        console.print(f"[red]MLflow is not usable:[/red] {problem}")
-        raise typer.Exit(2)
+    campaign = _campaign(config, store=True)
     memory = loop.open_memory(campaign)
     _quiet_libraries()
     now = memory.status()
@@ -342,12 +289,27 @@ def status(config: ConfigArg = None) -> None:
 @app.command()
 def show_config(config: ConfigArg = None) -> None:
     """Validate a campaign config and print it with every default filled in."""
+    campaign = _campaign(config)
+    console.print_json(campaign.model_dump_json())
+
+
+def _campaign(
+    config: Path | None, overrides: dict | None = None, *, planner: bool = False, store: bool = False
+) -> CampaignConfig:
+    """The validated campaign, or exit 2 naming the cause: a bad config, `claude` without a key (planner=True),
+    an MLflow store that cannot be used (store=True). Checked before anything starts."""
     try:
-        campaign = load_config((config or default_config_path()).resolve())
+        campaign = load_config((config or default_config_path()).resolve(), overrides)
+        if planner:
+            resolve_planner(campaign)
     except ConfigError as error:
         console.print(f"[red]Config error:[/red] {error}")
         raise typer.Exit(2) from None
-    console.print_json(campaign.model_dump_json())
+    problem = tracking_problem(campaign.resolved_tracking_uri()) if store else ""
+    if problem:
+        console.print(f"[red]MLflow is not usable:[/red] {problem}")
+        raise typer.Exit(2)
+    return campaign
 
 
 def tracking_problem(uri: str) -> str:
