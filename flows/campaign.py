@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.iteration import wave_flow
-from overnight import loop, progress
+from overnight import loop
 from overnight.config import deadline_after, load_config, resolve_planner
 from tasks.report import report
 
@@ -37,13 +37,6 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
     planner, _ = resolve_planner(config)
     name = f"{planner} {datetime.now():%Y-%m-%d %H:%M}"
     agent_run_id = loop.start_agent_run(config, memory, name, orchestrator_run=str(flow_run.id or ""))
-    progress.emit(
-        "campaign_started",
-        waves=config.budget.iterations,
-        wave_size=config.wave_size,
-        agent_run_id=agent_run_id,
-        experiment_id=memory.experiment_id,
-    )
 
     deadline_ts = (
         deadline_after(started, config.budget.deadline).timestamp() if config.budget.deadline else None
@@ -80,5 +73,4 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
         report_state.is_failed()
     ):  # the night's results are recorded; a broken chart must not fail the campaign
         get_run_logger().warning(f"The morning report could not be written: {report_state.message}")
-    progress.emit("campaign_finished", summary=summary)
     return summary

@@ -421,11 +421,7 @@ class Memory:
                 return ""
 
     def best(self, n: int = 5) -> list[TrialRecord]:
-        ok = [t for t in self.trials() if t.outcome is Outcome.OK and t.metric is not None]
-        return sorted(ok, key=lambda t: t.metric if self.goal == "minimize" else -t.metric)[:n]
-
-    def recent(self, n: int = 10) -> list[TrialRecord]:
-        return self.trials()[-n:]
+        return rank(self.trials(), self.goal)[:n]
 
     def failed(self, n: int = 5) -> list[TrialRecord]:
         return [t for t in self.trials() if t.outcome not in (None, Outcome.OK)][-n:]
@@ -521,8 +517,7 @@ class MemorySnapshot:
     failure_logs: dict[str, str]
 
     def best(self, n: int) -> list[TrialRecord]:
-        ok = [t for t in self.trials if t.outcome is Outcome.OK and t.metric is not None]
-        return sorted(ok, key=lambda t: t.metric if self.goal == "minimize" else -t.metric)[:n]
+        return rank(self.trials, self.goal)[:n]
 
     def digest(
         self, best: int = 5, recent: int = 10, failed: int = 5, insights: int = 3, log_lines: int = 5
@@ -564,6 +559,12 @@ class MemorySnapshot:
             lines.append("Insights from earlier waves (newest last):")
             lines += [f"--- \n{text.strip()}" for text in self.insights[-insights:]]
         return "\n".join(lines)
+
+
+def rank(trials, goal: str) -> list[TrialRecord]:
+    """The ok trials, best first."""
+    ok = [t for t in trials if t.outcome is Outcome.OK and t.metric is not None]
+    return sorted(ok, key=lambda t: t.metric if goal == "minimize" else -t.metric)
 
 
 def _describe(trial: TrialRecord, metric: str) -> str:

@@ -10,3 +10,14 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def configure_campaign(program: Path, **changes) -> Path:
+    """Set top-level keys of a test program's campaign.yaml (stores, budgets, planner); returns its path."""
+    import yaml
+
+    path = program / "campaign.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(changes)
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import configure_campaign
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's build; the /usr/bin wrapper adds flags of its own
@@ -105,10 +105,9 @@ def test_the_campaign_is_on_screen_in_both_uis(quadratic, tmp_path):
         tmp_path / "prefect.log",
     )
     try:
-        path = quadratic / "campaign.yaml"
-        data = yaml.safe_load(path.read_text())
-        data.update(tracking_uri=f"http://127.0.0.1:{mlflow_port}", budget={"iterations": 1})
-        path.write_text(yaml.safe_dump(data))
+        path = configure_campaign(
+            quadratic, tracking_uri=f"http://127.0.0.1:{mlflow_port}", budget={"iterations": 1}
+        )
         run_env = {**base_env, "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"}
         ran = subprocess.run(
             [sys.executable, "-m", "overnight.cli", "run", str(path)],

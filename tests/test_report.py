@@ -1,7 +1,7 @@
 """The morning report: the chart is a real picture and the numbers are MLflow's."""
 
 import pytest
-import yaml
+from helpers import configure_campaign
 from mlflow.tracking import MlflowClient
 from PIL import Image, ImageStat
 from prefect.client.orchestration import get_client
@@ -14,14 +14,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_campaign_writes_a_report_whose_numbers_match_mlflow(prefect_api, quadratic, tmp_path):
-    path = quadratic / "campaign.yaml"
-    data = yaml.safe_load(path.read_text())
-    data.update(
+    path = configure_campaign(
+        quadratic,
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         state_dir=str(tmp_path / "state"),
         budget={"iterations": 3},
     )
-    path.write_text(yaml.safe_dump(data))
     summary = campaign_flow(config_path=str(path))
 
     client = MlflowClient(summary.tracking_uri)

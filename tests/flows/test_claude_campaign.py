@@ -3,7 +3,7 @@
 import json
 
 import pytest
-import yaml
+from helpers import configure_campaign
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from standins.messages_api import TEST_KEY as KEY
@@ -50,15 +50,13 @@ def api(messages_api):
 
 
 def configure(quadratic, tmp_path, iterations=2):
-    path = quadratic / "campaign.yaml"
-    data = yaml.safe_load(path.read_text())
-    data.update(
+    path = configure_campaign(
+        quadratic,
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         state_dir=str(tmp_path / "state"),
         planner={"kind": "auto", "http_retries": 1},
         budget={"iterations": iterations},
     )
-    path.write_text(yaml.safe_dump(data))
     return path
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import configure_campaign
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
@@ -19,11 +19,10 @@ pytestmark = pytest.mark.slow
 def test_a_served_campaign_runs_when_triggered_and_writes_to_mlflow(prefect_api, quadratic, tmp_path):
     from prefect.settings import PREFECT_API_URL
 
-    path = quadratic / "campaign.yaml"
-    data = yaml.safe_load(path.read_text())
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    data.update(tracking_uri=uri, state_dir=str(tmp_path / "state"), budget={"iterations": 1})
-    path.write_text(yaml.safe_dump(data))
+    path = configure_campaign(
+        quadratic, tracking_uri=uri, state_dir=str(tmp_path / "state"), budget={"iterations": 1}
+    )
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     env["PREFECT_API_URL"] = PREFECT_API_URL.value()
     command = [

@@ -1,7 +1,7 @@
 """Failures in a real campaign: a crashing trial is a result, not a retry; a crashing baseline stops cleanly."""
 
 import pytest
-import yaml
+from helpers import configure_campaign
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
@@ -12,12 +12,12 @@ pytestmark = pytest.mark.slow
 
 
 def configure(quadratic, tmp_path, **changes):
-    path = quadratic / "campaign.yaml"
-    data = yaml.safe_load(path.read_text())
-    data.update(
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", state_dir=str(tmp_path / "state"), **changes
+    path = configure_campaign(
+        quadratic,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        state_dir=str(tmp_path / "state"),
+        **changes,
     )
-    path.write_text(yaml.safe_dump(data))
     return path
 
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-import yaml
+from helpers import configure_campaign
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
@@ -15,11 +15,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_next_wave_includes_the_suggestions_or_says_why_not(prefect_api, quadratic, tmp_path):
-    path = quadratic / "campaign.yaml"
-    data = yaml.safe_load(path.read_text())
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    data.update(tracking_uri=uri, state_dir=str(tmp_path / "state"), budget={"iterations": 1})
-    path.write_text(yaml.safe_dump(data))
+    path = configure_campaign(
+        quadratic, tracking_uri=uri, state_dir=str(tmp_path / "state"), budget={"iterations": 1}
+    )
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     for text in ("try a lower X", "paint it blue"):
         queued = subprocess.run(

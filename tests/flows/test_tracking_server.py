@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import configure_campaign
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
@@ -60,10 +60,9 @@ def tracking_server(tmp_path):
 
 def test_a_campaign_against_a_tracking_server(prefect_api, tracking_server, quadratic, tmp_path):
     assert tracking_problem(tracking_server) == ""
-    path = quadratic / "campaign.yaml"
-    data = yaml.safe_load(path.read_text())
-    data.update(tracking_uri=tracking_server, state_dir=str(tmp_path / "state"), budget={"iterations": 1})
-    path.write_text(yaml.safe_dump(data))
+    path = configure_campaign(
+        quadratic, tracking_uri=tracking_server, state_dir=str(tmp_path / "state"), budget={"iterations": 1}
+    )
     state = campaign_flow(config_path=str(path), return_state=True)
     assert state.is_completed(), state
     summary = state.result()
