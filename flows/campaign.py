@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.iteration import wave_flow
 from overnight import loop
+from overnight.backends import close_backend, make_backend
 from overnight.config import deadline_after, load_config, resolve_planner
 from tasks.report import report
 
@@ -36,6 +37,7 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
     memory = loop.open_memory(config)
     planner, _ = resolve_planner(config)
     name = f"{planner} {datetime.now():%Y-%m-%d %H:%M}"
+    backend = make_backend(config, loop.work_root(config))  # one for the campaign: its clusters stay warm
     agent_run_id = loop.start_agent_run(config, memory, name, orchestrator_run=str(flow_run.id or ""))
 
     deadline_ts = (
@@ -47,6 +49,7 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
         left = loop.budget_left(config, memory, agent_run_id, wave - 1) if wave else ""
         return wave_flow.with_options(task_runner=runner)(
             config=config,
+            backend=backend,
             agent_run_id=agent_run_id,
             wave=wave,
             size=size,
@@ -68,6 +71,8 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
     except BaseException as error:
         memory.finish_agent_run(agent_run_id, {"waves": waves}, f"The agent run failed: {error}", failed=True)
         raise
+    finally:  # at the end, on failure and on Ctrl-C alike: no forgotten clusters
+        close_backend(backend)
     report_state = report(config, memory, agent_run_id, return_state=True)
     if (
         report_state.is_failed()

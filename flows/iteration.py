@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from overnight import loop, progress
-from overnight.backends import make_backend
+from overnight.backends import Backend
 from overnight.config import CampaignConfig
 from overnight.planners import make_planner
 from tasks.dispatch import run_trial
@@ -17,6 +17,7 @@ from tasks.reflect import reflect
 @flow(name="wave", flow_run_name="{config.name} wave {wave}", validate_parameters=False)
 def wave_flow(
     config: CampaignConfig,
+    backend: Backend,
     agent_run_id: str,
     wave: int,
     size: int,
@@ -26,7 +27,6 @@ def wave_flow(
     """Run one wave of `size` trials (wave 0 is the baseline) and return what it decided."""
     memory = loop.open_memory(config)
     planner = make_planner(config)
-    backend = make_backend(config, loop.work_root(config))
     wave_run_id = memory.start_wave(agent_run_id, wave, stage="baseline" if wave == 0 else "search")
 
     try:
@@ -64,8 +64,6 @@ def wave_flow(
         )
         memory.abandon_wave(wave_run_id, why)
         raise
-    finally:
-        backend.close()
     return {
         "wave": wave,
         "trials": len(planned),

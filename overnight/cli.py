@@ -68,7 +68,9 @@ def run(
         overrides["wave_size"] = wave_size
     if time_budget is not None:
         overrides["trial.time_budget_s"] = time_budget
-    campaign = _campaign(path, overrides, planner=True, store=True)  # fail before anything starts
+    campaign = _campaign(
+        path, overrides, planner=True, store=True, backend=True
+    )  # fail before anything starts
     planner, why = resolve_planner(campaign)
     console.print(
         f"Campaign [bold]{campaign.name}[/bold]: program {campaign.program}, metric {campaign.metric.name} "
@@ -124,7 +126,7 @@ def serve(
 ) -> None:
     """Serve the campaign on a schedule from this machine, no work pool needed (Ctrl-C stops serving)."""
     path = (config or default_config_path()).resolve()
-    campaign = _campaign(path, planner=True, store=True)
+    campaign = _campaign(path, planner=True, store=True, backend=True)
     _prepare_prefect_env()
     from prefect.schedules import Cron
 
@@ -294,14 +296,24 @@ def show_config(config: ConfigArg = None) -> None:
 
 
 def _campaign(
-    config: Path | None, overrides: dict | None = None, *, planner: bool = False, store: bool = False
+    config: Path | None,
+    overrides: dict | None = None,
+    *,
+    planner: bool = False,
+    store: bool = False,
+    backend: bool = False,
 ) -> CampaignConfig:
     """The validated campaign, or exit 2 naming the cause: a bad config, `claude` without a key (planner=True),
-    an MLflow store that cannot be used (store=True). Checked before anything starts."""
+    an MLflow store that cannot be used (store=True), a backend not installed or bad resources (backend=True).
+    Checked before anything starts."""
     try:
         campaign = load_config((config or default_config_path()).resolve(), overrides)
         if planner:
             resolve_planner(campaign)
+        if backend:
+            from overnight.backends import check_backend
+
+            check_backend(campaign)
     except ConfigError as error:
         console.print(f"[red]Config error:[/red] {error}")
         raise typer.Exit(2) from None
@@ -336,10 +348,10 @@ def tracking_problem(uri: str) -> str:
 
 def _stop_on_interrupt(signum, frame) -> None:
     """Ctrl-C: stop the running trials (their own process groups never see it), then unwind the campaign."""
-    from overnight.backends.local import stop_all_trials
+    from overnight.backends import interrupt_all
 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
-    stopped = stop_all_trials()
+    stopped = interrupt_all()
     console.print(
         f"[yellow]Interrupted:[/yellow] stopped {stopped} running trial(s); recording what finished."
     )

@@ -145,8 +145,46 @@ class PlannerSettings(_Strict):
     timeout_s: Annotated[float, Field(gt=0)] = Field(300, description="per API request")
 
 
+class SkyResources(_Strict):
+    """What each cluster asks SkyPilot for; the keys and their meaning are SkyPilot's own `resources:`."""
+
+    infra: str | None = Field(
+        None, description="where: 'k8s', a cloud ('aws', 'gcp/us-central1'), or 'slurm/<cluster>'"
+    )
+    accelerators: str | None = Field(None, description="e.g. 'H100:1'; none for a CPU-only trial")
+    cpus: str | None = Field(None, description="e.g. '4+'")
+    memory: str | None = Field(None, description="e.g. '32+' (GB)")
+    use_spot: bool = Field(False, description="spot/preemptible instances (cheaper; may be preempted)")
+    image_id: str | None = Field(None, description="VM image or 'docker:<image>'")
+    disk_size: Annotated[int, Field(gt=0)] | None = Field(None, description="GB")
+
+    def to_sky(self) -> dict[str, object]:
+        """The `resources:` mapping as SkyPilot reads it (unset keys left to SkyPilot's defaults)."""
+        return {key: value for key, value in self.model_dump().items() if value not in (None, False)}
+
+
 class BackendSettings(_Strict):
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "skypilot"] = "local"
+    resources: SkyResources = Field(
+        default_factory=SkyResources, description="skypilot: what each cluster runs on"
+    )
+    pool_size: Annotated[int, Field(ge=1, le=256)] | None = Field(
+        None, description="skypilot: clusters launched at most (default: the wave size)"
+    )
+    setup: list[str] = Field(
+        default_factory=list, description="skypilot: commands run once when a cluster is launched"
+    )
+    autostop_minutes: Annotated[int, Field(ge=1)] | None = Field(
+        30, description="skypilot: a cluster idle this long stops itself, even if overnight died"
+    )
+    teardown: Literal["down", "stop", "keep"] = Field(
+        "down",
+        description="skypilot: what happens to the clusters when the campaign ends, fails or is stopped",
+    )
+    cluster_prefix: str = Field("ovn", description="skypilot: cluster names are <prefix>-<campaign>-<n>")
+    price_per_hour: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="skypilot: $ per cluster-hour, where SkyPilot's catalog does not know it"
+    )
 
 
 class CampaignConfig(_Strict):

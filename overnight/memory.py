@@ -60,6 +60,9 @@ class TrialRecord:
     started_ms: int
     metrics: dict[str, float] = field(default_factory=dict)
     where: str = ""  # backend, host and folder (or cluster) it ran on
+    hardware: str = (
+        ""  # the accelerator type it really ran on ("cpu" locally); metrics compare within one type
+    )
 
 
 class Memory:
@@ -192,6 +195,10 @@ class Memory:
                 self.client.set_tag(run_id, PREFIX + "reason", scrub(result.reason)[:4000])
             if result.exit_code is not None:
                 self.client.set_tag(run_id, PREFIX + "exit_code", str(result.exit_code))
+            for key, value in result.placement.items():
+                self.client.set_tag(run_id, PREFIX + key, str(value))
+            if result.cost_usd is not None:
+                self.client.log_metric(run_id, "compute_usd", result.cost_usd)
             self.client.log_text(run_id, scrub(result.log_tail) or "(no output)\n", "log_tail.txt")
             status = RunStatus.FINISHED if result.outcome is Outcome.OK else RunStatus.FAILED
             self.client.set_terminated(run_id, RunStatus.to_string(status))
@@ -478,6 +485,7 @@ class Memory:
             started_ms=run.info.start_time or int(time.time() * 1000),
             metrics=dict(data.metrics),
             where=tags.get(PREFIX + "where", ""),
+            hardware=tags.get(PREFIX + "hardware", ""),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -25,6 +26,23 @@ def copy_program(program: Path, destination: Path, files: dict[str, str]) -> Non
     shutil.copytree(program, destination, ignore=_IGNORED)
     for name, text in files.items():
         (destination / name).write_text(text)
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file below a folder (caches excluded), by relative path."""
+    hashes = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(
+            part in IGNORED_NAMES or part.endswith(".pyc") for part in relative.parts
+        ):
+            hashes[str(relative)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def changed_files(expected: dict[str, str], found: dict[str, str], allowed: set[str]) -> list[str]:
+    """Files of `expected` (path -> hash), other than the allowed ones, that are modified or missing in `found`."""
+    return sorted(p for p, digest in expected.items() if p not in allowed and found.get(p) != digest)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,9 @@ class TrialResult:
     exit_code: int | None
     log_tail: str
     reason: str = ""
+    # Where it really ran, e.g. {"hardware": "H100", "cluster": "ovn-x-0", "job_id": "3"}; kept as MLflow tags.
+    placement: dict[str, str] = field(default_factory=dict)
+    cost_usd: float | None = None  # compute cost estimate (hourly price x duration) where the price is known
 
 
 _LINE = re.compile(r"^\s*([A-Za-z_]\w*):\s*(\S+)\s*$")

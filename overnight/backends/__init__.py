@@ -4,16 +4,49 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from overnight.backends.base import Backend
+from overnight.backends.base import Backend, interrupt_all, register, unregister
 from overnight.config import CampaignConfig
 
 
 def make_backend(config: CampaignConfig, work_root: Path) -> Backend:
+    """The campaign's backend, registered so that Ctrl-C can stop its trials. Bad settings raise ConfigError."""
     if config.backend.kind == "local":
         from overnight.backends.local import LocalBackend
 
-        return LocalBackend(program=config.program, work_root=work_root, metric=config.metric.name)
-    raise ValueError(f"backend.kind: unknown backend {config.backend.kind!r}")
+        backend: Backend = LocalBackend(
+            program=config.program, work_root=work_root, metric=config.metric.name
+        )
+    elif config.backend.kind == "skypilot":
+        from overnight.backends.skypilot import SkyPilotBackend
+
+        backend = SkyPilotBackend(
+            program=config.program,
+            work_root=work_root,
+            metric=config.metric.name,
+            settings=config.backend,
+            campaign=config.name,
+            pool_size=config.backend.pool_size or max(config.wave_size, config.baseline_repeats),
+            editable=config.editable,
+        )
+    else:
+        raise ValueError(f"backend.kind: unknown backend {config.backend.kind!r}")
+    return register(backend)
 
 
-__all__ = ["Backend", "make_backend"]
+def check_backend(config: CampaignConfig) -> None:
+    """Fail before anything starts when the backend cannot work: not installed, or bad resources (ConfigError)."""
+    if config.backend.kind == "skypilot":
+        from overnight.backends.skypilot import check_settings
+
+        check_settings(config.backend)
+
+
+def close_backend(backend: Backend) -> None:
+    """Release what the backend holds (clusters, processes); once, at the end of the campaign."""
+    try:
+        backend.close()
+    finally:
+        unregister(backend)
+
+
+__all__ = ["Backend", "check_backend", "close_backend", "interrupt_all", "make_backend"]

@@ -20,6 +20,10 @@ INHERITED_ENV = (
 )
 
 
+class TrialInterrupted(KeyboardInterrupt):
+    """The campaign was interrupted while this trial ran; it was stopped, and is not a result."""
+
+
 class Backend(ABC):
     name: str
 
@@ -31,5 +35,28 @@ class Backend(ABC):
         """Where a trial runs, in words for `overnight status` and MLflow."""
         return self.name
 
+    def interrupt(self) -> int:
+        """Ctrl-C: stop every running trial at once (their runs raise TrialInterrupted); returns how many."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
         """Release what the backend holds (clusters, processes). Called once at the end of a campaign."""
+
+
+# The backends of campaigns running in this process, so that Ctrl-C can stop their trials from a signal handler.
+_open_backends: list[Backend] = []
+
+
+def register(backend: Backend) -> Backend:
+    _open_backends.append(backend)
+    return backend
+
+
+def unregister(backend: Backend) -> None:
+    if backend in _open_backends:
+        _open_backends.remove(backend)
+
+
+def interrupt_all() -> int:
+    """Stop the running trials of every open backend; returns how many were running."""
+    return sum(backend.interrupt() for backend in list(_open_backends))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import shutil
@@ -14,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from overnight.backends.base import INHERITED_ENV, Backend
-from overnight.program import IGNORED_NAMES, copy_program
+from overnight.backends.base import INHERITED_ENV, Backend, TrialInterrupted
+from overnight.program import changed_files, copy_program, file_hashes
 from overnight.results import Outcome, TrialResult, TrialSpec, classify, parse_metrics, tail
 
 KILL_GRACE_S = 5.0
@@ -26,10 +25,6 @@ RUN_LOG, RESULT_FILE = "run.log", ".overnight_result.json"
 _live: dict[int, subprocess.Popen] = {}
 _live_lock = threading.Lock()
 _stopping = threading.Event()
-
-
-class TrialInterrupted(KeyboardInterrupt):
-    """The campaign was interrupted while this trial ran; it was stopped, and is not a result."""
 
 
 def stop_all_trials() -> int:
@@ -122,27 +117,15 @@ class LocalBackend(Backend):
             exit_code=exit_code,
             log_tail=tail(log_text),
             reason=reason,
+            placement={"hardware": "cpu"},
         )
 
     def changed_read_only_files(self, workdir: Path, editable: set[str]) -> list[str]:
         """Files of the program, other than the editable ones, that the run modified or removed."""
-        now = file_hashes(workdir)
-        ours = {RUN_LOG, RESULT_FILE}  # written by the backend itself
-        return sorted(
-            p for p, digest in self.fingerprints.items() if p not in editable | ours and now.get(p) != digest
-        )
+        return changed_files(self.fingerprints, file_hashes(workdir), editable | {RUN_LOG, RESULT_FILE})
 
-
-def file_hashes(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file below a folder (caches excluded), by relative path."""
-    hashes = {}
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if path.is_file() and not any(
-            part in IGNORED_NAMES or part.endswith(".pyc") for part in relative.parts
-        ):
-            hashes[str(relative)] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return hashes
+    def interrupt(self) -> int:
+        return stop_all_trials()
 
 
 def _argv(command: str) -> list[str]:

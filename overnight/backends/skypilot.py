@@ -1,0 +1,375 @@
+"""SkyPilot backend: trials run as jobs on a pool of warm clusters (Kubernetes, clouds, Slurm).
+
+A cluster is launched once (its setup runs once); after that, trials are queued onto idle clusters with `sky.exec`,
+each with its own workdir snapshot and envs, back to back. When the campaign ends, fails or is interrupted, every
+cluster it launched is torn down (or stopped, or kept) as configured, so no cluster is forgotten.
+
+SkyPilot is imported lazily: it costs seconds to import and is an optional extra.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shlex
+import shutil
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from overnight.backends.base import Backend, TrialInterrupted
+from overnight.config import BackendSettings, ConfigError
+from overnight.program import changed_files, copy_program, file_hashes
+from overnight.results import Outcome, TrialResult, TrialSpec, classify, parse_metrics, tail
+
+INSTALL_HINT = "pip install 'overnight[skypilot]'"
+RESULT_FILE = ".overnight_result.json"
+# Lines the job's wrapper prints after the script, so that the log alone carries the exit code, the result file
+# and the hashes of the read-only files (the engine never trusts the script to report them).
+MARK = "[overnight]"
+_EXIT = re.compile(rf"^{re.escape(MARK)} exit code (-?\d+)\s*$", re.M)
+_RESULT = re.compile(rf"^{re.escape(MARK)} result (.*)$", re.M)
+_HASH = re.compile(rf"^{re.escape(MARK)} sha256 ([0-9a-f]{{64}})\s+\*?(.+?)\s*$", re.M)
+# The job states in which the script itself never ran to completion through no fault of its own.
+_INFRA_STATES = {"FAILED_SETUP", "FAILED_DRIVER", "FAILED_PRECHECKS"}
+
+
+def import_sky():
+    """The `sky` package, or a clear error naming the install command."""
+    try:
+        import sky
+    except ImportError as error:
+        raise ConfigError(
+            f"backend.kind is 'skypilot' but SkyPilot cannot be imported ({error}). Install it: {INSTALL_HINT}"
+        ) from None
+    return sky
+
+
+def check_settings(settings: BackendSettings) -> None:
+    """Bad resources fail before anything launches, with SkyPilot's own message."""
+    sky = import_sky()
+    try:
+        sky.Resources.from_yaml_config(settings.resources.to_sky())
+    except Exception as error:
+        raise ConfigError(f"backend.resources: {error}") from None
+
+
+def trial_task_config(
+    spec: TrialSpec, workdir: Path, settings: BackendSettings, read_only: list[str]
+) -> dict[str, object]:
+    """The SkyPilot task (YAML form) that runs one trial: its folder, its envs, the cluster's resources and setup."""
+    hashes = " ".join(shlex.quote(name) for name in read_only)
+    run = "\n".join(
+        [
+            f'export OVERNIGHT_RESULT="$PWD/{RESULT_FILE}"',
+            spec.command,
+            "code=$?",
+            f'echo "{MARK} exit code $code"',
+            f'if [ -f {RESULT_FILE} ]; then echo "{MARK} result $(tr -d "\\n" < {RESULT_FILE})"; fi',
+            f"sha256sum -- {hashes} 2>/dev/null | sed 's/^/{MARK} sha256 /'" if read_only else ":",
+            "exit $code",
+        ]
+    )
+    envs = dict(spec.env)
+    envs.update(
+        OVERNIGHT_TIME_BUDGET=str(spec.time_budget_s),
+        OVERNIGHT_SEED=str(spec.seed),
+        OVERNIGHT_TRIAL_ID=spec.trial_id,
+        PYTHONUNBUFFERED="1",
+    )
+    task: dict[str, object] = {
+        "name": spec.trial_id,
+        "workdir": str(workdir),
+        "envs": envs,
+        "resources": settings.resources.to_sky(),
+        "run": run,
+    }
+    if settings.setup:
+        task["setup"] = "\n".join(settings.setup)
+    return task
+
+
+@dataclass
+class Cluster:
+    """One cluster of the pool, as this campaign knows it."""
+
+    name: str
+    up: bool = False  # launched and set up; trials go to it with `exec`
+    ever_launched: bool = False  # so close() knows what to tear down
+    busy: bool = False
+    job_id: int | None = None
+    hardware: str = ""
+    accelerator: str = ""
+    hourly_usd: float | None = None
+
+
+class ClusterPool:
+    """Hands each trial an idle cluster, warm ones first; there are at most `size` clusters."""
+
+    def __init__(self, names: list[str]):
+        self.clusters = [Cluster(name) for name in names]
+        self._free = threading.Condition()
+
+    def acquire(self) -> Cluster:
+        with self._free:
+            while True:
+                idle = [c for c in self.clusters if not c.busy]
+                if idle:
+                    cluster = next((c for c in idle if c.up), idle[0])
+                    cluster.busy = True
+                    return cluster
+                self._free.wait()
+
+    def release(self, cluster: Cluster, healthy: bool) -> None:
+        with self._free:
+            cluster.busy, cluster.job_id = False, None
+            if not healthy:  # relaunched on its next trial: `sky.launch` brings a dead cluster back
+                cluster.up = False
+            self._free.notify()
+
+    def running_jobs(self) -> list[tuple[str, int]]:
+        with self._free:
+            return [(c.name, c.job_id) for c in self.clusters if c.busy and c.job_id is not None]
+
+
+def cluster_names(prefix: str, campaign: str, size: int) -> list[str]:
+    """Valid cluster names (lowercase letters, digits, dashes), stable for a campaign so a rerun reuses them."""
+    slug = re.sub(r"[^a-z0-9]+", "-", campaign.lower()).strip("-")[:24].strip("-") or "campaign"
+    return [f"{prefix}-{slug}-{i}" for i in range(size)]
+
+
+class SkyPilotBackend(Backend):
+    name = "skypilot"
+
+    def __init__(
+        self,
+        program: Path,
+        work_root: Path,
+        metric: str,
+        settings: BackendSettings,
+        campaign: str,
+        pool_size: int,
+        editable: list[str],
+    ):
+        check_settings(settings)
+        self.program = program
+        self.work_root = work_root
+        self.metric = metric
+        self.settings = settings
+        self.fingerprints = file_hashes(program)
+        self.read_only = sorted(set(self.fingerprints) - set(editable))
+        self.pool = ClusterPool(cluster_names(settings.cluster_prefix, campaign, pool_size))
+        self._stopping = threading.Event()
+
+    def where(self, trial_id: str) -> str:
+        return f"skypilot {self.settings.resources.infra or 'any infra'}"
+
+    # --- one trial ---------------------------------------------------------------------------------------------
+
+    def run(self, spec: TrialSpec) -> TrialResult:
+        started = time.monotonic()
+        workdir = self.work_root / spec.trial_id
+        try:
+            if workdir.exists():  # a retried trial starts from clean files
+                shutil.rmtree(workdir)
+            copy_program(self.program, workdir, spec.files)
+        except OSError as error:
+            return _infra_error(spec, started, f"could not prepare the trial folder {workdir}: {error}")
+        cluster = self.pool.acquire()
+        healthy = False
+        try:
+            result, healthy = self._run_on(cluster, spec, workdir, started)
+        finally:
+            self.pool.release(cluster, healthy)
+        if self._stopping.is_set():
+            raise TrialInterrupted(f"trial {spec.trial_id} was stopped: the campaign was interrupted")
+        return result
+
+    def _run_on(
+        self, cluster: Cluster, spec: TrialSpec, workdir: Path, started: float
+    ) -> tuple[TrialResult, bool]:
+        sky = import_sky()
+        task = sky.Task.from_yaml_config(trial_task_config(spec, workdir, self.settings, self.read_only))
+        placement = {"cluster": cluster.name}
+        # Submit: launch (provision + setup + run) on a cold cluster, exec (sync workdir + run) on a warm one.
+        try:
+            if cluster.up:
+                job_id, handle = sky.get(sky.exec(task, cluster_name=cluster.name))
+            else:
+                cluster.ever_launched = True
+                job_id, handle = sky.get(
+                    sky.launch(
+                        task,
+                        cluster_name=cluster.name,
+                        idle_minutes_to_autostop=self.settings.autostop_minutes,
+                    )
+                )
+                cluster.up = True
+                self._learn_hardware(cluster, handle)
+        except (
+            Exception
+        ) as error:  # no capacity, quota, preemption, an unreachable cluster: never the trial's fault
+            verb = "run on" if cluster.up else "launch"
+            return _infra_error(
+                spec, started, f"SkyPilot could not {verb} {cluster.name}: {_one_line(error)}", placement
+            ), False
+        if job_id is None:
+            return _infra_error(
+                spec, started, f"SkyPilot returned no job on {cluster.name}", placement
+            ), False
+        cluster.job_id = job_id
+        placement.update(job_id=str(job_id), hardware=cluster.hardware, accelerator=cluster.accelerator)
+
+        # Follow the job to its end; past the timeout it is cancelled.
+        timed_out = threading.Event()
+
+        def cancel_on_timeout() -> None:
+            timed_out.set()
+            self._cancel(cluster.name, job_id)
+
+        timer = threading.Timer(spec.timeout_s, cancel_on_timeout)
+        timer.daemon = True
+        log = io.StringIO()
+        job_started = time.monotonic()
+        timer.start()
+        try:
+            sky.tail_logs(cluster.name, job_id, follow=True, output_stream=log)
+            statuses = sky.get(sky.job_status(cluster.name, [job_id]))
+        except Exception as error:  # the cluster died under the trial
+            return _infra_error(
+                spec, started, f"lost {cluster.name} while job {job_id} ran: {_one_line(error)}", placement
+            ), False
+        finally:
+            timer.cancel()
+        job_seconds = time.monotonic() - job_started
+        state = _state_name(statuses.get(job_id) if isinstance(statuses, dict) else None)
+        placement["job_status"] = state
+
+        text = log.getvalue()
+        (workdir / "run.log").write_text(text)
+        result = self._result(spec, text, state, timed_out.is_set(), started, placement)
+        if cluster.hourly_usd is not None:
+            result = _with_cost(result, cluster.hourly_usd * job_seconds / 3600)
+        # A job that failed for infrastructure reasons leaves the cluster suspect: relaunch it next time.
+        return result, result.outcome is not Outcome.INFRA_ERROR
+
+    def _result(
+        self, spec: TrialSpec, text: str, state: str, timed_out: bool, started: float, placement: dict
+    ) -> TrialResult:
+        exit_match = _EXIT.search(text)
+        exit_code = int(exit_match.group(1)) if exit_match else None
+        if state in _INFRA_STATES:
+            return _infra_error(
+                spec, started, f"the job ended {state} on {placement['cluster']}", placement, tail(text)
+            )
+        result_json = _RESULT.search(text)
+        metrics = parse_metrics(text, result_json.group(1) if result_json else None)
+        outcome, reason = classify(self.metric, metrics, exit_code, timed_out)
+        if not timed_out and exit_code is None and state != "SUCCEEDED":
+            outcome, reason = Outcome.CRASH, f"the job ended {state or 'unknown'} before the script finished"
+        found = {path: digest for digest, path in _HASH.findall(text)}
+        tampered = changed_files({p: self.fingerprints[p] for p in self.read_only}, found, set())
+        if outcome is not Outcome.TIMEOUT and exit_code is not None and tampered:
+            outcome, reason = Outcome.INVALID, f"the run changed read-only files: {', '.join(tampered)}"
+        return TrialResult(
+            trial_id=spec.trial_id,
+            outcome=outcome,
+            metrics=metrics,
+            duration_s=time.monotonic() - started,
+            exit_code=exit_code,
+            log_tail=tail(_without_marks(text)),
+            reason=reason,
+            placement=placement,
+        )
+
+    def _learn_hardware(self, cluster: Cluster, handle) -> None:
+        """What the cluster really runs on, and its price per hour where known."""
+        resources = getattr(handle, "launched_resources", None)
+        accelerators = getattr(resources, "accelerators", None) or {}
+        if accelerators:
+            kind, count = next(iter(accelerators.items()))
+            cluster.hardware, cluster.accelerator = kind, f"{kind}:{count:g}"
+        else:
+            cluster.hardware, cluster.accelerator = "cpu", ""
+        if self.settings.price_per_hour is not None:
+            cluster.hourly_usd = self.settings.price_per_hour
+        else:
+            try:
+                cluster.hourly_usd = float(resources.get_cost(3600))
+            except Exception:  # not in SkyPilot's catalog (e.g. Slurm, Kubernetes): the cost stays unknown
+                cluster.hourly_usd = None
+
+    # --- the pool's life -----------------------------------------------------------------------------------------
+
+    def _cancel(self, cluster_name: str, job_id: int) -> None:
+        sky = import_sky()
+        try:
+            sky.get(sky.cancel(cluster_name, job_ids=[job_id]))
+        except Exception:  # the job may have ended meanwhile; following its log ends either way
+            pass
+
+    def interrupt(self) -> int:
+        self._stopping.set()
+        jobs = self.pool.running_jobs()
+        for cluster_name, job_id in jobs:
+            self._cancel(cluster_name, job_id)
+        return len(jobs)
+
+    def close(self) -> None:
+        """Tear down (or stop) every cluster this campaign launched, as configured; all at once."""
+        launched = [c.name for c in self.pool.clusters if c.ever_launched]
+        if not launched or self.settings.teardown == "keep":
+            return
+        sky = import_sky()
+        verb = sky.down if self.settings.teardown == "down" else sky.stop
+        failures: list[str] = []
+
+        def finish(name: str) -> None:
+            try:
+                sky.get(verb(name))
+            except Exception as error:
+                failures.append(f"{name}: {_one_line(error)}")
+
+        threads = [threading.Thread(target=finish, args=(name,)) for name in launched]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise RuntimeError(
+                f"could not {self.settings.teardown} cluster(s) {'; '.join(failures)}. "
+                f"Check `sky status` and remove them with `sky down <name>`."
+            )
+
+
+def _state_name(status) -> str:
+    return getattr(status, "value", None) or (str(status) if status is not None else "")
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:500]}" if text else type(error).__name__
+
+
+def _without_marks(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith(MARK))
+
+
+def _with_cost(result: TrialResult, cost: float) -> TrialResult:
+    return replace(result, cost_usd=round(cost, 6))
+
+
+def _infra_error(
+    spec: TrialSpec, started: float, reason: str, placement: dict | None = None, log_tail: str = ""
+) -> TrialResult:
+    return TrialResult(
+        spec.trial_id,
+        Outcome.INFRA_ERROR,
+        {},
+        time.monotonic() - started,
+        None,
+        log_tail,
+        reason,
+        placement=dict(placement or {}),
+    )

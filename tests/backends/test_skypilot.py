@@ -1,0 +1,196 @@
+"""The SkyPilot backend without a cluster: the task it builds, what it reads back from a job's log, the pool.
+
+The end-to-end path (launch, exec, logs, down on a real Slurm cluster) is in test_conformance.py.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import configure_campaign
+
+sky = pytest.importorskip("sky", reason="SkyPilot is an optional extra: pip install 'overnight[skypilot]'")
+
+from overnight.backends.skypilot import (  # noqa: E402 - after the importorskip
+    ClusterPool,
+    SkyPilotBackend,
+    cluster_names,
+    trial_task_config,
+)
+from overnight.config import BackendSettings, ConfigError, SkyResources  # noqa: E402
+from overnight.program import copy_program  # noqa: E402
+from overnight.results import Outcome, TrialSpec  # noqa: E402
+
+SETTINGS = BackendSettings(
+    kind="skypilot",
+    resources=SkyResources(infra="k8s", accelerators="H100:1", use_spot=True, disk_size=100),
+    setup=["pip install -r requirements.txt", "python prepare.py"],
+)
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    folder = tmp_path / "program"
+    (folder / "data").mkdir(parents=True)
+    (folder / "train.py").write_text("print('loss: 1.0')\n")
+    (folder / "data" / "corpus.txt").write_text("read-only data\n")
+    return folder
+
+
+def spec(script: str = "print('loss: 0.5')\n", timeout: float = 60, **env) -> TrialSpec:
+    return TrialSpec("abc12345-w1-t0", {"train.py": script}, 3, "python3 train.py", 2.0, timeout, env)
+
+
+def backend(program: Path, tmp_path: Path, settings: BackendSettings = SETTINGS) -> SkyPilotBackend:
+    return SkyPilotBackend(program, tmp_path / "work", "loss", settings, "tiny gpt", 2, ["train.py"])
+
+
+def test_the_trial_task_round_trips_through_skypilots_own_validation(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "orchestrator-only")
+    config = trial_task_config(spec(EXTRA="yes"), tmp_path, SETTINGS, ["data/corpus.txt"])
+    task = sky.Task.from_yaml_config(config)
+    again = sky.Task.from_yaml_config(yaml.safe_load(yaml.safe_dump(task.to_yaml_config())))
+
+    assert again.workdir == str(tmp_path)
+    assert again.envs == {
+        "EXTRA": "yes",
+        "OVERNIGHT_TIME_BUDGET": "2.0",
+        "OVERNIGHT_SEED": "3",
+        "OVERNIGHT_TRIAL_ID": "abc12345-w1-t0",
+        "PYTHONUNBUFFERED": "1",
+    }  # the trial's own envs only: nothing of the orchestrator's environment
+    (resources,) = again.resources
+    assert resources.accelerators == {"H100": 1} and resources.use_spot and resources.disk_size == 100
+    assert str(resources.cloud) == "Kubernetes"
+    assert again.setup == "pip install -r requirements.txt\npython prepare.py"
+    assert "python3 train.py" in again.run
+
+
+@pytest.mark.parametrize(
+    "resources, complaint",
+    [
+        ({"infra": "nowhere"}, "does not match"),
+        ({"accelerators": "H100:-1"}, "positive"),
+        ({"cpus": "lots"}, "cpus"),
+    ],
+)
+def test_bad_resources_fail_before_anything_launches(program, tmp_path, resources, complaint):
+    settings = BackendSettings(kind="skypilot", resources=SkyResources(**resources))
+    with pytest.raises(ConfigError, match="backend.resources") as error:
+        backend(program, tmp_path, settings)
+    assert complaint in str(error.value)
+
+
+def test_overnight_run_names_bad_resources_and_starts_nothing(quadratic, tracking_uri):
+    config = configure_campaign(
+        quadratic, tracking_uri=tracking_uri, backend={"kind": "skypilot", "resources": {"infra": "nowhere"}}
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "overnight.cli", "run", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "backend.resources" in run.stdout and "nowhere" in run.stdout
+    assert not (quadratic / ".overnight" / "work").exists()
+
+
+def test_unknown_backend_keys_are_rejected_with_the_valid_ones(quadratic, tracking_uri):
+    config = configure_campaign(quadratic, backend={"kind": "skypilot", "pool": 4})
+    run = subprocess.run(
+        [sys.executable, "-m", "overnight.cli", "show-config", str(config)], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "backend.pool: unknown key" in run.stdout and "pool_size" in run.stdout
+
+
+def test_cluster_names_are_valid_and_stable_for_a_campaign():
+    names = cluster_names("ovn", "Tiny GPT: Shakespeare (night 1)", 3)
+    assert names == cluster_names("ovn", "Tiny GPT: Shakespeare (night 1)", 3)
+    assert len(set(names)) == 3
+    for name in names:
+        sky.utils.common_utils.check_cluster_name_is_valid(name)
+
+
+def _run_wrapper(config: dict, workdir: Path) -> str:
+    """Run the task's `run` script the way a cluster would: bash, in the synced workdir, with the task's envs."""
+    env = {"PATH": os.environ["PATH"], **config["envs"]}
+    done = subprocess.run(
+        ["bash", "-c", config["run"]], cwd=workdir, env=env, capture_output=True, text=True, timeout=60
+    )
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "script, outcome",
+    [
+        ("print('loss: 0.5')\n", Outcome.OK),
+        ("print('loss: 0.5')\nraise SystemExit(3)\n", Outcome.CRASH),
+        ("print('loss: nan')\n", Outcome.NAN),
+        ("print('done, nothing to report')\n", Outcome.NO_METRIC),
+        (
+            "import json, os\njson.dump({'loss': 0.25}, open(os.environ['OVERNIGHT_RESULT'], 'w'))\n",
+            Outcome.OK,
+        ),
+        ("open('data/corpus.txt', 'w').write('rigged')\nprint('loss: 0.0')\n", Outcome.INVALID),
+        ("import os\nos.remove('data/corpus.txt')\nprint('loss: 0.0')\n", Outcome.INVALID),
+    ],
+    ids=["ok", "crash", "nan", "no_metric", "result_file", "modified", "removed"],
+)
+def test_the_job_log_alone_gives_the_outcome(program, tmp_path, script, outcome):
+    """The wrapper around the script reports exit code, result file and read-only hashes in the log."""
+    pilot = backend(program, tmp_path)
+    trial = spec(script)
+    workdir = tmp_path / "synced"
+    copy_program(program, workdir, trial.files)
+    config = trial_task_config(trial, workdir, pilot.settings, pilot.read_only)
+    log = _run_wrapper(config, workdir)
+    state = "SUCCEEDED" if "exit code 0" in log else "FAILED"
+    result = pilot._result(trial, log, state, False, time.monotonic(), {"cluster": "c"})
+
+    assert result.outcome is outcome, result.reason
+    if outcome is Outcome.CRASH:
+        assert result.exit_code == 3 and "status 3" in result.reason
+    if outcome is Outcome.INVALID:
+        assert result.reason == "the run changed read-only files: data/corpus.txt"
+    if script.startswith("import json"):
+        assert result.metrics["loss"] == 0.25
+    assert "[overnight]" not in result.log_tail  # the engine's own lines are not the script's log
+
+
+def test_a_job_that_failed_in_setup_is_an_infra_error_not_a_crash(program, tmp_path):
+    pilot = backend(program, tmp_path)
+    result = pilot._result(
+        spec(), "pip: no such package\n", "FAILED_SETUP", False, time.monotonic(), {"cluster": "c"}
+    )
+    assert result.outcome is Outcome.INFRA_ERROR and "FAILED_SETUP" in result.reason
+
+
+def test_a_job_cancelled_past_its_timeout_is_a_timeout(program, tmp_path):
+    pilot = backend(program, tmp_path)
+    result = pilot._result(spec(), "step 1\n", "CANCELLED", True, time.monotonic(), {"cluster": "c"})
+    assert result.outcome is Outcome.TIMEOUT
+
+
+def test_the_pool_prefers_warm_clusters_and_never_hands_one_out_twice():
+    pool = ClusterPool(["c-0", "c-1"])
+    first, second = pool.acquire(), pool.acquire()
+    assert {first.name, second.name} == {"c-0", "c-1"}
+    first.up = second.up = True
+
+    got: list[str] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.acquire().name))
+    waiter.start()
+    time.sleep(0.2)
+    assert got == []  # both busy: the third trial waits for a cluster
+    pool.release(second, healthy=True)
+    waiter.join(5)
+    assert got == [second.name]
+
+    pool.release(first, healthy=False)  # it died under a trial: relaunched next time
+    assert not first.up and pool.acquire() is first
