@@ -263,9 +263,14 @@ class Memory:
             self.client.set_tag(run_id, PREFIX + "decision", decision)
             self.client.set_tag(run_id, PREFIX + "decision_reason", reason[:4000])
 
-    def set_champion(self, run_id: str, previous: str) -> None:
-        """Crown a trial; its parent link makes the champion's lineage walkable."""
+    def set_champion(self, run_id: str, previous: str, gain: float | None = None, why: str = "") -> None:
+        """Crown a trial; its parent link makes the champion's lineage walkable. `gain`: its confirmed improvement
+        over the previous champion (metric units, positive = better), `why`: the verdict behind it."""
         with self._lock:
+            if gain is not None:
+                self.client.log_metric(run_id, "confirmed_gain", gain)
+            if why:
+                self.client.set_tag(run_id, PREFIX + "champion_why", why[:4000])
             self.client.set_tag(run_id, PREFIX + "champion_parent", previous)
             self.client.set_tag(run_id, PREFIX + "was_champion", "true")
             self.client.set_experiment_tag(self.experiment_id, CHAMPION_TAG, run_id)
