@@ -9,8 +9,8 @@ from overnight.backends import Backend
 from overnight.config import CampaignConfig
 from overnight.planners import make_planner
 from tasks.dispatch import run_trial
-from tasks.evaluate import evaluate
-from tasks.plan import plan
+from tasks.evaluate import evaluate, screen
+from tasks.plan import plan, plan_confirmation
 from tasks.reflect import reflect
 
 
@@ -45,14 +45,18 @@ def wave_flow(
                 )
 
         # --- dispatch: one task run per trial, all at once -------------------------------------------------------
-        futures = [
-            run_trial.submit(config, memory, backend, trial, deadline_ts) for trial in planned if trial.valid
-        ]
-        for future in futures:
-            future.wait()
+        _dispatch(config, memory, backend, planned, deadline_ts)
 
-        # --- evaluate --------------------------------------------------------------------------------------------
-        outcome = evaluate(config, memory, wave, planned)
+        # --- evaluate: screen on one run each, confirm the promising ones with new seeds -------------------------
+        screening = None
+        if wave > 0:
+            screening = screen(config, memory, agent_run_id, wave, planned)
+            if screening.promising:
+                confirmation = plan_confirmation(config, memory, agent_run_id, wave_run_id, wave, screening)
+                progress.emit("confirming", wave=wave, trials=len(confirmation.trials))
+                _dispatch(config, memory, backend, confirmation.trials, deadline_ts)
+                planned = planned + confirmation.trials
+        outcome = evaluate(config, memory, agent_run_id, wave, planned, screening)
 
         # --- reflect ---------------------------------------------------------------------------------------------
         reflect(config, memory, planner, wave_run_id, outcome, planned_wave.note)
@@ -70,3 +74,12 @@ def wave_flow(
         "champion_run_id": outcome.champion_after.run_id,
         "champion": outcome.champion_after.metric,
     }
+
+
+def _dispatch(config, memory, backend, planned, deadline_ts) -> None:
+    """One task run per valid trial, all at once; returns when every one has ended."""
+    futures = [
+        run_trial.submit(config, memory, backend, trial, deadline_ts) for trial in planned if trial.valid
+    ]
+    for future in futures:
+        future.wait()

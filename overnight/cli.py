@@ -421,6 +421,17 @@ class _ProgressDisplay:
             self.progress.console.print(f"  {data['trial_id']}: {data['outcome']}{metric}{reason}")
         elif event == "trial_started":
             self.progress.console.print(f"  [dim]{data['trial_id']} started: {data['hypothesis']}[/dim]")
+        elif event == "confirming":
+            self.progress.reset(
+                self.trials, total=data["trials"], description=f"wave {data['wave']} confirmation runs"
+            )
+            self.progress.console.print(
+                f"  [cyan]confirming[/cyan] the promising trials with {data['trials']} new-seed runs"
+            )
+        elif event == "noise_floor":
+            self.progress.console.print(
+                f"  noise floor: σ = {data['sigma']:.4g} from {data['n']} runs ({data['dof']} dof)"
+            )
         elif event == "wave_finished":
             self.progress.advance(self.waves)
             self.progress.console.print(
@@ -434,15 +445,8 @@ def _print_summary(summary, flow_run_id: str) -> None:
         f"baseline  {summary.metric} = {summary.baseline:.6g}",
         f"champion  {summary.metric} = {summary.champion:.6g}  ({summary.improvement_pct:+.2f}%, {better} is better)",
         f"champion trial: {summary.champion_trial}: {summary.champion_hypothesis}",
-        *(
-            [
-                f"baseline copies (one per seed): {', '.join(f'{v:.6g}' for v in summary.baseline_copies)}; "
-                f"spread {max(summary.baseline_copies) - min(summary.baseline_copies):.4g}, "
-                f"margin to keep a change {summary.min_improvement:g}"
-            ]
-            if len(summary.baseline_copies) > 1
-            else []
-        ),
+        f"baseline copies (one per seed): {', '.join(f'{v:.6g}' for v in summary.baseline_copies)}",
+        f"noise floor: {summary.noise_floor}; keep rule: {summary.rule}",
         f"{summary.trials} trials in {summary.waves} waves, {summary.trial_hours * 60:.1f} trial-minutes; "
         f"stopped by the {summary.stopped_by} budget",
     ]
@@ -459,7 +463,7 @@ def _print_summary(summary, flow_run_id: str) -> None:
         console.print("Champion's change from this run's baseline:")
         console.print(Syntax(summary.champion_diff, "diff", theme="ansi_dark"))
     else:
-        console.print("The champion is the baseline: no change beat it by the margin.")
+        console.print("The champion is the baseline: no change was confirmed better under the keep rule.")
     console.print("\nOpen what just ran:")
     for line in ui_commands(summary.tracking_uri, summary.experiment_id, flow_run_id):
         console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)

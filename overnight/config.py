@@ -185,6 +185,49 @@ class BackendSettings(_Strict):
     price_per_hour: Annotated[float, Field(ge=0)] | None = Field(
         None, description="skypilot: $ per cluster-hour, where SkyPilot's catalog does not know it"
     )
+    simulate_hardware: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict,
+        description="local: act as a mixed pool, {type: workers}; each trial gets OVERNIGHT_HARDWARE=<type>",
+    )
+
+
+class StageSettings(_Strict):
+    """How one stage of a wave runs; unset keys take the campaign's trial and backend settings."""
+
+    time_budget_s: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="training budget in this stage (default: trial.time_budget_s)"
+    )
+    timeout_s: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="hard limit in this stage (default: trial.timeout_s)"
+    )
+    resources: SkyResources | None = Field(
+        None, description="skypilot: this stage's clusters (default: backend.resources)"
+    )
+
+
+class DecisionSettings(_Strict):
+    """How a trial becomes champion: screened on one run, confirmed with new seeds against the noise floor."""
+
+    rule: Literal["t_test", "k_sigma"] = Field(
+        "t_test",
+        description="t_test: one-sided test at level alpha; k_sigma: the gain must exceed k standard errors",
+    )
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = Field(
+        0.05, description="t_test: the false-keep rate allowed"
+    )
+    k: Annotated[float, Field(ge=0)] = Field(2.0, description="k_sigma: standard errors the gain must clear")
+    screen_k: Annotated[float, Field(ge=0)] = Field(
+        0.5,
+        description="a screening run is promising if its gain exceeds min_improvement + screen_k standard errors",
+    )
+    confirm_runs: Annotated[int, Field(ge=1, le=64)] = Field(
+        4, description="new-seed runs of each promising trial (the champion is topped up to as many)"
+    )
+    confirm_top: Annotated[int, Field(ge=1, le=64)] = Field(
+        2, description="promising trials confirmed per wave at most, best screening gain first"
+    )
+    screen: StageSettings = Field(default_factory=StageSettings, description="the screening stage")
+    confirm: StageSettings = Field(default_factory=StageSettings, description="the confirmation stage")
 
 
 class CampaignConfig(_Strict):
@@ -198,13 +241,14 @@ class CampaignConfig(_Strict):
     trial: TrialSettings = Field(default_factory=TrialSettings)
     wave_size: Annotated[int, Field(ge=1, le=256)] = 4
     budget: Budget = Field(default_factory=Budget)
-    baseline_repeats: Annotated[int, Field(ge=1, le=64)] = Field(
-        1,
-        description="copies of the baseline run at once, with seeds seed, seed+1, ... (their spread is the noise)",
+    baseline_repeats: Annotated[int, Field(ge=2, le=64)] = Field(
+        3,
+        description="runs of the baseline at once, with seeds seed, seed+1, ...: their spread is the first noise floor",
     )
     min_improvement: Annotated[float, Field(ge=0)] = Field(
-        0.0, description="a trial becomes champion only if it beats the champion by more than this"
+        0.0, description="a practical minimum: a confirmed gain must also exceed this (metric units)"
     )
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     backend: BackendSettings = Field(default_factory=BackendSettings)
     tracking_uri: str | None = Field(

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from overnight import progress
+from overnight import evaluation, progress
 from overnight.backends import Backend
 from overnight.config import CampaignConfig, resolve_planner
-from overnight.evaluation import Decision, evaluate_wave, improvement
-from overnight.memory import Memory
+from overnight.evaluation import Decision, improvement
+from overnight.memory import Memory, TrialRecord
 from overnight.planners import PlanContext, Planner, Reflection, WaveOutcome
 from overnight.planners.base import wave_report
 from overnight.pricing import Usage
@@ -41,10 +41,28 @@ class PlannedTrial:
     files: dict[str, str] | None  # None when the proposal is invalid
     reason: str = ""
     seed: int | None = None  # None: the campaign's trial seed
+    stage: str = "screen"  # baseline | screen | confirm | champion (a re-measurement of the champion)
+    phase: str = "screen"  # the stage settings it runs with: screen | confirm
+    hardware: str | None = None  # pinned to this hardware type (confirmation pairs runs on one type)
 
     @property
     def valid(self) -> bool:
         return self.files is not None
+
+
+def stage_settings(config: CampaignConfig, phase: str) -> tuple[float, float]:
+    """(training budget, hard timeout) of a stage: its own settings, else the campaign's trial settings."""
+    stage = config.decision.confirm if phase == "confirm" else config.decision.screen
+    budget = stage.time_budget_s or config.trial.time_budget_s
+    timeout = stage.timeout_s or max(
+        config.trial.timeout_s, budget * config.trial.timeout_s / config.trial.time_budget_s
+    )
+    return budget, timeout
+
+
+def budget_key(config: CampaignConfig, phase: str) -> str:
+    """The budget as recorded on each run: metrics are compared only between runs with the same one."""
+    return f"{stage_settings(config, phase)[0]:g}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,8 @@ class CampaignSummary:
         default_factory=list
     )  # the metric of each baseline copy (seed, seed+1, ...)
     min_improvement: float = 0.0
+    noise_floor: str = ""  # e.g. "σ = 0.012 (n = 7 runs, 4 dof)"
+    rule: str = ""  # the keep rule, e.g. "t_test(alpha=0.05, margin=0)"
     llm_usd: float = 0.0
     lineage: list[str] = field(default_factory=list)
 
@@ -117,6 +137,9 @@ def start_agent_run(config: CampaignConfig, memory: Memory, name: str, orchestra
         "time_budget_s": config.trial.time_budget_s,
         "timeout_s": config.trial.timeout_s,
         "min_improvement": config.min_improvement,
+        "keep_rule": evaluation.rule_for(config).name,
+        "baseline_repeats": config.baseline_repeats,
+        "confirm_runs": config.decision.confirm_runs,
         "metric": f"{config.metric.name} ({config.metric.goal})",
         "program": str(config.program),
         "prefect_flow_run_id": orchestrator_run or "-",
@@ -147,10 +170,22 @@ def plan_baseline(config: CampaignConfig, memory: Memory, agent_run_id: str, wav
             source="baseline",
         )
         trial_id = f"{agent_run_id[:8]}-baseline" + (f"-s{seed}" if copy else "")
-        trial = _record_trial(
-            config, memory, agent_run_id, wave_run_id, 0, trial_id, proposal, files, files, parent
+        trials.append(
+            _record_trial(
+                config,
+                memory,
+                agent_run_id,
+                wave_run_id,
+                0,
+                trial_id,
+                proposal,
+                files,
+                files,
+                parent,
+                stage="baseline",
+                seed=seed,
+            )
         )
-        trials.append(PlannedTrial(trial.trial_id, trial.run_id, trial.hypothesis, trial.files, seed=seed))
     return PlannedWave(trials)
 
 
@@ -227,6 +262,12 @@ def plan_wave(
                 champion.run_id,
             )
         )
+    # A champion crowned under another budget (a confirmation stage of its own) is measured at this one first.
+    history = agent_run_trials(memory, agent_run_id)
+    if not evaluation.measurements(history, champion.fingerprint, budget_key(config, "screen"), None):
+        planned += plan_champion_runs(
+            config, memory, agent_run_id, wave_run_id, wave, "screen", None, config.baseline_repeats, history
+        )
     memory.record_plan(wave_run_id, plan.note, plan.usage, plan.cost_usd, planner.name)
     return PlannedWave(planned, plan.note, plan.usage, plan.cost_usd)
 
@@ -252,8 +293,24 @@ def plan_markdown(wave: int, planner: str, planned: PlannedWave, memory: Memory)
 
 
 def _record_trial(
-    config, memory, agent_run_id, wave_run_id, wave, trial_id, proposal: Proposal, before, files, parent
+    config,
+    memory,
+    agent_run_id,
+    wave_run_id,
+    wave,
+    trial_id,
+    proposal: Proposal,
+    before,
+    files,
+    parent,
+    *,
+    stage: str = "screen",
+    seed: int | None = None,
+    hardware: str | None = None,
+    measures: str = "",
 ) -> PlannedTrial:
+    phase = "confirm" if stage in ("confirm", "champion_confirm") else "screen"
+    seed = config.trial.seed if seed is None else seed
     run_id = memory.start_trial(
         wave_run_id=wave_run_id,
         agent_run_id=agent_run_id,
@@ -268,8 +325,151 @@ def _record_trial(
         diff=unified_diff(before, files),
         fingerprint=fingerprint(files),
         parent_champion=parent,
+        stage="champion" if stage == "champion_confirm" else stage,
+        seed=seed,
+        budget_s=stage_settings(config, phase)[0],
+        measures=measures,
     )
-    return PlannedTrial(trial_id, run_id, proposal.hypothesis, files)
+    return PlannedTrial(
+        trial_id,
+        run_id,
+        proposal.hypothesis,
+        files,
+        seed=seed,
+        stage="champion" if stage == "champion_confirm" else stage,
+        phase=phase,
+        hardware=hardware,
+    )
+
+
+def agent_run_trials(memory: Memory, agent_run_id: str) -> list[TrialRecord]:
+    """This agent run's trials: the champion and the noise are measured anew each night, under its conditions."""
+    return [t for t in memory.trials() if t.agent_run_id == agent_run_id]
+
+
+def _fresh_seeds(config: CampaignConfig, history: list[TrialRecord], fingerprint_: str, n: int) -> list[int]:
+    """n seeds not yet used by runs of these files, so that every repeat is a new draw of the noise."""
+    used = {t.seed for t in history if t.fingerprint == fingerprint_}
+    seeds, seed = [], config.trial.seed
+    while len(seeds) < n:
+        seed += 1
+        if seed not in used:
+            seeds.append(seed)
+    return seeds
+
+
+def plan_champion_runs(
+    config: CampaignConfig,
+    memory: Memory,
+    agent_run_id: str,
+    wave_run_id: str,
+    wave: int,
+    phase: str,
+    hardware: str | None,
+    needed: int,
+    history: list[TrialRecord],
+    label: str = "",
+) -> list[PlannedTrial]:
+    """Re-measure the champion with new seeds until it has `needed` unbiased runs under a condition."""
+    champion = memory.champion()
+    have = evaluation.measurements(history, champion.fingerprint, budget_key(config, phase), hardware)
+    missing = needed - len(have)
+    if missing <= 0:
+        return []
+    files = memory.champion_files()
+    where = f" on {hardware}" if hardware else ""
+    planned = []
+    for number, seed in enumerate(_fresh_seeds(config, history, champion.fingerprint, missing)):
+        proposal = Proposal(
+            hypothesis=f"champion {champion.trial_id} re-measured (seed {seed}{where})",
+            rationale="the champion's metric under this stage's condition, to compare with",
+            source="engine",
+        )
+        trial_id = f"{agent_run_id[:8]}-w{wave}-champion{label}-{number}"
+        planned.append(
+            _record_trial(
+                config,
+                memory,
+                agent_run_id,
+                wave_run_id,
+                wave,
+                trial_id,
+                proposal,
+                files,
+                files,
+                champion.run_id,
+                stage="champion_confirm" if phase == "confirm" else "champion",
+                seed=seed,
+                hardware=hardware,
+                measures=champion.run_id,
+            )
+        )
+    return planned
+
+
+def plan_confirmation(
+    config: CampaignConfig,
+    memory: Memory,
+    agent_run_id: str,
+    wave_run_id: str,
+    wave: int,
+    promising: list[TrialRecord],
+) -> PlannedWave:
+    """New-seed runs of the most promising trials, each on the hardware it was screened on, and enough runs of the
+    champion on that hardware (and budget) to compare them with."""
+    history = agent_run_trials(memory, agent_run_id)
+    champion = memory.champion()
+    champion_files = memory.champion_files()
+    planned: list[PlannedTrial] = []
+    topped_up: set[str] = set()
+    runs = config.decision.confirm_runs
+    for candidate in promising[: config.decision.confirm_top]:
+        files = memory.trial_files(candidate.run_id)
+        for number, seed in enumerate(_fresh_seeds(config, history, candidate.fingerprint, runs)):
+            proposal = Proposal(
+                hypothesis=f"{candidate.hypothesis} (confirmation, seed {seed})",
+                rationale=f"confirms {candidate.trial_id} with a new seed on {candidate.hardware}",
+                source="engine",
+            )
+            planned.append(
+                _record_trial(
+                    config,
+                    memory,
+                    agent_run_id,
+                    wave_run_id,
+                    wave,
+                    f"{candidate.trial_id}-c{number}",
+                    proposal,
+                    champion_files,
+                    files,
+                    champion.run_id,
+                    stage="confirm",
+                    seed=seed,
+                    hardware=candidate.hardware or None,
+                    measures=candidate.run_id,
+                )
+            )
+        if candidate.hardware not in topped_up:
+            topped_up.add(candidate.hardware)
+            label = f"-{candidate.hardware}" if candidate.hardware else ""
+            added = plan_champion_runs(
+                config,
+                memory,
+                agent_run_id,
+                wave_run_id,
+                wave,
+                "confirm",
+                candidate.hardware or None,
+                runs,
+                history,
+                label,
+            )
+            planned += added
+            # Seeds now taken by the champion, so the next hardware type's runs draw new ones.
+            history = history + [
+                replace(champion, seed=t.seed, outcome=None, stage="champion") for t in added
+            ]
+    return PlannedWave(planned)
 
 
 # --- dispatch --------------------------------------------------------------------------------------------------------
@@ -285,7 +485,8 @@ def run_trial(
     """Run one valid trial on the backend; past the campaign's deadline it is stopped like a timeout."""
     progress.emit("trial_started", trial_id=trial.trial_id, hypothesis=trial.hypothesis)
     memory.record_dispatch(trial.run_id, backend.where(trial.trial_id))
-    timeout = config.trial.timeout_s
+    budget, stage_timeout = stage_settings(config, trial.phase)
+    timeout = stage_timeout
     if deadline_ts is not None:
         timeout = max(1.0, min(timeout, deadline_ts - time.time()))
     spec = TrialSpec(
@@ -293,9 +494,11 @@ def run_trial(
         files=trial.files,
         seed=config.trial.seed if trial.seed is None else trial.seed,
         command=config.command,
-        time_budget_s=config.trial.time_budget_s,
+        time_budget_s=budget,
         timeout_s=timeout,
         env=dict(config.trial.env),
+        hardware=trial.hardware,
+        stage=trial.phase,
     )
     try:
         result = backend.run(spec)
@@ -303,7 +506,7 @@ def run_trial(
         result = TrialResult(
             trial.trial_id, Outcome.INFRA_ERROR, {}, 0.0, None, "", f"backend error: {error!r}"
         )
-    if result.outcome is Outcome.TIMEOUT and timeout < config.trial.timeout_s:
+    if result.outcome is Outcome.TIMEOUT and timeout < stage_timeout:
         result = replace(result, reason="stopped at the campaign's deadline")
     return result
 
@@ -322,17 +525,28 @@ def record_result(memory: Memory, trial: PlannedTrial, result: TrialResult) -> N
 # --- evaluate --------------------------------------------------------------------------------------------------------
 
 
-def evaluate_baseline(config: CampaignConfig, memory: Memory, planned: list[PlannedTrial]) -> WaveOutcome:
-    """The baseline becomes the champion the wave's trials are measured against; if it fails, the campaign stops."""
+def evaluate_baseline(
+    config: CampaignConfig, memory: Memory, agent_run_id: str, planned: list[PlannedTrial]
+) -> WaveOutcome:
+    """The baseline becomes the champion the wave's trials are measured against, and its copies give the first noise
+    floor; if it fails, the campaign stops."""
     previous = memory.champion()
     run_ids = [t.run_id for t in planned]
-    records = {t.run_id: t for t in memory.trials() if t.run_id in run_ids}
+    history = agent_run_trials(memory, agent_run_id)
+    records = {t.run_id: t for t in history if t.run_id in run_ids}
     record, repeats = records[run_ids[0]], [records[r] for r in run_ids[1:]]
     if record.outcome is not Outcome.OK:
         raise CampaignError(
             f"the baseline trial failed ({record.outcome.value if record.outcome else 'unfinished'}: {record.reason}); "
             f"there is nothing to improve on. Run the program by hand to see why. Last lines of its log:\n"
             f"{tail(memory.read_artifact(record.run_id, 'log_tail.txt'), 15)}"
+        )
+    floor = evaluation.noise_floor(history)
+    if floor is None:
+        failed = [f"{t.trial_id} ({t.outcome.value if t.outcome else 'unfinished'})" for t in repeats]
+        raise CampaignError(
+            f"the baseline's other copies failed ({', '.join(failed)}), so the seed noise cannot be measured and no "
+            "change could be judged against it. Run the program by hand with OVERNIGHT_SEED=1 to see why."
         )
     reason = "re-measured the champion under this run's conditions" if previous else "the program as shipped"
     memory.record_decision(record.run_id, "baseline", reason)
@@ -343,6 +557,8 @@ def evaluate_baseline(config: CampaignConfig, memory: Memory, planned: list[Plan
         memory.record_decision(repeat.run_id, "baseline_repeat", why)
         decisions.append(Decision(repeat.run_id, repeat.trial_id, "baseline_repeat", why, delta))
     memory.set_champion(record.run_id, previous.run_id if previous else "")
+    memory.record_noise_floor(agent_run_id, floor, wave=0)
+    progress.emit("noise_floor", sigma=floor.sigma, n=floor.n, dof=floor.dof)
     champion = memory.champion()
     trials = (champion, *repeats)
     return WaveOutcome(
@@ -350,20 +566,86 @@ def evaluate_baseline(config: CampaignConfig, memory: Memory, planned: list[Plan
     )
 
 
-def evaluate(config: CampaignConfig, memory: Memory, wave: int, planned: list[PlannedTrial]) -> WaveOutcome:
-    """Decide each trial of the wave against the champion; crown the best one that clears the margin."""
+@dataclass(frozen=True)
+class Screening:
+    """The screening verdicts of a wave, and the trials to confirm (best first)."""
+
+    decisions: tuple[Decision, ...]
+    promising: tuple[TrialRecord, ...]
+
+
+def screen(
+    config: CampaignConfig, memory: Memory, agent_run_id: str, planned: list[PlannedTrial]
+) -> Screening:
+    """Judge each screening run against the champion's runs under the same budget and hardware."""
+    history = agent_run_trials(memory, agent_run_id)
+    run_ids = {t.run_id for t in planned if t.stage == "screen"}
+    screened = [t for t in history if t.run_id in run_ids]
+    decisions, promising = evaluation.screen_wave(
+        screened, history, memory.champion(), config.metric.goal, evaluation.rule_for(config)
+    )
+    for decision in decisions:
+        memory.record_decision(decision.run_id, decision.decision, decision.reason, decision.numbers)
+    to_confirm = tuple(promising[: config.decision.confirm_top])
+    for trial in promising[config.decision.confirm_top :]:
+        memory.record_decision(
+            trial.run_id,
+            "inconclusive",
+            f"promising, but {config.decision.confirm_top} trials with larger screening gains were confirmed first",
+        )
+    return Screening(tuple(decisions), to_confirm)
+
+
+def evaluate(
+    config: CampaignConfig,
+    memory: Memory,
+    agent_run_id: str,
+    wave: int,
+    planned: list[PlannedTrial],
+    screening: Screening,
+) -> WaveOutcome:
+    """Confirm the promising trials; crown the one whose confirmed gain clears the rule by the most."""
     champion = memory.champion()
+    history = agent_run_trials(memory, agent_run_id)
+    decisions = {d.run_id: d for d in screening.decisions}
+    if screening.promising:
+        confirmed, best, verdict = evaluation.confirm_candidates(
+            list(screening.promising),
+            history,
+            champion,
+            config.metric.goal,
+            evaluation.rule_for(config),
+            budget_key(config, "confirm"),
+        )
+        for decision in confirmed:
+            memory.record_decision(decision.run_id, decision.decision, decision.reason, decision.numbers)
+            decisions[decision.run_id] = decision
+        if best is not None:
+            memory.set_champion(best.run_id, champion.run_id, verdict.gain, verdict.reason)
+    for trial in planned:
+        if trial.stage in ("confirm", "champion"):
+            label = "confirmation" if trial.stage == "confirm" else "champion_run"
+            why = (
+                "a new-seed run that confirms a promising trial"
+                if label == "confirmation"
+                else trial.hypothesis
+            )
+            memory.record_decision(trial.run_id, label, why)
+            decisions[trial.run_id] = Decision(trial.run_id, trial.trial_id, label, why, None)
+    floor = evaluation.noise_floor(agent_run_trials(memory, agent_run_id))
+    if floor is not None:
+        memory.record_noise_floor(agent_run_id, floor, wave=wave)
+    after = memory.champion()
     run_ids = {t.run_id for t in planned}
     trials = [t for t in memory.trials() if t.run_id in run_ids]
-    decisions, best = evaluate_wave(trials, champion, config.metric.goal, config.min_improvement)
-    for decision in decisions:
-        memory.record_decision(decision.run_id, decision.decision, decision.reason)
-    if best.run_id != champion.run_id:
-        memory.set_champion(best.run_id, champion.run_id)
-    after = memory.champion()
-    trials = [t for t in memory.trials() if t.run_id in run_ids]
     return WaveOutcome(
-        wave, config.metric.name, config.metric.goal, champion, after, tuple(trials), tuple(decisions)
+        wave,
+        config.metric.name,
+        config.metric.goal,
+        champion,
+        after,
+        tuple(trials),
+        tuple(decisions[t.run_id] for t in trials if t.run_id in decisions),
     )
 
 
@@ -472,22 +754,32 @@ def budget_left(config: CampaignConfig, memory: Memory, agent_run_id: str, waves
 def summarise(
     config: CampaignConfig, memory: Memory, agent_run_id: str, waves: int, stopped_by: str
 ) -> CampaignSummary:
-    mine = [t for t in memory.trials() if t.agent_run_id == agent_run_id]
+    """The agent run in numbers. Baseline and champion are the means of their unbiased runs at the screening budget
+    (one screening run may have been lucky; the repeats are not)."""
+    mine = agent_run_trials(memory, agent_run_id)
     baseline = next(t for t in mine if t.decision == "baseline")
     champion = memory.champion()
-    gain = improvement(config.metric.goal, baseline.metric, champion.metric)
+    budget = budget_key(config, "screen")
+
+    def mean_of(record: TrialRecord) -> float:
+        runs = evaluation.measurements(mine, record.fingerprint, budget, None)
+        return sum(runs) / len(runs) if runs else record.metric
+
+    baseline_value, champion_value = mean_of(baseline), mean_of(champion)
+    gain = improvement(config.metric.goal, baseline_value, champion_value)
     champion_files = memory.champion_files()
     baseline_files = memory.trial_files(baseline.run_id)
     outcomes = Counter(t.outcome.value if t.outcome else "running" for t in mine)
+    floor = evaluation.noise_floor(mine)
     return CampaignSummary(
         campaign=config.name,
         experiment_id=memory.experiment_id,
         agent_run_id=agent_run_id,
         metric=config.metric.name,
         goal=config.metric.goal,
-        baseline=baseline.metric,
-        champion=champion.metric,
-        improvement_pct=100.0 * gain / abs(baseline.metric) if baseline.metric else 0.0,
+        baseline=baseline_value,
+        champion=champion_value,
+        improvement_pct=100.0 * gain / abs(baseline_value) if baseline_value else 0.0,
         champion_trial=champion.trial_id,
         champion_hypothesis=champion.hypothesis,
         champion_diff=unified_diff(baseline_files, champion_files),
@@ -501,6 +793,8 @@ def summarise(
             t.metric for t in mine if t.decision in ("baseline", "baseline_repeat") and t.metric is not None
         ],
         min_improvement=config.min_improvement,
+        noise_floor=str(floor) if floor else "not measured",
+        rule=evaluation.rule_for(config).name,
         llm_usd=memory.spend_usd(agent_run_id),
         lineage=[f"{t.trial_id}: {t.hypothesis}" for t in memory.lineage()],
     )

@@ -60,9 +60,18 @@ class TrialRecord:
     started_ms: int
     metrics: dict[str, float] = field(default_factory=dict)
     where: str = ""  # backend, host and folder (or cluster) it ran on
-    hardware: str = (
-        ""  # the accelerator type it really ran on ("cpu" locally); metrics compare within one type
-    )
+    # The accelerator type it really ran on ("cpu" locally) and the training budget it had: metrics are compared
+    # only between runs of the same hardware and budget.
+    hardware: str = ""
+    budget_s: str = ""
+    stage: str = "screen"  # baseline | screen | confirm | champion (a re-measurement of the champion)
+    seed: int = 0
+    measures: str = ""  # confirm and champion runs: the run id of the trial they measure again
+
+    @property
+    def unbiased(self) -> bool:
+        """A run taken as it came (baseline, confirmation, re-measurement), not picked for looking good."""
+        return self.stage != "screen"
 
 
 class Memory:
@@ -132,8 +141,15 @@ class Memory:
         diff: str,
         fingerprint: str,
         parent_champion: str,
+        stage: str = "screen",
+        seed: int = 0,
+        budget_s: float = 0.0,
+        measures: str = "",
     ) -> str:
-        """Record a trial as it is dispatched, with its full files: the champion can be rebuilt from them alone."""
+        """Record a trial as it is dispatched, with its full files: the champion can be rebuilt from them alone.
+
+        stage: baseline | screen | confirm | champion (a re-measurement of the champion); `measures` is the run id of
+        the trial a confirm or champion run measures again, with a new seed."""
         with self._lock:
             run = self.client.create_run(
                 self.experiment_id,
@@ -146,6 +162,10 @@ class Memory:
                     PREFIX + "proposed_by": source,
                     PREFIX + "fingerprint": fingerprint,
                     PREFIX + "parent_champion": parent_champion,
+                    PREFIX + "stage": stage,
+                    PREFIX + "seed": str(seed),
+                    PREFIX + "budget_s": f"{budget_s:g}",
+                    PREFIX + "measures": measures,
                     NOTE: f"{hypothesis}\n\n{rationale}".strip(),
                 },
             )
@@ -258,10 +278,35 @@ class Memory:
             llm_usd=self.spend_usd(agent.info.run_id),
         )
 
-    def record_decision(self, run_id: str, decision: str, reason: str) -> None:
+    def record_decision(
+        self, run_id: str, decision: str, reason: str, numbers: dict[str, float | int | str] | None = None
+    ) -> None:
+        """A trial's decision, its reason, and the verdict's numbers (metrics `<stage>_gain`, `_se`, `_p_value`...)."""
         with self._lock:
             self.client.set_tag(run_id, PREFIX + "decision", decision)
             self.client.set_tag(run_id, PREFIX + "decision_reason", reason[:4000])
+            if numbers:
+                stage = numbers.get("stage", "verdict")
+                values = {
+                    f"{stage}_{key}": float(value)
+                    for key, value in numbers.items()
+                    if isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    and math.isfinite(value)
+                }
+                self.client.log_batch(run_id, metrics=_metric_list(values))
+                self.client.set_tag(run_id, PREFIX + "rule", str(numbers.get("rule", "")))
+
+    def record_noise_floor(self, agent_run_id: str, floor, wave: int) -> None:
+        """The noise floor as it stands after a wave (metrics noise_sigma, noise_n, noise_dof at step = wave)."""
+        with self._lock:
+            self.client.log_batch(agent_run_id, metrics=_metric_list(floor.as_dict(), step=wave))
+
+    def noise_floor(self, agent_run_id: str) -> dict[str, float]:
+        """The latest noise floor of an agent run: {noise_sigma, noise_n, noise_dof}, empty before the baseline."""
+        with self._lock:
+            metrics = self.client.get_run(agent_run_id).data.metrics
+        return {k: v for k, v in metrics.items() if k.startswith("noise_")}
 
     def set_champion(self, run_id: str, previous: str, gain: float | None = None, why: str = "") -> None:
         """Crown a trial; its parent link makes the champion's lineage walkable. `gain`: its confirmed improvement
@@ -491,6 +536,10 @@ class Memory:
             metrics=dict(data.metrics),
             where=tags.get(PREFIX + "where", ""),
             hardware=tags.get(PREFIX + "hardware", ""),
+            stage=tags.get(PREFIX + "stage", "screen"),
+            seed=int(tags.get(PREFIX + "seed", "0") or 0),
+            budget_s=tags.get(PREFIX + "budget_s", ""),
+            measures=tags.get(PREFIX + "measures", ""),
         )
 
 
@@ -611,8 +660,8 @@ def _usage_metrics(stage: str, usage: Usage, cost_usd: float) -> dict[str, float
     }
 
 
-def _metric_list(metrics: dict[str, float]):
+def _metric_list(metrics: dict[str, float], step: int = 0):
     now = int(time.time() * 1000)
     return [
-        Metric(key, float(value), now, 0) for key, value in metrics.items() if math.isfinite(float(value))
+        Metric(key, float(value), now, step) for key, value in metrics.items() if math.isfinite(float(value))
     ]

@@ -32,6 +32,8 @@ class TrialSpec:
     time_budget_s: float
     timeout_s: float
     env: dict[str, str] = field(default_factory=dict)
+    hardware: str | None = None  # run it on this accelerator type (a confirmation pairs runs on one type)
+    stage: str = "screen"  # screen | confirm: a backend may run the stages on different resources
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Evaluate: decide each trial against the champion and crown a new one if it clears the margin."""
+"""Evaluate: screen each trial against the champion, then confirm the promising ones and crown the best."""
 
 from __future__ import annotations
 
@@ -11,11 +11,24 @@ from overnight.memory import Memory
 from overnight.planners import WaveOutcome
 
 
+@task(name="screen", task_run_name="screen wave {wave}", cache_policy=NONE)
+def screen(
+    config: CampaignConfig, memory: Memory, agent_run_id: str, wave: int, planned: list[loop.PlannedTrial]
+) -> loop.Screening:
+    """Screening verdicts for the wave's trials: promising ones go on to confirmation."""
+    return loop.screen(config, memory, agent_run_id, planned)
+
+
 @task(name="evaluate", task_run_name="evaluate wave {wave}", cache_policy=NONE)
 def evaluate(
-    config: CampaignConfig, memory: Memory, wave: int, planned: list[loop.PlannedTrial]
+    config: CampaignConfig,
+    memory: Memory,
+    agent_run_id: str,
+    wave: int,
+    planned: list[loop.PlannedTrial],
+    screening: loop.Screening | None = None,
 ) -> WaveOutcome:
-    """Decisions for every trial of the wave; the baseline wave sets the champion."""
+    """Final decisions for every trial of the wave; the baseline wave sets the champion and the noise floor."""
     if wave == 0:
-        return loop.evaluate_baseline(config, memory, planned)
-    return loop.evaluate(config, memory, wave, planned)
+        return loop.evaluate_baseline(config, memory, agent_run_id, planned)
+    return loop.evaluate(config, memory, agent_run_id, wave, planned, screening)

@@ -34,3 +34,16 @@ def plan(
         description=f"Proposals of wave {wave} of campaign {config.name}",
     )
     return planned
+
+
+@task(name="plan-confirmation", task_run_name="confirmations for wave {wave}", cache_policy=NONE)
+def plan_confirmation(
+    config: CampaignConfig,
+    memory: Memory,
+    agent_run_id: str,
+    wave_run_id: str,
+    wave: int,
+    screening: loop.Screening,
+) -> loop.PlannedWave:
+    """New-seed runs of the promising trials and of the champion, on the same hardware, recorded before they run."""
+    return loop.plan_confirmation(config, memory, agent_run_id, wave_run_id, wave, list(screening.promising))

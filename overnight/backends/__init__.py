@@ -14,20 +14,15 @@ def make_backend(config: CampaignConfig, work_root: Path) -> Backend:
         from overnight.backends.local import LocalBackend
 
         backend: Backend = LocalBackend(
-            program=config.program, work_root=work_root, metric=config.metric.name
+            program=config.program,
+            work_root=work_root,
+            metric=config.metric.name,
+            simulate_hardware=config.backend.simulate_hardware,
         )
     elif config.backend.kind == "skypilot":
         from overnight.backends.skypilot import SkyPilotBackend
 
-        backend = SkyPilotBackend(
-            program=config.program,
-            work_root=work_root,
-            metric=config.metric.name,
-            settings=config.backend,
-            campaign=config.name,
-            pool_size=config.backend.pool_size or max(config.wave_size, config.baseline_repeats),
-            editable=config.editable,
-        )
+        backend = SkyPilotBackend(config, work_root)
     else:
         raise ValueError(f"backend.kind: unknown backend {config.backend.kind!r}")
     return register(backend)
@@ -36,9 +31,9 @@ def make_backend(config: CampaignConfig, work_root: Path) -> Backend:
 def check_backend(config: CampaignConfig) -> None:
     """Fail before anything starts when the backend cannot work: not installed, or bad resources (ConfigError)."""
     if config.backend.kind == "skypilot":
-        from overnight.backends.skypilot import check_settings
+        from overnight.backends.skypilot import check_resources, stage_resources
 
-        check_settings(config.backend)
+        check_resources(stage_resources(config))
 
 
 def close_backend(backend: Backend) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 from overnight.results import TrialResult, TrialSpec
 
@@ -18,6 +20,56 @@ INHERITED_ENV = (
     "CUDA_VISIBLE_DEVICES",
     "VIRTUAL_ENV",
 )
+
+
+class NoSuchHardware(RuntimeError):
+    """A trial was pinned to a hardware type that no worker of the pool has."""
+
+
+@dataclass
+class Worker:
+    """A place that runs one trial at a time: a cluster of the SkyPilot pool, a simulated GPU of the local one."""
+
+    name: str
+    hardware: str = ""  # its accelerator type, "" until known (a cluster not launched yet)
+    up: bool = False  # ready for a trial (a cluster launched and set up)
+    busy: bool = False
+    job_id: int | None = None
+    ever_launched: bool = False
+    accelerator: str = ""
+    hourly_usd: float | None = None
+
+
+class WorkerPool:
+    """Hands each trial an idle worker, ready ones first, of the requested hardware type when one is asked for."""
+
+    def __init__(self, workers: list[Worker]):
+        self.workers = workers
+        self._free = threading.Condition()
+
+    def acquire(self, hardware: str | None = None) -> Worker:
+        with self._free:
+            while True:
+                if hardware and not any(w.hardware == hardware for w in self.workers):
+                    known = sorted({w.hardware for w in self.workers if w.hardware}) or ["none known yet"]
+                    raise NoSuchHardware(f"no worker runs on {hardware} (the pool has: {', '.join(known)})")
+                idle = [w for w in self.workers if not w.busy and (not hardware or w.hardware == hardware)]
+                if idle:
+                    worker = next((w for w in idle if w.up), idle[0])
+                    worker.busy = True
+                    return worker
+                self._free.wait()
+
+    def release(self, worker: Worker, healthy: bool = True) -> None:
+        with self._free:
+            worker.busy, worker.job_id = False, None
+            if not healthy:  # a cluster that died under a trial is launched again for its next one
+                worker.up = False
+            self._free.notify_all()
+
+    def running_jobs(self) -> list[tuple[str, int]]:
+        with self._free:
+            return [(w.name, w.job_id) for w in self.workers if w.busy and w.job_id is not None]
 
 
 class TrialInterrupted(KeyboardInterrupt):

@@ -13,7 +13,14 @@ import threading
 import time
 from pathlib import Path
 
-from overnight.backends.base import INHERITED_ENV, Backend, TrialInterrupted
+from overnight.backends.base import (
+    INHERITED_ENV,
+    Backend,
+    NoSuchHardware,
+    TrialInterrupted,
+    Worker,
+    WorkerPool,
+)
 from overnight.program import changed_files, copy_program, file_hashes
 from overnight.results import Outcome, TrialResult, TrialSpec, classify, parse_metrics, tail
 
@@ -40,12 +47,26 @@ def stop_all_trials() -> int:
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, program: Path, work_root: Path, metric: str):
+    def __init__(
+        self, program: Path, work_root: Path, metric: str, simulate_hardware: dict[str, int] | None = None
+    ):
         self.program = program
         self.work_root = work_root
         self.metric = metric
         # The program's files as the campaign found them: a run that changes a read-only one is invalid.
         self.fingerprints = file_hashes(program)
+        # A simulated mixed pool (tests, demos): each trial takes a worker of one type and is told its type.
+        self.pool = (
+            WorkerPool(
+                [
+                    Worker(f"{kind}-{i}", hardware=kind, up=True)
+                    for kind, count in simulate_hardware.items()
+                    for i in range(count)
+                ]
+            )
+            if simulate_hardware
+            else None
+        )
 
     def trial_dir(self, trial_id: str) -> Path:
         return self.work_root / trial_id
@@ -54,6 +75,18 @@ class LocalBackend(Backend):
         return f"local {socket.gethostname()}:{self.trial_dir(trial_id)}"
 
     def run(self, spec: TrialSpec) -> TrialResult:
+        if self.pool is None:
+            return self._run(spec, "cpu")
+        try:
+            worker = self.pool.acquire(spec.hardware)
+        except NoSuchHardware as error:
+            return _infra_error(spec, time.monotonic(), str(error))
+        try:
+            return self._run(spec, worker.hardware, {"OVERNIGHT_HARDWARE": worker.hardware})
+        finally:
+            self.pool.release(worker)
+
+    def _run(self, spec: TrialSpec, hardware: str, worker_env: dict[str, str] | None = None) -> TrialResult:
         workdir = self.trial_dir(spec.trial_id)
         started = time.monotonic()
         try:
@@ -66,6 +99,7 @@ class LocalBackend(Backend):
         result_path = workdir / RESULT_FILE
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         env.update(spec.env)
+        env.update(worker_env or {})
         env.update(
             OVERNIGHT_TIME_BUDGET=str(spec.time_budget_s),
             OVERNIGHT_SEED=str(spec.seed),
@@ -117,7 +151,7 @@ class LocalBackend(Backend):
             exit_code=exit_code,
             log_tail=tail(log_text),
             reason=reason,
-            placement={"hardware": "cpu"},
+            placement={"hardware": hardware},
         )
 
     def changed_read_only_files(self, workdir: Path, editable: set[str]) -> list[str]:

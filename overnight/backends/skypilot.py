@@ -15,11 +15,11 @@ import shlex
 import shutil
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from overnight.backends.base import Backend, TrialInterrupted
-from overnight.config import BackendSettings, ConfigError
+from overnight.backends.base import Backend, NoSuchHardware, TrialInterrupted, Worker, WorkerPool
+from overnight.config import BackendSettings, CampaignConfig, ConfigError, SkyResources
 from overnight.program import changed_files, copy_program, file_hashes
 from overnight.results import Outcome, TrialResult, TrialSpec, classify, parse_metrics, tail
 
@@ -31,6 +31,9 @@ MARK = "[overnight]"
 _EXIT = re.compile(rf"^{re.escape(MARK)} exit code (-?\d+)\s*$", re.M)
 _RESULT = re.compile(rf"^{re.escape(MARK)} result (.*)$", re.M)
 _HASH = re.compile(rf"^{re.escape(MARK)} sha256 ([0-9a-f]{{64}})\s+\*?(.+?)\s*$", re.M)
+# What SkyPilot adds to each line of a job's log: colours, and a "(task-name, pid=1234) " prefix.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_PREFIX = re.compile(r"^\([^()\n]*pid=\d+[^()\n]*\) ?", re.M)
 # The job states in which the script itself never ran to completion through no fault of its own.
 _INFRA_STATES = {"FAILED_SETUP", "FAILED_DRIVER", "FAILED_PRECHECKS"}
 
@@ -46,17 +49,28 @@ def import_sky():
     return sky
 
 
-def check_settings(settings: BackendSettings) -> None:
-    """Bad resources fail before anything launches, with SkyPilot's own message."""
+def check_resources(resources: dict[str, SkyResources]) -> None:
+    """Bad resources fail before anything launches, with SkyPilot's own message naming the config key."""
     sky = import_sky()
-    try:
-        sky.Resources.from_yaml_config(settings.resources.to_sky())
-    except Exception as error:
-        raise ConfigError(f"backend.resources: {error}") from None
+    for key, value in resources.items():
+        try:
+            sky.Resources.from_yaml_config(value.to_sky())
+        except Exception as error:
+            raise ConfigError(f"{key}: {error}") from None
+
+
+def stage_resources(config: CampaignConfig) -> dict[str, SkyResources]:
+    """The resources of each stage's clusters, by config key: the backend's, unless a stage names its own."""
+    found = {"backend.resources": config.backend.resources}
+    for stage in ("screen", "confirm"):
+        own = getattr(config.decision, stage).resources
+        if own is not None:
+            found[f"decision.{stage}.resources"] = own
+    return found
 
 
 def trial_task_config(
-    spec: TrialSpec, workdir: Path, settings: BackendSettings, read_only: list[str]
+    spec: TrialSpec, workdir: Path, settings: BackendSettings, read_only: list[str], resources: SkyResources
 ) -> dict[str, object]:
     """The SkyPilot task (YAML form) that runs one trial: its folder, its envs, the cluster's resources and setup."""
     hashes = " ".join(shlex.quote(name) for name in read_only)
@@ -82,55 +96,12 @@ def trial_task_config(
         "name": spec.trial_id,
         "workdir": str(workdir),
         "envs": envs,
-        "resources": settings.resources.to_sky(),
+        "resources": resources.to_sky(),
         "run": run,
     }
     if settings.setup:
         task["setup"] = "\n".join(settings.setup)
     return task
-
-
-@dataclass
-class Cluster:
-    """One cluster of the pool, as this campaign knows it."""
-
-    name: str
-    up: bool = False  # launched and set up; trials go to it with `exec`
-    ever_launched: bool = False  # so close() knows what to tear down
-    busy: bool = False
-    job_id: int | None = None
-    hardware: str = ""
-    accelerator: str = ""
-    hourly_usd: float | None = None
-
-
-class ClusterPool:
-    """Hands each trial an idle cluster, warm ones first; there are at most `size` clusters."""
-
-    def __init__(self, names: list[str]):
-        self.clusters = [Cluster(name) for name in names]
-        self._free = threading.Condition()
-
-    def acquire(self) -> Cluster:
-        with self._free:
-            while True:
-                idle = [c for c in self.clusters if not c.busy]
-                if idle:
-                    cluster = next((c for c in idle if c.up), idle[0])
-                    cluster.busy = True
-                    return cluster
-                self._free.wait()
-
-    def release(self, cluster: Cluster, healthy: bool) -> None:
-        with self._free:
-            cluster.busy, cluster.job_id = False, None
-            if not healthy:  # relaunched on its next trial: `sky.launch` brings a dead cluster back
-                cluster.up = False
-            self._free.notify()
-
-    def running_jobs(self) -> list[tuple[str, int]]:
-        with self._free:
-            return [(c.name, c.job_id) for c in self.clusters if c.busy and c.job_id is not None]
 
 
 def cluster_names(prefix: str, campaign: str, size: int) -> list[str]:
@@ -142,24 +113,27 @@ def cluster_names(prefix: str, campaign: str, size: int) -> list[str]:
 class SkyPilotBackend(Backend):
     name = "skypilot"
 
-    def __init__(
-        self,
-        program: Path,
-        work_root: Path,
-        metric: str,
-        settings: BackendSettings,
-        campaign: str,
-        pool_size: int,
-        editable: list[str],
-    ):
-        check_settings(settings)
-        self.program = program
+    def __init__(self, config: CampaignConfig, work_root: Path):
+        resources = stage_resources(config)
+        check_resources(resources)
+        self.program = config.program
         self.work_root = work_root
-        self.metric = metric
-        self.settings = settings
-        self.fingerprints = file_hashes(program)
-        self.read_only = sorted(set(self.fingerprints) - set(editable))
-        self.pool = ClusterPool(cluster_names(settings.cluster_prefix, campaign, pool_size))
+        self.metric = config.metric.name
+        self.settings = config.backend
+        self.fingerprints = file_hashes(config.program)
+        self.read_only = sorted(set(self.fingerprints) - set(config.editable))
+        # One pool of clusters per distinct stage resources: screening on cheap GPUs, confirming on the target ones.
+        size = config.backend.pool_size or max(config.wave_size, config.baseline_repeats)
+        screen = config.decision.screen.resources or config.backend.resources
+        confirm = config.decision.confirm.resources or screen
+        prefix = config.backend.cluster_prefix
+        self.resources = {"screen": screen, "confirm": confirm}
+        self.pools = {"screen": WorkerPool([Worker(n) for n in cluster_names(prefix, config.name, size)])}
+        if confirm == screen:
+            self.pools["confirm"] = self.pools["screen"]
+        else:
+            names = cluster_names(f"{prefix}-c", config.name, min(size, config.decision.confirm_runs * 2))
+            self.pools["confirm"] = WorkerPool([Worker(n) for n in names])
         self._stopping = threading.Event()
 
     def where(self, trial_id: str) -> str:
@@ -176,21 +150,28 @@ class SkyPilotBackend(Backend):
             copy_program(self.program, workdir, spec.files)
         except OSError as error:
             return _infra_error(spec, started, f"could not prepare the trial folder {workdir}: {error}")
-        cluster = self.pool.acquire()
+        pool = self.pools.get(spec.stage, self.pools["screen"])
+        try:
+            cluster = pool.acquire(spec.hardware)
+        except NoSuchHardware as error:
+            return _infra_error(spec, started, str(error))
         healthy = False
         try:
             result, healthy = self._run_on(cluster, spec, workdir, started)
         finally:
-            self.pool.release(cluster, healthy)
+            pool.release(cluster, healthy)
         if self._stopping.is_set():
             raise TrialInterrupted(f"trial {spec.trial_id} was stopped: the campaign was interrupted")
         return result
 
     def _run_on(
-        self, cluster: Cluster, spec: TrialSpec, workdir: Path, started: float
+        self, cluster: Worker, spec: TrialSpec, workdir: Path, started: float
     ) -> tuple[TrialResult, bool]:
         sky = import_sky()
-        task = sky.Task.from_yaml_config(trial_task_config(spec, workdir, self.settings, self.read_only))
+        resources = self.resources.get(spec.stage, self.resources["screen"])
+        task = sky.Task.from_yaml_config(
+            trial_task_config(spec, workdir, self.settings, self.read_only, resources)
+        )
         placement = {"cluster": cluster.name}
         # Submit: launch (provision + setup + run) on a cold cluster, exec (sync workdir + run) on a warm one.
         try:
@@ -246,7 +227,7 @@ class SkyPilotBackend(Backend):
         state = _state_name(statuses.get(job_id) if isinstance(statuses, dict) else None)
         placement["job_status"] = state
 
-        text = log.getvalue()
+        text = clean_log(log.getvalue())
         (workdir / "run.log").write_text(text)
         result = self._result(spec, text, state, timed_out.is_set(), started, placement)
         if cluster.hourly_usd is not None:
@@ -283,7 +264,7 @@ class SkyPilotBackend(Backend):
             placement=placement,
         )
 
-    def _learn_hardware(self, cluster: Cluster, handle) -> None:
+    def _learn_hardware(self, cluster: Worker, handle) -> None:
         """What the cluster really runs on, and its price per hour where known."""
         resources = getattr(handle, "launched_resources", None)
         accelerators = getattr(resources, "accelerators", None) or {}
@@ -309,16 +290,19 @@ class SkyPilotBackend(Backend):
         except Exception:  # the job may have ended meanwhile; following its log ends either way
             pass
 
+    def _distinct_pools(self) -> list[WorkerPool]:
+        return list({id(pool): pool for pool in self.pools.values()}.values())
+
     def interrupt(self) -> int:
         self._stopping.set()
-        jobs = self.pool.running_jobs()
+        jobs = [job for pool in self._distinct_pools() for job in pool.running_jobs()]
         for cluster_name, job_id in jobs:
             self._cancel(cluster_name, job_id)
         return len(jobs)
 
     def close(self) -> None:
         """Tear down (or stop) every cluster this campaign launched, as configured; all at once."""
-        launched = [c.name for c in self.pool.clusters if c.ever_launched]
+        launched = [c.name for pool in self._distinct_pools() for c in pool.workers if c.ever_launched]
         if not launched or self.settings.teardown == "keep":
             return
         sky = import_sky()
@@ -341,6 +325,11 @@ class SkyPilotBackend(Backend):
                 f"could not {self.settings.teardown} cluster(s) {'; '.join(failures)}. "
                 f"Check `sky status` and remove them with `sky down <name>`."
             )
+
+
+def clean_log(text: str) -> str:
+    """The job's output as the script printed it: SkyPilot's colours and line prefixes removed."""
+    return _PREFIX.sub("", _ANSI.sub("", text))
 
 
 def _state_name(status) -> str:

@@ -3,10 +3,10 @@
 The end-to-end path (launch, exec, logs, down on a real Slurm cluster) is in test_conformance.py.
 """
 
+import hashlib
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,12 +17,12 @@ from helpers import configure_campaign
 sky = pytest.importorskip("sky", reason="SkyPilot is an optional extra: pip install 'overnight[skypilot]'")
 
 from overnight.backends.skypilot import (  # noqa: E402 - after the importorskip
-    ClusterPool,
     SkyPilotBackend,
+    clean_log,
     cluster_names,
     trial_task_config,
 )
-from overnight.config import BackendSettings, ConfigError, SkyResources  # noqa: E402
+from overnight.config import BackendSettings, CampaignConfig, ConfigError, SkyResources  # noqa: E402
 from overnight.program import copy_program  # noqa: E402
 from overnight.results import Outcome, TrialSpec  # noqa: E402
 
@@ -46,13 +46,16 @@ def spec(script: str = "print('loss: 0.5')\n", timeout: float = 60, **env) -> Tr
     return TrialSpec("abc12345-w1-t0", {"train.py": script}, 3, "python3 train.py", 2.0, timeout, env)
 
 
-def backend(program: Path, tmp_path: Path, settings: BackendSettings = SETTINGS) -> SkyPilotBackend:
-    return SkyPilotBackend(program, tmp_path / "work", "loss", settings, "tiny gpt", 2, ["train.py"])
+def backend(program: Path, tmp_path: Path, settings: BackendSettings = SETTINGS, **more) -> SkyPilotBackend:
+    config = CampaignConfig(
+        name="tiny gpt", program=program, metric={"name": "loss"}, backend=settings, wave_size=2, **more
+    )
+    return SkyPilotBackend(config, tmp_path / "work")
 
 
 def test_the_trial_task_round_trips_through_skypilots_own_validation(tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "orchestrator-only")
-    config = trial_task_config(spec(EXTRA="yes"), tmp_path, SETTINGS, ["data/corpus.txt"])
+    config = trial_task_config(spec(EXTRA="yes"), tmp_path, SETTINGS, ["data/corpus.txt"], SETTINGS.resources)
     task = sky.Task.from_yaml_config(config)
     again = sky.Task.from_yaml_config(yaml.safe_load(yaml.safe_dump(task.to_yaml_config())))
 
@@ -148,7 +151,7 @@ def test_the_job_log_alone_gives_the_outcome(program, tmp_path, script, outcome)
     trial = spec(script)
     workdir = tmp_path / "synced"
     copy_program(program, workdir, trial.files)
-    config = trial_task_config(trial, workdir, pilot.settings, pilot.read_only)
+    config = trial_task_config(trial, workdir, pilot.settings, pilot.read_only, SETTINGS.resources)
     log = _run_wrapper(config, workdir)
     state = "SUCCEEDED" if "exit code 0" in log else "FAILED"
     result = pilot._result(trial, log, state, False, time.monotonic(), {"cluster": "c"})
@@ -177,20 +180,34 @@ def test_a_job_cancelled_past_its_timeout_is_a_timeout(program, tmp_path):
     assert result.outcome is Outcome.TIMEOUT
 
 
-def test_the_pool_prefers_warm_clusters_and_never_hands_one_out_twice():
-    pool = ClusterPool(["c-0", "c-1"])
-    first, second = pool.acquire(), pool.acquire()
-    assert {first.name, second.name} == {"c-0", "c-1"}
-    first.up = second.up = True
+def test_bad_stage_resources_are_named_by_their_key(program, tmp_path):
+    with pytest.raises(ConfigError, match=r"decision.confirm.resources: .*positive"):
+        backend(program, tmp_path, decision={"confirm": {"resources": {"accelerators": "H100:-1"}}})
 
-    got: list[str] = []
-    waiter = threading.Thread(target=lambda: got.append(pool.acquire().name))
-    waiter.start()
-    time.sleep(0.2)
-    assert got == []  # both busy: the third trial waits for a cluster
-    pool.release(second, healthy=True)
-    waiter.join(5)
-    assert got == [second.name]
 
-    pool.release(first, healthy=False)  # it died under a trial: relaunched next time
-    assert not first.up and pool.acquire() is first
+def test_a_confirmation_stage_with_its_own_resources_gets_its_own_clusters(program, tmp_path):
+    pilot = backend(
+        program, tmp_path, decision={"confirm": {"resources": {"infra": "k8s", "accelerators": "H200:1"}}}
+    )
+    screen, confirm = pilot.pools["screen"], pilot.pools["confirm"]
+    assert screen is not confirm
+    assert not {w.name for w in screen.workers} & {w.name for w in confirm.workers}
+    assert pilot.resources["confirm"].accelerators == "H200:1"
+    assert pilot.resources["screen"].accelerators == "H100:1"
+
+
+def test_skypilots_colours_and_line_prefixes_do_not_hide_the_metric(program, tmp_path):
+    raw = (
+        "\x1b[32m⚙︎ Job submitted, ID: 3\x1b[0m\n"
+        "(abc12345-w1-t0, pid=4242) step 10\n"
+        "(abc12345-w1-t0, pid=4242) loss: 0.75\n"
+        "(abc12345-w1-t0, pid=4242) [overnight] exit code 0\n"
+        f"(abc12345-w1-t0, pid=4242) [overnight] sha256 {hashlib.sha256(b'read-only data\n').hexdigest()}  data/corpus.txt\n"
+        "\x1b[32m✓ Job finished (status: SUCCEEDED).\x1b[0m\n"
+    )
+    text = clean_log(raw)
+    assert "loss: 0.75\n" in text and "pid=" not in text and "\x1b" not in text
+    result = backend(program, tmp_path)._result(
+        spec(), text, "SUCCEEDED", False, time.monotonic(), {"cluster": "c"}
+    )
+    assert result.outcome is Outcome.OK and result.metrics["loss"] == 0.75 and result.exit_code == 0

@@ -61,9 +61,17 @@ def test_a_tiny_campaign_on_the_default_program(prefect_api, tmp_path):
     assert all("reflection.md" in {a.path for a in client.list_artifacts(w.info.run_id)} for w in waves)
 
     trials = by_kind["trial"]
-    assert len(trials) == 6  # two baseline copies (seeds 0 and 1) + 2 waves x 2
+    stages = Counter(t.data.tags["overnight.stage"] for t in trials)
+    assert (
+        stages["baseline"] == 2 and stages["screen"] == 4
+    )  # two baseline copies (seeds 0 and 1) + 2 waves x 2
+    assert stages["confirm"] % 2 == 0 and set(stages) <= {"baseline", "screen", "confirm", "champion"}
     decisions = Counter(t.data.tags.get("overnight.decision") for t in trials)
     assert decisions["baseline"] == 1 and decisions["baseline_repeat"] == 1
+    for trial in trials:  # every screening run has its verdict; confirmation runs are labelled as such
+        expected = {"screen": {"keep", "discard", "inconclusive", "failed"}, "confirm": {"confirmation"}}
+        if trial.data.tags["overnight.stage"] in expected:
+            assert trial.data.tags["overnight.decision"] in expected[trial.data.tags["overnight.stage"]]
     wave_ids = {w.info.run_id for w in waves}
     for trial in trials:
         assert trial.data.tags["mlflow.parentRunId"] in wave_ids
@@ -84,8 +92,8 @@ def test_a_tiny_campaign_on_the_default_program(prefect_api, tmp_path):
     assert campaign.state.is_completed()
     assert len(wave_runs) == 3 and all(w.state.is_completed() for w in wave_runs)
     names = Counter(t.name.split(" ")[0] for t in task_runs)
-    assert names["plan"] == 3 and names["evaluate"] == 3 and names["reflect"] == 3
-    assert names["trial"] == 6  # one task run per trial
+    assert names["plan"] == 3 and names["evaluate"] == 3 and names["reflect"] == 3 and names["screen"] == 2
+    assert names["trial"] == len(trials)  # one task run per trial
     assert all(t.state.is_completed() for t in task_runs)
     keys = {a.key for a in artifacts}
     assert {"e2e-tiny-gpt-wave-trials", "e2e-tiny-gpt-wave-reflection"} <= keys

@@ -1,0 +1,102 @@
+"""Real campaigns on the synthetic program: screening, confirmation on the same hardware, the noise floor in MLflow."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.campaign import campaign_flow
+from overnight import loop
+from overnight.config import load_config
+
+pytestmark = pytest.mark.slow
+
+SYNTHETIC = Path(__file__).parents[2] / "overnight" / "programs" / "synthetic"
+
+
+def run_campaign(tmp_path: Path, tracking_uri: str, name: str, knobs: list[dict], **overrides):
+    program = tmp_path / "synthetic"
+    shutil.copytree(SYNTHETIC, program)
+    settings = {
+        "name": name,
+        "tracking_uri": tracking_uri,
+        "state_dir": str(tmp_path / "state"),
+        "knobs": knobs,
+        **overrides,
+    }
+    state = campaign_flow(config_path=str(program / "campaign.yaml"), overrides=settings, return_state=True)
+    assert state.is_completed(), state
+    config = load_config(program / "campaign.yaml", settings)
+    memory = loop.open_memory(config)
+    return (
+        state.result(),
+        memory,
+        [t for t in memory.trials() if t.agent_run_id == state.result().agent_run_id],
+    )
+
+
+def test_a_mixed_pool_of_null_changes_never_crowns_a_hardware_offset(prefect_api, tracking_uri, tmp_path):
+    """Only changes that do nothing, on a pool where h200 scores 5σ better than h100: nothing may be kept."""
+    null_knobs = [
+        {"name": "GRAD_CLIP", "type": "float", "low": 0.0, "high": 2.0},
+        {"name": "TIE_EMBEDDINGS", "type": "choice", "choices": [True, False]},
+    ]
+    summary, memory, trials = run_campaign(
+        tmp_path,
+        tracking_uri,
+        "null-on-mixed-pool",
+        null_knobs,
+        wave_size=4,
+        **{
+            "budget.iterations": 3,
+            "backend.simulate_hardware": {"h100": 2, "h200": 2},
+            "decision.alpha": 0.01,
+        },
+    )
+    assert summary.champion_trial.endswith("-baseline"), summary.lineage
+    assert {t.hardware for t in trials} == {"h100", "h200"}  # the pool really was mixed
+
+    screened = [t for t in trials if t.stage == "screen"]
+    assert screened and all(t.decision in ("keep", "discard", "inconclusive") for t in screened)
+    by_run = {t.run_id: t for t in trials}
+    confirmations = [t for t in trials if t.stage == "confirm"]
+    for run in confirmations:  # every confirmation ran where its candidate was screened ...
+        assert run.hardware == by_run[run.measures].hardware
+    for hardware in {t.hardware for t in confirmations}:  # ... beside runs of the champion on that hardware
+        champion_runs = [t for t in trials if t.hardware == hardware and t.stage in ("baseline", "champion")]
+        assert len(champion_runs) >= 2
+
+    # The noise floor is in MLflow and matches the pooled spread of the campaign's repeated runs.
+    client = MlflowClient(tracking_uri)
+    agent = client.get_run(summary.agent_run_id)
+    sigma = agent.data.metrics["noise_sigma"]
+    assert 0.004 < sigma < 0.02  # the program's σ is 0.01
+    assert agent.data.params["keep_rule"] == "t_test(alpha=0.01, margin=0)"
+    history = client.get_metric_history(summary.agent_run_id, "noise_n")
+    assert [m.step for m in history][0] == 0 and len(history) >= 2  # measured by the baseline, then updated
+
+
+def test_a_real_effect_is_screened_confirmed_and_crowned_with_its_numbers(
+    prefect_api, tracking_uri, tmp_path
+):
+    """LEARNING_RATE 1e-3 -> 3e-3 lowers the score by 4σ; the other levels are worse."""
+    knobs = [{"name": "LEARNING_RATE", "type": "choice", "choices": [1e-3, 3e-3, 1e-2, 3e-4]}]
+    summary, memory, trials = run_campaign(
+        tmp_path, tracking_uri, "real-effect", knobs, wave_size=3, **{"budget.iterations": 1}
+    )
+    champion = memory.champion()
+    assert champion.params["LEARNING_RATE"] == "0.003", summary.lineage
+
+    client = MlflowClient(tracking_uri)
+    crowned = client.get_run(champion.run_id).data
+    assert crowned.tags["overnight.decision"] == "keep"
+    assert "confirmed with 4 new-seed runs" in crowned.tags["overnight.decision_reason"]
+    assert crowned.metrics["confirmed_gain"] == pytest.approx(0.04, abs=0.02)
+    assert crowned.metrics["confirm_p_value"] < 0.05 and crowned.metrics["screen_gain"] > 0
+    assert crowned.tags["overnight.rule"] == "t_test(alpha=0.05, margin=0)"
+    confirmations = [t for t in trials if t.stage == "confirm" and t.measures == champion.run_id]
+    assert len(confirmations) == 4 and len({t.seed for t in confirmations}) == 4
+    assert champion.seed not in {t.seed for t in confirmations}  # new seeds, not the screening run again
+    # The summary compares means of unbiased runs: the baseline's copies against the champion's confirmations.
+    assert summary.baseline - summary.champion == pytest.approx(0.04, abs=0.02)
