@@ -235,6 +235,90 @@ def report(
 
 
 @app.command()
+def export(
+    config: ConfigArg = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the champion's files, LINEAGE.md and champion.patch (created)."),
+    ] = None,
+    branch: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead: a new git branch from HEAD, one commit per champion version, in the repository "
+            "holding the program (your working tree and current branch stay as they are)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into --out even if it is not empty.")] = False,
+) -> None:
+    """Write the champion for review: its files, lineage and patch to a folder, or its lineage as a git branch."""
+    from overnight import loop
+    from overnight.export import ExportError, check_folder, export_branch, export_folder, git_target
+
+    if (out is None) == (branch is None):
+        console.print("[red]export:[/red] give one of --out DIR or --branch NAME")
+        raise typer.Exit(2)
+    campaign = _campaign(config, store=True)
+    try:  # refuse before reading MLflow
+        if out is not None:
+            check_folder(out, force)
+        else:
+            git_target(campaign.program, branch)
+    except ExportError as error:
+        console.print(f"[red]Not exported:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    memory = loop.open_memory(campaign)
+    _quiet_libraries()
+    versions = memory.champion_versions()
+    if not versions:
+        console.print(f"Campaign {campaign.name}: no champion yet: run a campaign first.")
+        raise typer.Exit(1)
+    champion = versions[-1]
+    metric = campaign.metric.name
+    value = f"{champion.metric:.6g}" if champion.metric is not None else "-"
+    console.print(
+        f"Champion of {campaign.name}: {champion.trial_id} ({metric}={value}), "
+        f"{len(versions) - 1} change(s) on the program as shipped.",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    try:
+        if out is not None:
+            export_folder(versions, out, metric, force)
+            target = out.resolve()
+            console.print(
+                f"Written to {target}: {', '.join(sorted(champion.files))}, LINEAGE.md, champion.patch",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
+            next_steps = [
+                f"less {target / 'LINEAGE.md'}",
+                f"patch -p1 -d {campaign.program} < {target / 'champion.patch'}",
+            ]
+            console.print("Next: read the lineage, then apply the champion to your program if you agree:")
+        else:
+            made = export_branch(versions, campaign.program, branch, metric)
+            console.print(
+                f"Branch {made.branch} created in {made.repository} with {len(made.commits)} commit(s) on "
+                f"{made.base[:12]}; your working tree and current branch are unchanged.",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
+            next_steps = [
+                f"git -C {made.repository} log -p --reverse {made.base[:12]}..{made.branch}",
+                f"git -C {made.repository} merge {made.branch}",
+            ]
+            console.print("Next: review one commit per version, then merge the branch if you agree:")
+    except (ExportError, OSError) as error:
+        console.print(f"[red]Not exported:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    for line in next_steps:
+        console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+
+
+@app.command()
 def suggest(
     hypothesis: Annotated[str, typer.Argument(help='What to try, e.g. "a lower LEARNING_RATE".')],
     config: ConfigArg = None,

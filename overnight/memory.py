@@ -25,6 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from overnight.pricing import Usage
+from overnight.proposals import unified_diff
 from overnight.results import Outcome, TrialResult
 from overnight.secrets import scrub
 
@@ -457,6 +458,38 @@ class Memory:
                 current = self._record(self.client.get_run(parent)) if parent else None
         return chain
 
+    def champion_versions(self) -> list[ChampionVersion]:
+        """The champion's lineage for a person to review, oldest first: the program as shipped (version 0), then
+        each change that was crowned, with its files and its diffs from its parent and from the program as shipped.
+
+        A later night's baseline re-measures the champion without changing it: it is folded into the version it
+        measured (same files), so every version after the first is a real change. Empty when there is no champion.
+        """
+        versions: list[ChampionVersion] = []
+        for trial in reversed(self.lineage()):
+            files = self.trial_files(trial.run_id)
+            parent = versions[-1] if versions else None
+            if parent is not None and files == parent.files:
+                continue  # a re-measurement of the same version
+            with self._lock:
+                run = self.client.get_run(trial.run_id)
+            versions.append(
+                ChampionVersion(
+                    version=len(versions),
+                    trial_id=trial.trial_id,
+                    hypothesis=trial.hypothesis,
+                    run_id=trial.run_id,
+                    parent_run_id=parent.run_id if parent else "",
+                    metric=trial.metric,
+                    confirmed_gain=run.data.metrics.get("confirmed_gain") if parent else None,
+                    verdict=run.data.tags.get(PREFIX + "champion_why", ""),
+                    files=files,
+                    step_diff=unified_diff(parent.files, files) if parent else "",
+                    cumulative_diff=unified_diff(versions[0].files, files) if parent else "",
+                )
+            )
+        return versions
+
     def champion_files(self) -> dict[str, str]:
         """Rebuild the champion's editable files from its MLflow artifacts alone."""
         champion = self.champion()
@@ -541,6 +574,23 @@ class Memory:
             budget_s=tags.get(PREFIX + "budget_s", ""),
             measures=tags.get(PREFIX + "measures", ""),
         )
+
+
+@dataclass(frozen=True)
+class ChampionVersion:
+    """One version of the champion's files in its lineage: plain values, ready for a report or an export."""
+
+    version: int  # 0: the program as shipped; then one per change crowned
+    trial_id: str
+    hypothesis: str
+    run_id: str
+    parent_run_id: str  # the version it was built on ("" for the program as shipped)
+    metric: float | None
+    confirmed_gain: float | None  # over its parent, metric units, positive = better; None: not recorded
+    verdict: str  # why it was crowned (tag overnight.champion_why); "" when not recorded
+    files: dict[str, str]  # its editable files
+    step_diff: str  # from its parent's files
+    cumulative_diff: str  # from the program as shipped
 
 
 @dataclass(frozen=True)

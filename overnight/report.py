@@ -12,7 +12,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from overnight.evaluation import improvement
-from overnight.memory import AgentRunRecord, Memory, TrialRecord
+from overnight.memory import AgentRunRecord, ChampionVersion, Memory, TrialRecord
 from overnight.results import Outcome
 
 CHART_SIZE_PX = (1200, 600)
@@ -120,6 +120,16 @@ def _markdown(memory: Memory, agent: AgentRunRecord, trials: list[TrialRecord], 
             previous = trial.metric
     else:
         lines.append("None: no trial beat the champion by the margin.")
+    versions = memory.champion_versions()
+    lines += ["", "## Champion lineage", "", *lineage_table(versions, metric), ""]
+    if versions and versions[-1].cumulative_diff:
+        lines += [
+            "The champion's diff from the program as shipped:",
+            "",
+            *_fenced(versions[-1].cumulative_diff),
+        ]
+    else:
+        lines.append("The champion is still the program as shipped.")
     lines += [
         "",
         "![progress](progress.png)",
@@ -130,3 +140,58 @@ def _markdown(memory: Memory, agent: AgentRunRecord, trials: list[TrialRecord], 
     if flow_run != "-":
         lines.append(f"Prefect: {prefect_ui}/runs/flow-run/{flow_run}")
     return "\n".join(lines) + "\n"
+
+
+def lineage_table(versions: list[ChampionVersion], metric: str) -> list[str]:
+    """The champion's versions as a markdown table, oldest first; "-" where a value was not recorded."""
+    lines = [
+        f"| version | trial | change | {metric} | confirmed gain | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in versions:
+        value = f"{v.metric:.6g}" if v.metric is not None else "-"
+        gain = f"{v.confirmed_gain:.4g}" if v.confirmed_gain is not None else "-"
+        lines.append(
+            f"| {v.version} | {_cell(v.trial_id)} | {_cell(v.hypothesis)} | {value} | {gain} | "
+            f"{_cell(v.verdict) or '-'} |"
+        )
+    return lines
+
+
+def lineage_markdown(versions: list[ChampionVersion], metric: str) -> str:
+    """LINEAGE.md of an export: the table, then each version's change from its parent."""
+    champion = versions[-1]
+    lines = [
+        f"# Champion lineage: {champion.trial_id}",
+        "",
+        "Version 0 is the program as shipped; each later version is a change the campaign kept, built on the one "
+        f"before it. The confirmed gain is in {metric} units over its parent (positive = better; - where it was "
+        "not recorded). `champion.patch` holds the champion's whole diff from the program as shipped.",
+        "",
+        *lineage_table(versions, metric),
+    ]
+    for v in versions[1:]:
+        lines += [
+            "",
+            f"## Version {v.version}: {v.trial_id}",
+            "",
+            f"{v.hypothesis}",
+            "",
+            f"MLflow run {v.run_id}, built on version {v.version - 1} (run {v.parent_run_id}).",
+            "",
+            *_fenced(v.step_diff),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text that stays inside one markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _fenced(text: str, language: str = "diff") -> list[str]:
+    """A fenced code block whose fence no line of the text can close."""
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return [fence + language, text.rstrip("\n"), fence]
