@@ -197,12 +197,13 @@ def test_a_confirmation_stage_with_its_own_resources_gets_its_own_clusters(progr
 
 
 def test_skypilots_colours_and_line_prefixes_do_not_hide_the_metric(program, tmp_path):
+    digest = hashlib.sha256((program / "data" / "corpus.txt").read_bytes()).hexdigest()
     raw = (
         "\x1b[32m⚙︎ Job submitted, ID: 3\x1b[0m\n"
         "(abc12345-w1-t0, pid=4242) step 10\n"
         "(abc12345-w1-t0, pid=4242) loss: 0.75\n"
         "(abc12345-w1-t0, pid=4242) [overnight] exit code 0\n"
-        f"(abc12345-w1-t0, pid=4242) [overnight] sha256 {hashlib.sha256(b'read-only data\n').hexdigest()}  data/corpus.txt\n"
+        f"(abc12345-w1-t0, pid=4242) [overnight] sha256 {digest}  data/corpus.txt\n"
         "\x1b[32m✓ Job finished (status: SUCCEEDED).\x1b[0m\n"
     )
     text = clean_log(raw)
