@@ -105,7 +105,7 @@ InactiveLimit=0
 KillWait=10
 MinJobAge=300
 NodeName=$node NodeAddr=127.0.0.1 ${node_hw}State=UNKNOWN
-PartitionName=$NAME Nodes=$node Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=$NAME Nodes=$node Default=YES MaxTime=INFINITE DefaultTime=30-00:00:00 State=UP OverSubscribe=NO
 EOF
 )
 restart_slurm=0
