@@ -252,7 +252,9 @@ index_url=$(pip_get index-url); extra_urls=$(pip_get extra-index-url); find_link
 {
   echo "# Written by overnight's scripts/slurm/up.sh; sourced by ~/.bash_profile and ~/.bashrc of $RUSER."
   echo "case \":\$PATH:\" in *\":$STATE/bin:\"*) ;; *) export PATH=\"$STATE/bin:\$PATH\" ;; esac"
-  [ -f "$ca" ] && echo "export SSL_CERT_FILE=$ca UV_NATIVE_TLS=1"
+  # Newer uv names the switch UV_SYSTEM_CERTS (and warns on UV_NATIVE_TLS); older ones only know UV_NATIVE_TLS.
+  if "$STATE/uv/uv" pip install --help 2>/dev/null | grep -q UV_SYSTEM_CERTS; then tls_var=UV_SYSTEM_CERTS; else tls_var=UV_NATIVE_TLS; fi
+  [ -f "$ca" ] && echo "export SSL_CERT_FILE=$ca $tls_var=1"
   [ -n "$index_url" ] && echo "export UV_DEFAULT_INDEX='$index_url' UV_INDEX_URL='$index_url' PIP_INDEX_URL='$index_url'"
   if [ -n "$extra_urls" ] || [ -n "$find_links" ]; then
     # pip merges all indexes and picks the best version; uv's default takes the first index that has a package.
@@ -316,11 +318,11 @@ ssh_opts=(-p "$SSH_PORT" -i "$STATE/ssh/client_ed25519" -o BatchMode=yes -o Iden
 check=""
 for _ in $(seq 30); do
   check=$(ssh "${ssh_opts[@]}" "$RUSER@127.0.0.1" \
-    'bash --login -c "command -v curl python3.10; python3.10 -V; sinfo -h -o %T; echo UV_NATIVE_TLS=\$UV_NATIVE_TLS"' 2>&1) && break
+    'bash --login -c "command -v curl python3.10; python3.10 -V; sinfo -h -o %T; echo SSL_CERT_FILE=\$SSL_CERT_FILE"' 2>&1) && break
   sleep 0.3
 done
 case $check in
-  *"$STATE/bin/curl"*"$STATE/bin/python3.10"*"Python 3.10"*UV_NATIVE_TLS=1*) ;;
+  *"$STATE/bin/curl"*"$STATE/bin/python3.10"*"Python 3.10"*SSL_CERT_FILE=/*) ;;
   *) fail "ssh $RUSER@127.0.0.1:$SSH_PORT does not give the expected shell (see $STATE/log/sshd.log): $check" ;;
 esac
 
