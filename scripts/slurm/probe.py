@@ -15,6 +15,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -127,7 +128,9 @@ def main() -> int:
     cluster = args.cluster
     try:
         with timed("sky.launch + stream_and_get (job 1, exits 3)"):
-            job1, handle = sky.stream_and_get(sky.launch(task, cluster_name=cluster, idle_minutes_to_autostop=None))
+            job1, handle = sky.stream_and_get(
+                sky.launch(task, cluster_name=cluster, idle_minutes_to_autostop=None)
+            )
         findings["launch_returns"] = {"job_id": job1, "handle_type": type(handle).__name__}
         check("launch returned a job id", isinstance(job1, int), f"job_id={job1!r}")
         if handle is not None:
@@ -153,7 +156,9 @@ def main() -> int:
         check("job 1 log has the run's output", "hello" in log1 and "val: 1.5" in log1)
         check("job 1 saw its workdir and envs", "payload-from-workdir" in log1 and "env=probe-42" in log1)
         check("job 1 failure shows as tail_logs rc 100", rc1 == 100, f"rc={rc1}")
-        check("job 1 exit code 3 appears in the log", "[3]" in log1, "e.g. 'failed with return code list: [3]'")
+        check(
+            "job 1 exit code 3 appears in the log", "[3]" in log1, "e.g. 'failed with return code list: [3]'"
+        )
 
         with timed("sky.job_status"):
             st = sky.get(sky.job_status(cluster, [job1]))
@@ -170,9 +175,13 @@ def main() -> int:
         with timed("sky.exec + get (job 2)"):
             job2, _ = sky.get(sky.exec(task2, cluster_name=cluster))
         with timed("sky.tail_logs(follow=True, preload_content=False) job 2 -> lines"):
-            lines = [line for line in sky.tail_logs(cluster, job2, follow=True, preload_content=False) if line]
+            lines = [
+                line for line in sky.tail_logs(cluster, job2, follow=True, preload_content=False) if line
+            ]
         log2 = "".join(lines)
-        check("job 2 (exec) ran in the same workdir", "payload-from-workdir" in log2 and "env=probe-43" in log2)
+        check(
+            "job 2 (exec) ran in the same workdir", "payload-from-workdir" in log2 and "env=probe-43" in log2
+        )
         with timed("sky.tail_logs job 2 rc (after finish)"):
             rc2 = sky.tail_logs(cluster, job2, follow=True, output_stream=io.StringIO())
         check("job 2 success shows as tail_logs rc 0", rc2 == 0, f"rc={rc2}")
@@ -203,10 +212,23 @@ def main() -> int:
         if rec is not None:
             findings["status"] = {
                 k: str(getattr(rec, k, None))
-                for k in ("name", "status", "cloud", "region", "resources_str", "cpus", "memory", "accelerators")
+                for k in (
+                    "name",
+                    "status",
+                    "cloud",
+                    "region",
+                    "resources_str",
+                    "cpus",
+                    "memory",
+                    "accelerators",
+                )
             }
-        check("status shows the cluster UP", rec is not None and "UP" in str(getattr(rec, "status", "")), str(findings.get("status")))
-    except Exception as e:  # noqa: BLE001 -- a probe reports whatever broke
+        check(
+            "status shows the cluster UP",
+            rec is not None and "UP" in str(getattr(rec, "status", "")),
+            str(findings.get("status")),
+        )
+    except Exception as e:  # a probe reports whatever broke
         check("no exception", False, f"{type(e).__name__}: {e}")
     finally:
         if not args.keep:
@@ -214,18 +236,23 @@ def main() -> int:
                 try:
                     sky.get(sky.down(cluster))
                     check("cluster down", True)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     check("cluster down", False, f"{type(e).__name__}: {e}")
+        shutil.rmtree(workdir, ignore_errors=True)
         mem.stop.set()
         mem.sample()
         findings["api_server_peak_rss_mb"] = round(mem.peak_kb / 1024)
         findings["api_server_peak_procs"] = mem.peak_procs
-        print(f"API server peak RSS (summed over {mem.peak_procs} processes): {findings['api_server_peak_rss_mb']} MB")
+        print(
+            f"API server peak RSS (summed over {mem.peak_procs} processes): {findings['api_server_peak_rss_mb']} MB"
+        )
 
     failed = [name for name, ok, _ in CHECKS if not ok]
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"timings_s": TIMINGS, "checks": CHECKS, "findings": findings}, f, indent=2, default=str)
+            json.dump(
+                {"timings_s": TIMINGS, "checks": CHECKS, "findings": findings}, f, indent=2, default=str
+            )
     print("timings (s): " + ", ".join(f"{k}={v}" for k, v in TIMINGS.items()))
     verdict = "WORKS" if not failed else f"BROKEN ({'; '.join(failed)})"
     print(f"probe {args.infra}: {verdict}")
