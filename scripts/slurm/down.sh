@@ -21,6 +21,17 @@ if [ -d "$SKY_HOME/.sky" ] && [ -n "$sky_cmd" ]; then
   say "stopping SkyPilot's API server (HOME=$SKY_HOME) ..."
   HOME=$SKY_HOME SKYPILOT_DISABLE_USAGE_COLLECTION=1 timeout 120 "$sky_cmd" api stop >/dev/null 2>&1 || true
 fi
+sky_leftovers() {  # SkyPilot helpers that outlive the server for a while (subprocess_daemon.py), run with this HOME
+  local p
+  for p in $(pgrep -f 'sky/skylet/subprocess_daemon.py' || true); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxF "HOME=$SKY_HOME" && echo "$p"
+  done
+}
+if [ -n "$(sky_leftovers)" ]; then
+  say "waiting for SkyPilot's subprocess daemons to exit ..."
+  for _ in $(seq 60); do [ -z "$(sky_leftovers)" ] && break; sleep 0.5; done
+  left=$(sky_leftovers); [ -z "$left" ] || kill $left 2>/dev/null
+fi
 
 [ "$(id -u)" = 0 ] || { echo "scripts/slurm/down.sh: must run as root to stop the Slurm daemons" >&2; exit 77; }
 
