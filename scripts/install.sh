@@ -3,7 +3,7 @@
 # TORCH_SPEC picks it (default torch==2.13.0; e.g. TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=${1:-}   # "test" adds pytest, ruff and import-linter
+extras=${1:-}   # "test": pytest, ruff, import-linter; "skypilot": the GPU backend; "test,skypilot": both
 
 pip_install() {
   .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 \

@@ -2,7 +2,7 @@
 # Install with the test extras, then lint, check the layering, and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install.sh test
+./scripts/install.sh test,skypilot  # SkyPilot too: its tests run on a local Slurm cluster
 # Debian's Chromium for the browser test of both UIs (skipped with its reason when it cannot be installed).
 if [ ! -x /usr/lib/chromium/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "Installing chromium for the browser test ..."

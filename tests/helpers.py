@@ -21,3 +21,19 @@ def configure_campaign(program: Path, **changes) -> Path:
     data.update(changes)
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+SYNTHETIC = Path(__file__).resolve().parents[1] / "overnight" / "programs" / "synthetic"
+
+
+def load_synthetic():
+    """The synthetic program's truth module (expected_score, measure, NOISE_SIGMA...) and its default knob values."""
+    import importlib.util
+
+    from overnight.program import constants
+
+    spec = importlib.util.spec_from_file_location("synthetic_truth", SYNTHETIC / "truth.py")
+    truth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(truth)
+    found = constants((SYNTHETIC / "train.py").read_text())
+    return truth, {name: found[name].value for name in truth.KNOBS}

@@ -5,23 +5,17 @@ confirmation runs paired with champion runs on one hardware type) from the synth
 asks the evaluation module to decide. Thousands of decisions take a second, so the rates mean something.
 """
 
-import importlib.util
 import math
 import random
-from pathlib import Path
 
 import pytest
+from helpers import load_synthetic
 
 from overnight import evaluation, stats
 from overnight.memory import TrialRecord
 from overnight.results import Outcome
 
-PROGRAM = Path(__file__).parents[1] / "overnight" / "programs" / "synthetic" / "train.py"
-spec = importlib.util.spec_from_file_location("synthetic_train", PROGRAM)
-synthetic = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(synthetic)
-
-DEFAULTS = {name: getattr(synthetic, name) for name in synthetic.KNOBS}
+synthetic, DEFAULTS = load_synthetic()
 SIGMA = synthetic.NOISE_SIGMA
 RULE = stats.Rule()  # the shipped defaults: t test at alpha 0.05, 3 baseline runs, 4 confirmation runs
 BUDGET = "30"

@@ -3,7 +3,6 @@ noise of the stated size and a hardware offset, the same from a subprocess as in
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import shutil
@@ -13,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_synthetic
 
 from overnight.config import load_config
 from overnight.program import constants, set_constant
@@ -21,15 +21,7 @@ from overnight.stats import Rule, compare, factorial_effects, factorial_grid, no
 PROGRAM = Path(__file__).resolve().parents[1] / "overnight" / "programs" / "synthetic"
 
 
-def _load_train():
-    spec = importlib.util.spec_from_file_location("synthetic_train", PROGRAM / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = _load_train()
-DEFAULTS = {name: getattr(train, name) for name in train.KNOBS}
+train, DEFAULTS = load_synthetic()  # the truth module: the metric the program's train.py reports
 SIGMA = train.NOISE_SIGMA
 
 

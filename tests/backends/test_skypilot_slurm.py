@@ -1,0 +1,179 @@
+"""The SkyPilot backend for real: sky.launch / sky.exec / logs / sky.down on a one-node Slurm cluster on localhost.
+
+scripts/slurm/up.sh brings the cluster up (Debian packages, munge, slurmctld/slurmd, a local sshd, SkyPilot's Slurm
+config); it exits 77 with the reason where it cannot run (not root, no packages), and these tests then skip with
+that reason. Everything runs in subprocesses with their own HOME, because SkyPilot keeps its state under ~/.sky.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytest.importorskip("sky", reason="SkyPilot is an optional extra: pip install 'overnight[skypilot]'")
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).parents[2]
+INFRA = "slurm/localslurm"
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def sky_env(tmp_path_factory):
+    """A local Slurm cluster SkyPilot can use, and the environment to reach it; stopped afterwards."""
+    home = tmp_path_factory.mktemp("sky-home")
+    up = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "slurm" / "up.sh"), str(home)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if up.returncode == 77:
+        pytest.skip(up.stderr.strip().splitlines()[-1])
+    assert up.returncode == 0, f"scripts/slurm/up.sh failed:\n{up.stdout}\n{up.stderr}"
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    yield env
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "slurm" / "down.sh"), str(home)],
+        env={**os.environ, "OVERNIGHT_SKY_CMD": str(Path(sys.executable).parent / "sky")},
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def clusters(env) -> str:
+    done = subprocess.run(["sky", "status"], env=env, capture_output=True, text=True, timeout=300)
+    return done.stdout
+
+
+def test_every_way_a_trial_ends_gives_the_same_outcome_as_on_the_local_backend(sky_env, tmp_path):
+    """One warm cluster: the first trial launches it, the rest are queued with exec; then it is torn down."""
+    env = {**sky_env, "FAKE_SECRET_TOKEN": "orchestrator-only-value"}
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "slurm_trials.py"), INFRA, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert {name: r["outcome"] for name, r in results.items()} == {
+        "ok": "ok",
+        "crash": "crash",
+        "nan": "nan",
+        "no_metric": "no_metric",
+        "result_file": "ok",
+        "tampered": "invalid",
+        "secrets": "ok",
+        "timeout": "timeout",
+    }
+    assert results["ok"]["metrics"] == {"loss": 0.5} and "seed 7" in results["ok"]["log_tail"]
+    assert results["crash"]["exit_code"] == 3 and results["crash"]["reason"] == "exited with status 3"
+    assert results["result_file"]["metrics"]["loss"] == 0.25
+    assert results["tampered"]["reason"] == "the run changed read-only files: data.txt"
+    assert "leaked []" in results["secrets"]["log_tail"]  # the orchestrator's variables never reach the job
+    # Launched once, then exec: every trial ran on the same cluster, as successive jobs of its queue.
+    placements = [r["placement"] for r in results.values()]
+    assert {p["cluster"] for p in placements} == {"ovn-conformance-0"}
+    assert [int(p["job_id"]) for p in placements] == sorted(int(p["job_id"]) for p in placements)
+    assert {p["hardware"] for p in placements} == {"cpu"}
+    assert "No existing clusters" in clusters(sky_env)  # close() took it down
+
+
+def slurm_campaign(tmp_path: Path, name: str, **changes) -> Path:
+    program = tmp_path / "quadratic"
+    shutil.copytree(FIXTURES / "quadratic", program)
+    path = program / "campaign.yaml"
+    config = yaml.safe_load(path.read_text())
+    config.update(
+        name=name,
+        command="python3 train.py",  # the cluster's own interpreter
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        state_dir=str(tmp_path / "state"),
+        backend={
+            "kind": "skypilot",
+            "resources": {"infra": INFRA, "cpus": "1"},
+            "pool_size": 2,
+            "autostop_minutes": None,
+            "teardown": "down",
+        },
+        budget={"iterations": 1},
+        **changes,
+    )
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_campaign_runs_every_wave_on_the_cluster_pool_and_leaves_no_cluster(sky_env, tmp_path):
+    config = slurm_campaign(tmp_path, "slurm-campaign")
+    done = subprocess.run(
+        [sys.executable, "-m", "overnight.cli", "run", str(config)],
+        env=sky_env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("slurm-campaign")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    trials = [r for r in runs if r.data.tags.get("overnight.kind") == "trial"]
+    assert len(trials) >= 4  # two baseline copies and a wave of two, plus any confirmation runs
+    for trial in trials:
+        tags = trial.data.tags
+        assert tags["overnight.outcome"] == "ok", tags.get("overnight.reason")
+        assert tags["overnight.cluster"] in ("ovn-slurm-campaign-0", "ovn-slurm-campaign-1")
+        assert tags["overnight.hardware"] == "cpu" and int(tags["overnight.job_id"]) >= 1
+        assert tags["overnight.where"] == f"skypilot {INFRA}"
+        log = client.download_artifacts(trial.info.run_id, "log_tail.txt", str(tmp_path))
+        assert "loss:" in Path(log).read_text()
+    assert all(r.info.status != "RUNNING" for r in runs)
+    assert "No existing clusters" in clusters(sky_env)
+
+
+def test_ctrl_c_stops_the_jobs_and_takes_the_clusters_down(sky_env, tmp_path):
+    config = slurm_campaign(tmp_path, "slurm-interrupted", trial={"time_budget_s": 1, "timeout_s": 600})
+    (config.parent / "train.py").write_text(
+        (config.parent / "train.py").read_text() + "import time\ntime.sleep(600)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "overnight.cli", "run", str(config)],
+        env=sky_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 600
+    seen = ""
+    while "started" not in seen and time.monotonic() < deadline:  # a baseline job is on a cluster
+        seen += process.stdout.readline()
+    time.sleep(45)  # launched and running: the cluster exists
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 130, seen + output
+
+    assert "No existing clusters" in clusters(sky_env)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("slurm-interrupted")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    assert runs and all(r.info.status != "RUNNING" for r in runs)
