@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.iteration import wave_flow
-from overnight import loop
+from overnight import loop, progress
 from overnight.backends import close_backend, make_backend
 from overnight.config import deadline_after, load_config, resolve_planner
 from tasks.report import report
@@ -37,8 +37,22 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
     memory = loop.open_memory(config)
     planner, _ = resolve_planner(config)
     name = f"{planner} {datetime.now():%Y-%m-%d %H:%M}"
+    resumed = loop.resumable_agent_run(memory)  # an agent run whose process died: pick it up where it stopped
     backend = make_backend(config, loop.work_root(config))  # one for the campaign: its clusters stay warm
-    agent_run_id = loop.start_agent_run(config, memory, name, orchestrator_run=str(flow_run.id or ""))
+    if resumed:
+        agent_run_id = resumed.agent_run_id
+        memory.take_over(
+            agent_run_id,
+            loop.this_process(),
+            f"resumed {datetime.now():%Y-%m-%d %H:%M:%S} by {loop.this_process()}: {resumed.previous_owner} had died",
+            flow_run=str(flow_run.id or ""),
+        )
+        _mark_crashed(resumed.orchestrator_run, f"its process died; resumed by flow run {flow_run.id}")
+        progress.emit("resumed", agent_run_id=agent_run_id, waves_done=resumed.waves_done)
+        waves, baseline_done = resumed.waves_done, resumed.baseline_done
+    else:
+        agent_run_id = loop.start_agent_run(config, memory, name, orchestrator_run=str(flow_run.id or ""))
+        waves, baseline_done = 0, False
 
     deadline_ts = (
         deadline_after(started, config.budget.deadline).timestamp() if config.budget.deadline else None
@@ -57,9 +71,10 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
             deadline_ts=deadline_ts,
         )
 
-    waves, stopped_by = 0, ""
+    stopped_by = ""
     try:
-        run_wave(0, config.baseline_repeats)
+        if not baseline_done:
+            run_wave(0, config.baseline_repeats)
         while True:
             size, stopped_by = loop.trials_left(config, memory, agent_run_id, waves, deadline_ts)
             if size == 0:
@@ -79,3 +94,32 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
     ):  # the night's results are recorded; a broken chart must not fail the campaign
         get_run_logger().warning(f"The morning report could not be written: {report_state.message}")
     return summary
+
+
+def _mark_crashed(flow_run_id: str, why: str) -> None:
+    """The dead process's flow run, its wave subflows and their task runs, left Running in Prefect, become Crashed."""
+    if not flow_run_id:
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as client:
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+                )
+            )
+            flow_runs = [client.read_flow_run(flow_run_id), *children]
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id={"any_": [r.id for r in flow_runs]})
+            )
+            for task in tasks:
+                if task.state and not task.state.is_final():
+                    client.set_task_run_state(task.id, Crashed(message=why), force=True)
+            for run in flow_runs:
+                if run.state and not run.state.is_final():
+                    client.set_flow_run_state(run.id, Crashed(message=why), force=True)
+    except Exception as error:  # Prefect's record is cosmetic here; the resumed campaign must go on
+        get_run_logger().warning(f"Could not mark the dead flow run {flow_run_id} crashed: {error}")

@@ -50,7 +50,7 @@ def wave_flow(
         # --- evaluate: screen on one run each, confirm the promising ones with new seeds -------------------------
         screening = None
         if wave > 0:
-            screening = screen(config, memory, agent_run_id, wave, planned)
+            screening = screen(config, memory, agent_run_id, wave_run_id, wave, planned)
             if screening.promising:
                 confirmation = plan_confirmation(config, memory, agent_run_id, wave_run_id, wave, screening)
                 progress.emit("confirming", wave=wave, trials=len(confirmation.trials))

@@ -512,6 +512,11 @@ class _ProgressDisplay:
             self.progress.console.print(
                 f"  [cyan]confirming[/cyan] the promising trials with {data['trials']} new-seed runs"
             )
+        elif event == "resumed":
+            self.progress.console.print(
+                f"[yellow]Resuming[/yellow] agent run {data['agent_run_id']} after {data['waves_done']} finished "
+                "wave(s): its process had died; trials that ended are not run again"
+            )
         elif event == "noise_floor":
             self.progress.console.print(
                 f"  noise floor: σ = {data['sigma']:.4g} from {data['n']} runs ({data['dof']} dof)"

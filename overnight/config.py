@@ -48,6 +48,12 @@ class TrialSettings(_Strict):
     seed: int = Field(
         0, description="OVERNIGHT_SEED; one seed for all trials, so they differ only by their change"
     )
+    max_memory_mb: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="local: a trial whose processes use more resident memory is killed (over_limit)"
+    )
+    max_disk_mb: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="local: a trial whose folder grows past this is killed (over_limit)"
+    )
 
     @model_validator(mode="after")
     def _timeout_covers_budget(self) -> TrialSettings:
@@ -130,6 +136,10 @@ class PlannerSettings(_Strict):
         "auto", description="auto: Claude when ANTHROPIC_API_KEY is set, else the offline planner"
     )
     seed: int = Field(0, description="seed of the offline planner's search")
+    factorial: bool = Field(
+        False,
+        description="offline: after the screening wave, one wave is a 2^k grid of the k knobs whose moves helped most",
+    )
     model: str = Field(DEFAULT_MODEL, description="the Claude model that plans and reflects")
     validation_retries: Annotated[int, Field(ge=0, le=10)] = Field(
         2,

@@ -6,13 +6,15 @@ same loop can be driven by anything. Every object is written to MLflow as it is 
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from overnight import evaluation, progress
+from overnight import evaluation, progress, stats
 from overnight.backends import Backend
 from overnight.config import CampaignConfig, resolve_planner
 from overnight.evaluation import Decision, improvement
@@ -144,7 +146,67 @@ def start_agent_run(config: CampaignConfig, memory: Memory, name: str, orchestra
         "program": str(config.program),
         "prefect_flow_run_id": orchestrator_run or "-",
     }
-    return memory.start_agent_run(name, params, description=f"Agent run of campaign {config.name}")
+    return memory.start_agent_run(
+        name, params, description=f"Agent run of campaign {config.name}", owner=this_process()
+    )
+
+
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Resumption:
+    """An agent run whose process died, picked up where it stopped."""
+
+    agent_run_id: str
+    waves_done: int  # waves after the baseline that finished
+    baseline_done: bool
+    previous_owner: str
+    orchestrator_run: str  # the dead process's Prefect flow run id ("" if unknown)
+
+
+def resumable_agent_run(memory: Memory) -> Resumption | None:
+    """The campaign's agent run left running by a process that died (kill -9, a reboot), or None.
+
+    Raises CampaignError when that run's process is still alive, here or on another host: two processes must never
+    drive one agent run."""
+    unfinished = memory.unfinished_agent_run()
+    if unfinished is None:
+        return None
+    host, _, pid = unfinished.owner.rpartition(":")
+    if host != socket.gethostname():
+        raise CampaignError(
+            f"agent run {unfinished.run_id} of this campaign is marked running by {unfinished.owner or 'an unknown process'}"
+            " on another machine; run the campaign there to resume it, or mark that MLflow run finished to start anew"
+        )
+    if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        raise CampaignError(
+            f"the campaign is already running (agent run {unfinished.run_id}, process {pid}); "
+            "`overnight status` shows what it does"
+        )
+    waves_done = 0
+    while True:
+        wave = memory.wave_run(unfinished.run_id, waves_done + 1)
+        if wave is None or wave[1] != "FINISHED":
+            break
+        waves_done += 1
+    baseline = memory.wave_run(unfinished.run_id, 0)
+    return Resumption(
+        unfinished.run_id,
+        waves_done,
+        baseline is not None and baseline[1] == "FINISHED",
+        unfinished.owner,
+        unfinished.flow_run,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 # --- plan ------------------------------------------------------------------------------------------------------------
@@ -220,7 +282,16 @@ def plan_wave(
     n: int,
     budget_left: str = "",
 ) -> PlannedWave:
-    """Ask the planner for n proposals, validate each against the champion, record every one in MLflow."""
+    """Ask the planner for n proposals, validate each against the champion, record every one in MLflow.
+
+    A wave already planned by a process that died is rebuilt from its records instead: the planner is not asked
+    again, so a resumed wave runs exactly the trials it had."""
+    recorded = [t for t in memory.wave_trials(wave_run_id) if t.stage in ("screen", "champion")]
+    if recorded:
+        return PlannedWave(
+            [planned_from_record(config, memory, t) for t in recorded],
+            note="resumed: the wave as it was planned before the campaign process died",
+        )
     pending = memory.pending_suggestions()  # a person's hypotheses: this wave must include them
     context = plan_context(config, memory, wave, n, budget_left, tuple(pending.values()))
     plan = planner.propose(context)
@@ -233,7 +304,7 @@ def plan_wave(
         trial_id = f"{agent_run_id[:8]}-w{wave}-t{index}"
         try:
             files = apply_proposal(champion_files, proposal, config.editable)
-            if fingerprint(files) in seen:
+            if fingerprint(files) in seen and not proposal.factors:  # grid cells may repeat (the low corner)
                 raise ProposalError("it repeats a trial already run (same files)")
         except ProposalError as error:
             run_id = memory.record_invalid(
@@ -311,6 +382,9 @@ def _record_trial(
 ) -> PlannedTrial:
     phase = "confirm" if stage in ("confirm", "champion_confirm") else "screen"
     seed = config.trial.seed if seed is None else seed
+    existing = memory.find_trial(agent_run_id, trial_id)
+    if existing is not None:  # a resumed agent run: the trial was recorded before the process died
+        return planned_from_record(config, memory, existing)
     run_id = memory.start_trial(
         wave_run_id=wave_run_id,
         agent_run_id=agent_run_id,
@@ -329,6 +403,8 @@ def _record_trial(
         seed=seed,
         budget_s=stage_settings(config, phase)[0],
         measures=measures,
+        pinned=hardware or "",
+        factors=proposal.factors,
     )
     return PlannedTrial(
         trial_id,
@@ -339,6 +415,39 @@ def _record_trial(
         stage="champion" if stage == "champion_confirm" else stage,
         phase=phase,
         hardware=hardware,
+    )
+
+
+def planned_from_record(config: CampaignConfig, memory: Memory, record: TrialRecord) -> PlannedTrial:
+    """A recorded trial as the wave dispatches it: how a resumed agent run picks up what it had planned."""
+    if record.outcome is Outcome.INVALID and not record.budget_s:  # a proposal that never ran (no files)
+        return PlannedTrial(record.trial_id, record.run_id, record.hypothesis, None, record.reason)
+    confirm_only = budget_key(config, "confirm") != budget_key(config, "screen")
+    phase = (
+        "confirm"
+        if record.stage == "confirm"
+        or (confirm_only and record.stage == "champion" and record.budget_s == budget_key(config, "confirm"))
+        else "screen"
+    )
+    return PlannedTrial(
+        record.trial_id,
+        record.run_id,
+        record.hypothesis,
+        memory.trial_files(record.run_id),
+        seed=record.seed,
+        stage=record.stage,
+        phase=phase,
+        hardware=record.pinned or None,
+    )
+
+
+def finished_result(memory: Memory, trial: PlannedTrial) -> TrialResult | None:
+    """The recorded result of a trial that already ended (a resumed wave never runs a trial twice), else None."""
+    record = memory.find_trial_by_run(trial.run_id)
+    if record is None or record.status != "finished" or record.outcome is None:
+        return None
+    return TrialResult(
+        record.trial_id, record.outcome, dict(record.metrics), record.duration_s, None, "", record.reason
     )
 
 
@@ -499,6 +608,8 @@ def run_trial(
         env=dict(config.trial.env),
         hardware=trial.hardware,
         stage=trial.phase,
+        max_memory_mb=config.trial.max_memory_mb,
+        max_disk_mb=config.trial.max_disk_mb,
     )
     try:
         result = backend.run(spec)
@@ -556,7 +667,8 @@ def evaluate_baseline(
         why = "another seed of the baseline: measures seed noise"
         memory.record_decision(repeat.run_id, "baseline_repeat", why)
         decisions.append(Decision(repeat.run_id, repeat.trial_id, "baseline_repeat", why, delta))
-    memory.set_champion(record.run_id, previous.run_id if previous else "")
+    if previous is None or previous.run_id != record.run_id:  # (a resumed baseline may already be champion)
+        memory.set_champion(record.run_id, previous.run_id if previous else "")
     memory.record_noise_floor(agent_run_id, floor, wave=0)
     progress.emit("noise_floor", sigma=floor.sigma, n=floor.n, dof=floor.dof)
     champion = memory.champion()
@@ -568,19 +680,24 @@ def evaluate_baseline(
 
 @dataclass(frozen=True)
 class Screening:
-    """The screening verdicts of a wave, and the trials to confirm (best first)."""
+    """The screening verdicts of a wave, the trials to confirm (best first), and a factorial grid's effects."""
 
     decisions: tuple[Decision, ...]
     promising: tuple[TrialRecord, ...]
+    effects: tuple[dict, ...] = ()
 
 
 def screen(
-    config: CampaignConfig, memory: Memory, agent_run_id: str, planned: list[PlannedTrial]
+    config: CampaignConfig, memory: Memory, agent_run_id: str, wave_run_id: str, planned: list[PlannedTrial]
 ) -> Screening:
-    """Judge each screening run against the champion's runs under the same budget and hardware."""
+    """Judge each screening run against the champion's runs under the same budget and hardware; if the wave holds
+    a factorial grid, estimate its main effects and interactions against the noise floor."""
     history = agent_run_trials(memory, agent_run_id)
     run_ids = {t.run_id for t in planned if t.stage == "screen"}
     screened = [t for t in history if t.run_id in run_ids]
+    effects = grid_effects(screened, evaluation.noise_floor(history))
+    if effects:
+        memory.record_effects(wave_run_id, list(effects))
     decisions, promising = evaluation.screen_wave(
         screened, history, memory.champion(), config.metric.goal, evaluation.rule_for(config)
     )
@@ -593,7 +710,25 @@ def screen(
             "inconclusive",
             f"promising, but {config.decision.confirm_top} trials with larger screening gains were confirmed first",
         )
-    return Screening(tuple(decisions), to_confirm)
+    return Screening(tuple(decisions), to_confirm, effects)
+
+
+def grid_effects(screened: list[TrialRecord], floor: stats.NoiseFloor | None) -> tuple[dict, ...]:
+    """Main effects and two-way interactions of the wave's two-level grid, if it ran complete; else nothing."""
+    cells = [t for t in screened if t.factors and t.outcome is Outcome.OK and t.metric is not None]
+    if len(cells) < 4 or floor is None:
+        return ()
+    levels: dict[str, list[str]] = {}
+    for cell in cells:
+        for name, (label, index) in cell.factors.items():
+            levels.setdefault(name, ["", ""])[int(index)] = label
+    factors = {name: (low, high) for name, (low, high) in levels.items()}
+    rows = [({name: label for name, (label, _) in cell.factors.items()}, cell.metric) for cell in cells]
+    try:
+        found = stats.factorial_effects(rows, factors, floor)
+    except ValueError:  # a cell failed or is missing: no honest estimate from an incomplete grid
+        return ()
+    return tuple(effect.as_dict() for effect in found)
 
 
 def evaluate(
@@ -646,6 +781,7 @@ def evaluate(
         after,
         tuple(trials),
         tuple(decisions[t.run_id] for t in trials if t.run_id in decisions),
+        screening.effects if screening else (),
     )
 
 

@@ -31,6 +31,8 @@ from overnight.secrets import scrub
 
 PREFIX = "overnight."
 KIND, STATUS, OUTCOME = PREFIX + "kind", PREFIX + "status", PREFIX + "outcome"
+FLOW_RUN = PREFIX + "prefect_flow_run_id"  # the flow run driving an agent run now (a resumed one changes it)
+OWNER = PREFIX + "owner"  # "host:pid" of the process running an agent run: a dead owner means resume
 CHAMPION_TAG = PREFIX + "champion_run_id"
 PARENT_RUN = "mlflow.parentRunId"
 SUGGESTION, TAKEN = (
@@ -68,6 +70,10 @@ class TrialRecord:
     stage: str = "screen"  # baseline | screen | confirm | champion (a re-measurement of the champion)
     seed: int = 0
     measures: str = ""  # confirm and champion runs: the run id of the trial they measure again
+    pinned: str = ""  # the hardware type it must run on ("" = any)
+    factors: dict[str, list] = field(
+        default_factory=dict
+    )  # a grid cell: factor -> [level label, 0 low | 1 high]
 
     @property
     def unbiased(self) -> bool:
@@ -102,17 +108,93 @@ class Memory:
 
     # --- writing -------------------------------------------------------------------------------------------------
 
-    def start_agent_run(self, name: str, params: dict[str, object], description: str = "") -> str:
+    def start_agent_run(
+        self, name: str, params: dict[str, object], description: str = "", owner: str = ""
+    ) -> str:
+        """The top-level run of one execution; `owner` ("host:pid") tells a later run whether it is still alive."""
         with self._lock:
             run = self.client.create_run(
                 self.experiment_id,
                 run_name=name,
-                tags={KIND: "agent_run", STATUS: "running", NOTE: description},
+                tags={KIND: "agent_run", STATUS: "running", NOTE: description, OWNER: owner},
             )
             self._log_params(run.info.run_id, params)
             return run.info.run_id
 
+    def unfinished_agent_run(self) -> AgentRunRecord | None:
+        """The newest agent run still marked running: its process is alive, or it died and can be resumed."""
+        with self._lock:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'agent_run' and attributes.status = 'RUNNING'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+        if not runs:
+            return None
+        run = runs[0]
+        return AgentRunRecord(
+            run.info.run_id,
+            run.info.run_name or "",
+            run.info.start_time,
+            dict(run.data.params),
+            dict(run.data.metrics),
+            owner=run.data.tags.get(OWNER, ""),
+            flow_run=run.data.tags.get(FLOW_RUN, run.data.params.get("prefect_flow_run_id", "")).strip("-"),
+        )
+
+    def take_over(self, agent_run_id: str, owner: str, note: str, flow_run: str = "") -> None:
+        """This process resumes an agent run whose owner died; the note says when and why."""
+        with self._lock:
+            self.client.set_tag(agent_run_id, OWNER, owner)
+            self.client.set_tag(agent_run_id, FLOW_RUN, flow_run)
+            self.client.set_tag(agent_run_id, PREFIX + "resumed", note[:4000])
+
+    def wave_run(self, agent_run_id: str, wave: int) -> tuple[str, str] | None:
+        """The run id and MLflow status of an agent run's wave, if it was started."""
+        with self._lock:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'wave' and tags.`{PARENT_RUN}` = '{agent_run_id}' "
+                f"and tags.`{PREFIX}wave` = '{wave}'",
+                max_results=10,
+            )
+        return (runs[0].info.run_id, runs[0].info.status) if runs else None
+
+    def find_trial(self, agent_run_id: str, trial_id: str) -> TrialRecord | None:
+        """A trial of this agent run by its stable id (`<agent>-w<wave>-t<i>`...), if it was recorded."""
+        with self._lock:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'trial' and tags.`{PREFIX}agent_run_id` = '{agent_run_id}' "
+                f"and tags.`{PREFIX}trial_id` = '{trial_id}'",
+                max_results=10,
+            )
+        return self._record(runs[0]) if runs else None
+
+    def find_trial_by_run(self, run_id: str) -> TrialRecord | None:
+        with self._lock:
+            try:
+                return self._record(self.client.get_run(run_id))
+            except MlflowException:
+                return None
+
+    def wave_trials(self, wave_run_id: str) -> list[TrialRecord]:
+        """The trials recorded under a wave run, oldest first."""
+        with self._lock:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'trial' and tags.`{PARENT_RUN}` = '{wave_run_id}'",
+                order_by=["attributes.start_time ASC"],
+                max_results=10000,
+            )
+        return [self._record(run) for run in runs]
+
     def start_wave(self, agent_run_id: str, wave: int, stage: str = "search") -> str:
+        """The wave's run; a wave that was started by a process that died is picked up again (idempotent)."""
+        existing = self.wave_run(agent_run_id, wave)
+        if existing and existing[1] == "RUNNING":
+            return existing[0]
         with self._lock:
             run = self.client.create_run(
                 self.experiment_id,
@@ -146,6 +228,8 @@ class Memory:
         seed: int = 0,
         budget_s: float = 0.0,
         measures: str = "",
+        pinned: str = "",
+        factors: dict[str, tuple[str, int]] | None = None,
     ) -> str:
         """Record a trial as it is dispatched, with its full files: the champion can be rebuilt from them alone.
 
@@ -167,6 +251,8 @@ class Memory:
                     PREFIX + "seed": str(seed),
                     PREFIX + "budget_s": f"{budget_s:g}",
                     PREFIX + "measures": measures,
+                    PREFIX + "pinned": pinned,
+                    PREFIX + "factors": json.dumps(factors or {}),
                     NOTE: f"{hypothesis}\n\n{rationale}".strip(),
                 },
             )
@@ -297,6 +383,16 @@ class Memory:
                 }
                 self.client.log_batch(run_id, metrics=_metric_list(values))
                 self.client.set_tag(run_id, PREFIX + "rule", str(numbers.get("rule", "")))
+
+    def record_effects(self, wave_run_id: str, effects: list[dict]) -> None:
+        """A factorial wave's main effects and interactions: metrics effect_<key>, effect_<key>_se, effects.json."""
+        with self._lock:
+            values = {}
+            for effect in effects:
+                values[f"effect_{effect['key']}"] = effect["estimate"]
+                values[f"effect_{effect['key']}_se"] = effect["se"]
+            self.client.log_batch(wave_run_id, metrics=_metric_list(values))
+            self.client.log_text(wave_run_id, json.dumps(effects, indent=2), "effects.json")
 
     def record_noise_floor(self, agent_run_id: str, floor, wave: int) -> None:
         """The noise floor as it stands after a wave (metrics noise_sigma, noise_n, noise_dof at step = wave)."""
@@ -573,6 +669,8 @@ class Memory:
             seed=int(tags.get(PREFIX + "seed", "0") or 0),
             budget_s=tags.get(PREFIX + "budget_s", ""),
             measures=tags.get(PREFIX + "measures", ""),
+            pinned=tags.get(PREFIX + "pinned", ""),
+            factors=json.loads(tags.get(PREFIX + "factors") or "{}"),
         )
 
 
@@ -600,6 +698,8 @@ class AgentRunRecord:
     started_ms: int
     params: dict[str, str]
     metrics: dict[str, float]
+    owner: str = ""  # "host:pid" of the process that runs it
+    flow_run: str = ""  # the Prefect flow run that drives it now ("" if none)
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,13 @@ def read_files(program: Path, names: list[str]) -> dict[str, str]:
 
 def copy_program(program: Path, destination: Path, files: dict[str, str]) -> None:
     """Copy the program folder to a fresh trial folder, then write the trial's versions of the editable files."""
-    shutil.copytree(program, destination, ignore=_IGNORED)
+    shutil.copytree(program, destination, ignore=_IGNORED)  # symlinks are copied as the files they point to
+    root = destination.resolve()
     for name, text in files.items():
-        (destination / name).write_text(text)
+        target = (destination / name).resolve()
+        if not target.is_relative_to(root):  # `..`, an absolute path or a symlink out of the trial's folder
+            raise OSError(f"{name!r} resolves to {target}, outside the trial's folder {root}")
+        target.write_text(text)
 
 
 def file_hashes(folder: Path) -> dict[str, str]:

@@ -38,6 +38,8 @@ class Proposal(BaseModel):
         default_factory=dict, description="knob values the proposal sets (for the record)"
     )
     source: str = Field("", description="which planner proposed it: claude | offline")
+    # A cell of a two-level factorial grid: factor -> (level label, 0 for the low level or 1 for the high one).
+    factors: dict[str, tuple[str, int]] = Field(default_factory=dict)
 
 
 Files = Mapping[str, str]

@@ -17,6 +17,7 @@ class Outcome(str, Enum):
     TIMEOUT = "timeout"  # killed after the hard timeout
     NO_METRIC = "no_metric"  # exited 0 but never printed the metric
     NAN = "nan"  # the metric was NaN or infinite
+    OVER_LIMIT = "over_limit"  # killed for going past the memory or disk cap
     INFRA_ERROR = "infra_error"  # the backend could not run it (retryable; never the experiment's fault)
     INVALID = "invalid"  # the proposal could not be applied; never dispatched
 
@@ -34,6 +35,8 @@ class TrialSpec:
     env: dict[str, str] = field(default_factory=dict)
     hardware: str | None = None  # run it on this accelerator type (a confirmation pairs runs on one type)
     stage: str = "screen"  # screen | confirm: a backend may run the stages on different resources
+    max_memory_mb: float | None = None  # the trial's processes are killed past these (over_limit)
+    max_disk_mb: float | None = None
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,10 @@ def run_trial(
     trial: loop.PlannedTrial,
     deadline_ts: float | None = None,
 ) -> TrialResult:
-    """Run one trial on the backend and record its outcome in MLflow."""
+    """Run one trial on the backend and record its outcome in MLflow (a trial that already ended is not rerun)."""
+    finished = loop.finished_result(memory, trial)
+    if finished is not None:  # a resumed wave: it ended before the campaign process died
+        return finished
     result = loop.run_trial(config, memory, backend, trial, deadline_ts)
     if result.outcome is Outcome.INFRA_ERROR and task_run.run_count <= INFRA_RETRIES:
         raise InfraError(result.reason)

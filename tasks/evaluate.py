@@ -13,10 +13,15 @@ from overnight.planners import WaveOutcome
 
 @task(name="screen", task_run_name="screen wave {wave}", cache_policy=NONE)
 def screen(
-    config: CampaignConfig, memory: Memory, agent_run_id: str, wave: int, planned: list[loop.PlannedTrial]
+    config: CampaignConfig,
+    memory: Memory,
+    agent_run_id: str,
+    wave_run_id: str,
+    wave: int,
+    planned: list[loop.PlannedTrial],
 ) -> loop.Screening:
-    """Screening verdicts for the wave's trials: promising ones go on to confirmation."""
-    return loop.screen(config, memory, agent_run_id, planned)
+    """Screening verdicts for the wave's trials (promising ones go on to confirmation), and a grid's effects."""
+    return loop.screen(config, memory, agent_run_id, wave_run_id, planned)
 
 
 @task(name="evaluate", task_run_name="evaluate wave {wave}", cache_policy=NONE)

@@ -203,15 +203,17 @@ def test_ctrl_c_stops_running_trials_and_leaves_nothing_running(prefect_api, tmp
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 130, output
-    assert "stopped 1 running trial(s)" in output and "The campaign was interrupted" in output
+    assert "stopped 2 running trial(s)" in output and "The campaign was interrupted" in output  # both copies
     trial_pid = int(pid_file.read_text())
     time.sleep(0.5)
     assert not alive(trial_pid)
     client = MlflowClient(f"sqlite:///{tmp_path / '.overnight' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("quadratic").experiment_id])
     assert runs and all(r.info.status != "RUNNING" for r in runs)
-    (trial,) = [r for r in runs if r.data.tags.get("overnight.kind") == "trial"]
-    assert trial.info.status == "KILLED" and "interrupt" in trial.data.tags["overnight.reason"].lower()
+    trials = [r for r in runs if r.data.tags.get("overnight.kind") == "trial"]
+    assert len(trials) == 2  # the baseline's two copies
+    for trial in trials:
+        assert trial.info.status == "KILLED" and "interrupt" in trial.data.tags["overnight.reason"].lower()
 
 
 def test_an_unreachable_tracking_server_fails_early_and_plainly(tmp_path, quadratic):
@@ -262,7 +264,7 @@ def test_status_shows_what_runs_now(prefect_api, tmp_path, quadratic):
         assert shown.returncode == 0, shown.stdout + shown.stderr
         text = " ".join(shown.stdout.split())
         assert "Campaign quadratic: agent run offline" in text and "wave 0" in text
-        assert "0 trials finished, 1 running" in text and "spend so far" in text
+        assert "0 trials finished, 2 running" in text and "spend so far" in text
         assert "-baseline" in text and f"local {socket.gethostname()}:" in text
     finally:
         process.send_signal(signal.SIGINT)

@@ -72,3 +72,23 @@ def test_set_constant_keeps_aligned_comments_and_quote_style():
     assert (
         set_constant("t.py", source, "ACTIVATION", "relu").replace == 'ACTIVATION = "relu"    # nonlinearity'
     )
+
+
+def test_a_trial_file_never_lands_outside_its_folder(tmp_path):
+    """Edits are checked by name first; the trial's folder is checked again after the files are laid out."""
+    import pytest
+
+    from overnight.program import copy_program
+
+    program = tmp_path / "program"
+    program.mkdir()
+    (program / "train.py").write_text("X = 1\n")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    (program / "link.py").symlink_to(outside)
+    copy_program(program, tmp_path / "trial", {"train.py": "X = 2\n"})
+    assert not (tmp_path / "trial" / "link.py").is_symlink()  # copied as a file: writing it cannot reach out
+    for name in ("../outside.txt", str(outside)):
+        with pytest.raises(OSError, match="outside the trial's folder"):
+            copy_program(program, tmp_path / f"trial-{len(name)}", {name: "rigged\n"})
+    assert outside.read_text() == "precious\n"

@@ -26,6 +26,9 @@ from overnight.results import Outcome, TrialResult, TrialSpec, classify, parse_m
 
 KILL_GRACE_S = 5.0
 RUN_LOG, RESULT_FILE = "run.log", ".overnight_result.json"
+PID_FILE = (
+    ".overnight_pid"  # the trial's process group, so a resumed campaign can stop what a dead one left running
+)
 
 # Every trial process this orchestrator started and that still runs, so that an interrupted campaign (Ctrl-C) can
 # stop them all at once: they live in their own process groups and never see the terminal's SIGINT themselves.
@@ -91,6 +94,7 @@ class LocalBackend(Backend):
         started = time.monotonic()
         try:
             if workdir.exists():  # a retried or resumed trial starts from clean files
+                _kill_orphan(workdir)
                 shutil.rmtree(workdir)
             copy_program(self.program, workdir, spec.files)
         except OSError as error:
@@ -121,9 +125,10 @@ class LocalBackend(Backend):
                 )
                 with _live_lock:
                     _live[process.pid] = process
-                timed_out = False
+                (workdir / PID_FILE).write_text(str(process.pid))
+                timed_out, over_limit = False, ""
                 try:
-                    exit_code = process.wait(timeout=spec.timeout_s)
+                    exit_code, over_limit = _watch(process, spec, workdir)
                 except subprocess.TimeoutExpired:
                     timed_out = True
                     exit_code = _kill_group(process)
@@ -140,6 +145,8 @@ class LocalBackend(Backend):
         result_json = result_path.read_text(errors="replace") if result_path.exists() else None
         metrics = parse_metrics(log_text, result_json)
         outcome, reason = classify(self.metric, metrics, exit_code, timed_out)
+        if over_limit:
+            outcome, reason = Outcome.OVER_LIMIT, over_limit
         tampered = self.changed_read_only_files(workdir, editable=set(spec.files))
         if tampered:
             outcome, reason = Outcome.INVALID, f"the run changed read-only files: {', '.join(tampered)}"
@@ -156,7 +163,9 @@ class LocalBackend(Backend):
 
     def changed_read_only_files(self, workdir: Path, editable: set[str]) -> list[str]:
         """Files of the program, other than the editable ones, that the run modified or removed."""
-        return changed_files(self.fingerprints, file_hashes(workdir), editable | {RUN_LOG, RESULT_FILE})
+        return changed_files(
+            self.fingerprints, file_hashes(workdir), editable | {RUN_LOG, RESULT_FILE, PID_FILE}
+        )
 
     def interrupt(self) -> int:
         return stop_all_trials()
@@ -179,6 +188,72 @@ def _kill_group(process: subprocess.Popen) -> int | None:
         return process.wait()
     except ProcessLookupError:
         return process.wait()
+
+
+WATCH_EVERY_S = 1.0
+
+
+def _watch(process: subprocess.Popen, spec: TrialSpec, workdir: Path) -> tuple[int | None, str]:
+    """Wait for the trial; past a memory or disk cap, kill its group and say why. TimeoutExpired past the timeout."""
+    deadline = time.monotonic() + spec.timeout_s
+    while True:
+        try:
+            return process.wait(timeout=max(0.0, min(WATCH_EVERY_S, deadline - time.monotonic()))), ""
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+        if spec.max_memory_mb is not None:
+            used = _group_rss_mb(process.pid)
+            if used > spec.max_memory_mb:
+                return _kill_group(
+                    process
+                ), f"killed: its processes used {used:.0f} MB, over the {spec.max_memory_mb:g} MB memory cap"
+        if spec.max_disk_mb is not None:
+            used = _folder_mb(workdir)
+            if used > spec.max_disk_mb:
+                return _kill_group(
+                    process
+                ), f"killed: its folder grew to {used:.0f} MB, over the {spec.max_disk_mb:g} MB disk cap"
+
+
+def _group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in a process group (Linux /proc), in MB."""
+    page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+    total = 0.0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5 of stat: the process group
+                with open(f"/proc/{entry.name}/statm") as statm:
+                    total += int(statm.read().split()[1]) * page_mb
+        except (OSError, IndexError, ValueError):
+            continue  # it ended meanwhile
+    return total
+
+
+def _folder_mb(folder: Path) -> float:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total / 2**20
+
+
+def _kill_orphan(workdir: Path) -> None:
+    """A trial started by a campaign process that died may still run: stop its process group first."""
+    try:
+        pgid = int((workdir / PID_FILE).read_text())
+        # Only if that process still runs in this folder: a pid reused by something else is left alone.
+        if Path(f"/proc/{pgid}/cwd").resolve() == workdir.resolve():
+            os.killpg(pgid, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass  # no pid file, or that group is gone
 
 
 def _kill_leftovers(pgid: int) -> None:

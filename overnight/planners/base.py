@@ -62,6 +62,7 @@ class WaveOutcome:
     champion_after: TrialRecord
     trials: tuple[TrialRecord, ...]
     decisions: tuple[Decision, ...]
+    effects: tuple[dict, ...] = ()  # a factorial grid's effects (overnight.stats.Effect.as_dict()), if any
 
 
 class Planner(ABC):
@@ -102,6 +103,19 @@ def wave_report(outcome: WaveOutcome) -> str:
         verdict = decision.decision if decision else ""
         result = trial.outcome.value if trial.outcome else "running"
         lines.append(f"| {trial.trial_id} | {trial.hypothesis} | {result} | {value} | {delta} | {verdict} |")
+    if outcome.effects:
+        lines += [
+            "",
+            f"Factorial grid (2-level; effect = mean at the high level minus at the low, in {metric}):",
+            "",
+            "| effect | estimate | 95% interval | clear of zero |",
+            "|---|---|---|---|",
+        ]
+        for effect in outcome.effects:
+            lines.append(
+                f"| {effect['name']} | {effect['estimate']:+.4g} | [{effect['low']:+.4g}, {effect['high']:+.4g}] "
+                f"| {'yes' if effect['significant'] else 'no'} |"
+            )
     failures = [t for t in outcome.trials if t.outcome not in (None, Outcome.OK)]
     if failures:
         lines += ["", "Failures:"]

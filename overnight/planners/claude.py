@@ -53,7 +53,9 @@ class Level(BaseModel):
 
 class Factor(BaseModel):
     name: str
-    levels: list[Level] = Field(min_length=2)
+    levels: list[Level] = Field(
+        min_length=2, max_length=2, description="two levels: low (often the champion's) then high"
+    )
 
 
 class FactorialGrid(BaseModel):
@@ -94,6 +96,10 @@ class WaveAnswer(BaseModel):
                         rationale=grid.rationale,
                         edits=edits,
                         source="claude",
+                        factors={
+                            f.name: (level.label, f.levels.index(level))
+                            for f, level in zip(grid.factors, combination, strict=True)
+                        },
                     )
                 )
         return found
@@ -145,7 +151,9 @@ def check_wave(
         except ProposalError as error:
             errors.append(f"{label}: {error}")
             continue
-        if key in seen:
+        if (
+            key in seen and not proposal.factors
+        ):  # a grid's cells may repeat a run (its low corner: the champion)
             errors.append(
                 f"{label} gives the same files as trial {seen[key]}, already run: propose something new"
             )

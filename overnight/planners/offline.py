@@ -9,6 +9,7 @@ later waves ask Optuna's TPE sampler.
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import random
 import re
@@ -105,10 +106,18 @@ class OfflinePlanner(Planner):
         seen = {t.fingerprint for t in context.history if t.fingerprint} | set(exclude)
         searched = [t for t in context.history if t.decision != "baseline" and t.wave > 0]
         proposals: list[Proposal] = []
+        if searched and self.config.planner.factorial and not any(t.factors for t in context.history):
+            for proposal in self._grid(
+                knobs, context, n
+            ):  # its cells may repeat a run (the champion's corner)
+                seen.add(fingerprint(apply_proposal(context.champion_files, proposal, self.config.editable)))
+                proposals.append(proposal)
         if not searched:
             candidates = self._screening_moves(knobs, context.champion_files)
         else:
             candidates = self._optuna_points(knobs, context)
+        if len(proposals) >= n:
+            return proposals[:n]
         for values, hypothesis in candidates:
             proposal = self._proposal(values, hypothesis, context.champion_files)
             if proposal is None:
@@ -121,6 +130,53 @@ class OfflinePlanner(Planner):
             if len(proposals) == n:
                 break
         return proposals
+
+    def _grid(self, knobs: list[Knob], context: PlanContext, n: int) -> list[Proposal]:
+        """A two-level factorial grid over the k knobs whose single moves did best (2^k <= n, k >= 2): each knob
+        at the champion's value and at its best move, every combination once, so the next evaluation can measure
+        main effects and interactions."""
+        champion = context.champion
+        if champion is None or champion.metric is None:
+            return []
+        current = self._current_values(knobs, context.champion_files)
+        better = -1 if self.goal == "minimize" else 1
+        best: dict[str, tuple[float, object]] = {}  # knob -> (gain, value) of its best single move
+        for trial in context.history:
+            if trial.stage != "screen" or trial.outcome is not Outcome.OK or trial.metric is None:
+                continue
+            moved = [k for k in current if trial.params.get(k) != champion.params.get(k)]
+            if len(moved) != 1:
+                continue
+            gain = better * (trial.metric - champion.metric)
+            name = moved[0]
+            try:
+                value = ast.literal_eval(trial.params[name])
+            except (ValueError, SyntaxError):
+                value = trial.params[name]  # a bare string constant, e.g. relu
+            if gain > best.get(name, (-math.inf, None))[0]:  # ranked, not filtered: a move that did nothing
+                best[name] = (gain, value)  # alone may still interact with another
+        k = min(3, len(best), int(math.log2(n)) if n >= 4 else 0)
+        if k < 2:
+            return []
+        chosen = sorted(best, key=lambda name: -best[name][0])[:k]
+        levels = {name: (current[name], best[name][1]) for name in chosen}
+        grid = []
+        for cell in itertools.product((0, 1), repeat=k):
+            values = {name: levels[name][index] for name, index in zip(chosen, cell, strict=True)}
+            labels = ", ".join(f"{name}={format_literal(v)}" for name, v in values.items())
+            proposal = self._proposal(
+                {name: v for name, v in values.items() if v != current[name]},
+                f"grid {' x '.join(chosen)} [{labels}]",
+                context.champion_files,
+            )
+            if proposal is None:
+                return []
+            factors = {
+                name: (format_literal(levels[name][index]), index)
+                for name, index in zip(chosen, cell, strict=True)
+            }
+            grid.append(proposal.model_copy(update={"factors": factors}))
+        return grid
 
     def knobs(self, files: dict[str, str]) -> list[Knob]:
         """The declared knobs, or else ranges guessed around the numeric constants of the editable scripts."""

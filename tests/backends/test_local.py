@@ -116,3 +116,25 @@ def test_a_run_that_touches_read_only_files_is_invalid(program, tmp_path, script
 def test_files_a_run_creates_are_its_own_business(program, tmp_path):
     result, _ = run(program, tmp_path, "open('checkpoint.bin', 'w').write('x')\nprint('loss: 0.5')\n")
     assert result.outcome is Outcome.OK
+
+
+def test_a_trial_past_its_memory_cap_is_killed_and_says_so(program, tmp_path):
+    backend = LocalBackend(program=program, work_root=tmp_path / "work", metric="loss")
+    script = "import time\nhog = bytearray(300 * 2**20)\nfor i in range(0, len(hog), 4096):\n    hog[i] = 1\ntime.sleep(60)\nprint('loss: 1')\n"
+    spec = TrialSpec("t1", {"train.py": script}, 0, "python train.py", 1, 60, max_memory_mb=150)
+    started = time.monotonic()
+    result = backend.run(spec)
+    assert result.outcome is Outcome.OVER_LIMIT and "150 MB memory cap" in result.reason
+    assert time.monotonic() - started < 20
+
+
+def test_a_trial_that_fills_its_folder_is_killed_and_says_so(program, tmp_path):
+    backend = LocalBackend(program=program, work_root=tmp_path / "work", metric="loss")
+    script = (
+        "import time\nwith open('dump.bin', 'wb') as f:\n"
+        "    for _ in range(400):\n        f.write(b'x' * 2**20)\n        f.flush()\n        time.sleep(0.01)\n"
+        "time.sleep(60)\n"
+    )
+    spec = TrialSpec("t1", {"train.py": script}, 0, "python train.py", 1, 60, max_disk_mb=50)
+    result = backend.run(spec)
+    assert result.outcome is Outcome.OVER_LIMIT and "50 MB disk cap" in result.reason

@@ -131,8 +131,9 @@ def test_a_rejected_key_stops_the_campaign_and_keeps_the_baseline(prefect_api, a
     runs = client.search_runs([experiment.experiment_id])
     (agent,) = [r for r in runs if r.data.tags.get("overnight.kind") == "agent_run"]
     assert agent.info.status == "FAILED"
-    (baseline,) = [r for r in runs if r.data.tags.get("overnight.kind") == "trial"]
-    assert baseline.data.tags["overnight.outcome"] == "ok" and baseline.data.metrics["loss"] == 13.0
+    baselines = [r for r in runs if r.data.tags.get("overnight.kind") == "trial"]
+    assert len(baselines) == 2  # the baseline's two copies, kept
+    assert all(b.data.tags["overnight.outcome"] == "ok" and b.data.metrics["loss"] == 13.0 for b in baselines)
     assert all(r.info.status != "RUNNING" for r in runs)
 
 
@@ -165,7 +166,8 @@ def test_a_wave_filled_by_the_offline_planner_is_recorded_as_such(prefect_api, a
     with open(client.download_artifacts(wave.info.run_id, "reflection.md")) as reflection:
         assert "**Planner note:** Claude's answer failed validation 3 times" in reflection.read()
     trials = client.search_runs(
-        [summary.experiment_id], "tags.`overnight.wave` = '1' and tags.`overnight.kind` = 'trial'"
+        [summary.experiment_id],
+        "tags.`overnight.wave` = '1' and tags.`overnight.kind` = 'trial' and tags.`overnight.stage` = 'screen'",
     )
     assert len(trials) == 2 and {t.data.tags["overnight.proposed_by"] for t in trials} == {"offline"}
 
