@@ -48,7 +48,7 @@ class TrackingServer:
             command,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "server.log", "ab"),  # noqa: SIM115 - the child holds it open
+            stderr=open(self.root / "server.log", "ab"),  # the child holds it open
             start_new_session=True,  # its own process group: a kill takes the workers too
         )
         while time.monotonic() - started < wait_s:
