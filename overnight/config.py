@@ -72,7 +72,8 @@ class Budget(_Strict):
         None, description="total trial time in hours (GPU-hours on a GPU backend)"
     )
     max_usd: Annotated[float, Field(gt=0)] | None = Field(
-        None, description="dollars an agent run may spend (language model calls); no wave starts past it"
+        None,
+        description="dollars an agent run may spend (language-model calls plus compute, where priced); no wave starts past it",
     )
     deadline: str | None = Field(
         None,

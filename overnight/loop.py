@@ -90,6 +90,7 @@ class CampaignSummary:
         default_factory=list
     )  # the metric of each baseline copy (seed, seed+1, ...)
     min_improvement: float = 0.0
+    compute_usd: float = 0.0
     noise_floor: str = ""  # e.g. "σ = 0.012 (n = 7 runs, 4 dof)"
     rule: str = ""  # the keep rule, e.g. "t_test(alpha=0.05, margin=0)"
     llm_usd: float = 0.0
@@ -863,7 +864,7 @@ def trials_left(
     if config.budget.trial_hours is not None and hours >= config.budget.trial_hours:
         return 0, f"trial hours ({config.budget.trial_hours})"
     if config.budget.max_usd is not None:
-        spent = memory.spend_usd(agent_run_id)
+        spent = memory.spend_usd(agent_run_id) + compute_usd(mine)  # language-model calls and compute
         per_wave = spent / waves_done if waves_done else 0.0  # what a wave has cost so far, on average
         if spent + per_wave > config.budget.max_usd:
             return (
@@ -876,6 +877,11 @@ def trials_left(
     return n, ""
 
 
+def compute_usd(trials: list[TrialRecord]) -> float:
+    """The compute cost estimate of these trials (hourly price x duration, where the backend knows the price)."""
+    return sum(t.metrics.get("compute_usd", 0.0) for t in trials)
+
+
 def budget_left(config: CampaignConfig, memory: Memory, agent_run_id: str, waves_done: int) -> str:
     """The budget left after the wave being planned, in words for the planner."""
     parts = [f"{config.budget.iterations - waves_done - 1} more waves after this one"]
@@ -883,7 +889,8 @@ def budget_left(config: CampaignConfig, memory: Memory, agent_run_id: str, waves
         used = sum(1 for t in memory.trials() if t.agent_run_id == agent_run_id)
         parts.append(f"{config.budget.trials - used} trials")
     if config.budget.max_usd is not None:
-        parts.append(f"${config.budget.max_usd - memory.spend_usd(agent_run_id):.2f} of language-model spend")
+        spent = memory.spend_usd(agent_run_id) + compute_usd(agent_run_trials(memory, agent_run_id))
+        parts.append(f"${config.budget.max_usd - spent:.2f} of spend (language model and compute)")
     return "; ".join(parts)
 
 
@@ -931,6 +938,7 @@ def summarise(
         min_improvement=config.min_improvement,
         noise_floor=str(floor) if floor else "not measured",
         rule=evaluation.rule_for(config).name,
+        compute_usd=compute_usd(mine),
         llm_usd=memory.spend_usd(agent_run_id),
         lineage=[f"{t.trial_id}: {t.hypothesis}" for t in memory.lineage()],
     )
@@ -939,6 +947,7 @@ def summarise(
 def finish_agent_run(memory: Memory, summary: CampaignSummary) -> None:
     metrics = {
         "llm_usd": summary.llm_usd,
+        "compute_usd": summary.compute_usd,
         "baseline_" + summary.metric: summary.baseline,
         "champion_" + summary.metric: summary.champion,
         "improvement_pct": summary.improvement_pct,
