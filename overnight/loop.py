@@ -702,15 +702,28 @@ def screen(
     decisions, promising = evaluation.screen_wave(
         screened, history, memory.champion(), config.metric.goal, evaluation.rule_for(config)
     )
+    room = config.decision.confirm_top
+    if config.budget.trials is not None:  # confirmation runs are trials too: never past the trial budget
+        resumed = {t.measures for t in history if t.stage == "confirm"}  # a resumed wave had planned them
+        already = sum(1 for t in promising if t.run_id in resumed)
+        room = min(
+            room, already or (config.budget.trials - len(history)) // (2 * config.decision.confirm_runs)
+        )
+    to_confirm = tuple(promising[:room])
+    waiting = {t.run_id for t in promising[room:]}
+    why = (
+        f"{config.decision.confirm_top} trials with larger screening gains were confirmed first"
+        if room == config.decision.confirm_top
+        else f"the trial budget ({config.budget.trials}) has no room left for its confirmation runs"
+    )
+    decisions = [
+        replace(d, decision="inconclusive", reason=f"{d.reason}; promising, but {why}")
+        if d.run_id in waiting
+        else d
+        for d in decisions
+    ]
     for decision in decisions:
         memory.record_decision(decision.run_id, decision.decision, decision.reason, decision.numbers)
-    to_confirm = tuple(promising[: config.decision.confirm_top])
-    for trial in promising[config.decision.confirm_top :]:
-        memory.record_decision(
-            trial.run_id,
-            "inconclusive",
-            f"promising, but {config.decision.confirm_top} trials with larger screening gains were confirmed first",
-        )
     return Screening(tuple(decisions), to_confirm, effects)
 
 

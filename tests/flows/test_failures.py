@@ -72,7 +72,7 @@ def test_a_deadline_stops_starting_waves_and_the_run_still_reports(prefect_api, 
 
     train = quadratic / "train.py"  # each trial takes about a second
     train.write_text(train.read_text().replace("import os\n", "import os\nimport time\ntime.sleep(1)\n", 1))
-    path = configure(quadratic, tmp_path, budget={"iterations": 1000, "deadline": "12s"})
+    path = configure(quadratic, tmp_path, budget={"iterations": 1000, "deadline": "25s"})
     started = time.monotonic()
     state = campaign_flow(config_path=str(path), return_state=True)
     elapsed = time.monotonic() - started
@@ -80,7 +80,7 @@ def test_a_deadline_stops_starting_waves_and_the_run_still_reports(prefect_api, 
     summary = state.result()
     assert summary.stopped_by.startswith("deadline")
     assert 1 <= summary.waves < 1000
-    assert elapsed < 12 + 10  # it stopped at the deadline, give or take the closing bookkeeping
+    assert elapsed < 25 + 15  # it stopped at the deadline, give or take the closing bookkeeping
     client = MlflowClient(summary.tracking_uri)
     runs = client.search_runs([summary.experiment_id])
     assert all(r.info.status != "RUNNING" for r in runs)
