@@ -18,4 +18,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   pip_install ${TORCH_SPEC:-torch==2.13.0}
 fi
 echo "Installing overnight${extras:+ [$extras]} ..."
-pip_install -e ".${extras:+[$extras]}"
+constraints=()
+case ",$extras," in *,skypilot,*) constraints=(-c scripts/skypilot-constraints.txt) ;; esac
+pip_install -e ".${extras:+[$extras]}" "${constraints[@]}"

@@ -201,6 +201,9 @@ class SkyPilotBackend(Backend):
             ), False
         cluster.job_id = job_id
         placement.update(job_id=str(job_id), hardware=cluster.hardware, accelerator=cluster.accelerator)
+        if self._stopping.is_set():  # Ctrl-C came while the job was being submitted: it must not run on
+            self._cancel(cluster.name, job_id)
+            return _infra_error(spec, started, "the campaign was interrupted", placement), True
 
         # Follow the job to its end; past the timeout it is cancelled.
         timed_out = threading.Event()

@@ -164,13 +164,21 @@ def test_ctrl_c_stops_the_jobs_and_takes_the_clusters_down(sky_env, tmp_path):
         cwd=tmp_path,
     )
     deadline = time.monotonic() + 600
-    seen = ""
-    while "started" not in seen and time.monotonic() < deadline:  # a baseline job is on a cluster
-        seen += process.stdout.readline()
-    time.sleep(45)  # launched and running: the cluster exists
+    running = ""
+    while "RUNNING" not in running and time.monotonic() < deadline:  # a baseline job runs on its cluster
+        time.sleep(5)
+        running = subprocess.run(
+            ["sky", "queue", "ovn-slurm-interrupted-0"],
+            env=sky_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        ).stdout
+    assert "RUNNING" in running, running
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=600)
-    assert process.returncode == 130, seen + output
+    assert process.returncode == 130, output
+    assert "stopped 1 running trial(s)" in output or "stopped 2 running trial(s)" in output, output
 
     assert "No existing clusters" in clusters(sky_env)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
