@@ -709,9 +709,11 @@ class Memory:
             return self._runs_by_search(match)
         from sqlalchemy import text
 
-        # On SQLite a plain scan of the tags (or params, metrics) table beats looking each run's rows up through
-        # the run_uuid index by 2-3x: the index holds no values, so every row costs a second lookup.
-        scan = " NOT INDEXED" if store.engine.dialect.name == "sqlite" else ""
+        # Reading every trial, a plain scan of the tags (params, metrics) table beats looking each run's rows up
+        # through the run_uuid index by 2-3x on SQLite: the index holds no values, so every row costs a second
+        # lookup. A narrower read (one night, the crowned runs) takes the index.
+        sqlite = store.engine.dialect.name == "sqlite"
+        scan = " NOT INDEXED" if sqlite and len(match) == 1 else ""
         values: dict[str, object] = {"experiment": int(self.experiment_id), "active": "active"}
         values.update({f"r{i}": key for i, key in enumerate(READ_TAGS)})
         read = ", ".join(f":r{i}" for i in range(len(READ_TAGS)))
@@ -729,7 +731,7 @@ class Memory:
         with store.engine.connect() as db:
 
             def rows(name: str) -> list:
-                if scan:  # sqlite3 takes these named parameters as they are, and its plain tuples cost half
+                if sqlite:  # sqlite3 takes these named parameters as they are, and its plain tuples cost half
                     return db.connection.driver_connection.execute(queries[name], values).fetchall()
                 return db.execute(text(queries[name]), values).all()
 
