@@ -9,6 +9,7 @@ from many threads at once. One writer at a time costs little (tens of ms per tri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -19,10 +20,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
 
 from overnight.pricing import Usage
 from overnight.proposals import unified_diff
@@ -40,6 +43,47 @@ SUGGESTION, TAKEN = (
     ".taken",
 )  # experiment tags: a person's hypotheses for the next wave
 NOTE = "mlflow.note.content"  # shown as the run's description in the MLflow UI
+RUN_NAME = "mlflow.runName"
+(
+    _TRIAL_ID,
+    _AGENT_RUN_ID,
+    _WAVE,
+    _HYPOTHESIS,
+    _FINGERPRINT,
+    _PARENT_CHAMPION,
+    _DECISION,
+    _REASON,
+    _WHERE,
+    _HARDWARE,
+    _STAGE,
+    _SEED,
+    _BUDGET_S,
+    _MEASURES,
+    _PINNED,
+    _FACTORS,
+) = (
+    PREFIX + key
+    for key in (
+        "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware stage "
+        "seed budget_s measures pinned factors"
+    ).split()
+)
+_OUTCOMES = {outcome.value: outcome for outcome in Outcome}
+# The tags a trial record and the champion's lineage are built from: a query reads these, not the long texts
+# (rationale, description) that no reader of many runs needs.
+READ_TAGS = (
+    *(
+        PREFIX + key
+        for key in (
+            "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware "
+            "stage seed budget_s measures pinned factors champion_parent champion_why was_champion"
+        ).split()
+    ),
+    KIND,
+    STATUS,
+    OUTCOME,
+    RUN_NAME,
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +137,8 @@ class Memory:
         self.metric = metric
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self._lock = threading.RLock()
+        self._sql: tuple | None = None  # (the SQL store or None), once looked up
+        self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI (fixed when the run is created)
         experiment = self.client.get_experiment_by_name(campaign)
         if experiment is None:
             location = None
@@ -170,12 +216,12 @@ class Memory:
                 f"and tags.`{PREFIX}trial_id` = '{trial_id}'",
                 max_results=10,
             )
-        return self._record(runs[0]) if runs else None
+        return self._record(_plain(runs[0])) if runs else None
 
     def find_trial_by_run(self, run_id: str) -> TrialRecord | None:
         with self._lock:
             try:
-                return self._record(self.client.get_run(run_id))
+                return self._record(self._get(run_id))
             except MlflowException:
                 return None
 
@@ -188,7 +234,7 @@ class Memory:
                 order_by=["attributes.start_time ASC"],
                 max_results=10000,
             )
-        return [self._record(run) for run in runs]
+        return [self._record(_plain(run)) for run in runs]
 
     def start_wave(self, agent_run_id: str, wave: int, stage: str = "search") -> str:
         """The wave's run; a wave that was started by a process that died is picked up again (idempotent)."""
@@ -353,7 +399,7 @@ class Memory:
                 filter_string=f"tags.`{KIND}` = 'wave' and tags.`{PARENT_RUN}` = '{agent.info.run_id}' "
                 "and attributes.status = 'RUNNING'",
             )
-        mine = [t for t in self.trials() if t.agent_run_id == agent.info.run_id]
+        mine = self.trials(agent.info.run_id)
         return CampaignStatus(
             agent_run_id=agent.info.run_id,
             agent_run_name=agent.info.run_name or "",
@@ -521,38 +567,40 @@ class Memory:
 
     # --- reading -------------------------------------------------------------------------------------------------
 
-    def trials(self) -> list[TrialRecord]:
-        """Every trial of the campaign (all agent runs), oldest first."""
+    def trials(self, agent_run_id: str = "", decision: str = "") -> list[TrialRecord]:
+        """Every trial of the campaign (all agent runs), oldest first; only one agent run's, or only those with one
+        decision, when given (the filter runs in the query: a night's trials do not read the whole history)."""
+        match = {KIND: "trial"}
+        if agent_run_id:
+            match[PREFIX + "agent_run_id"] = agent_run_id
+        if decision:
+            match[PREFIX + "decision"] = decision
         with self._lock:
-            runs, token = [], None
-            while True:
-                page = self.client.search_runs(
-                    [self.experiment_id],
-                    filter_string=f"tags.`{KIND}` = 'trial'",
-                    max_results=5000,
-                    order_by=["attributes.start_time ASC"],
-                    page_token=token,
-                )
-                runs.extend(page)
-                token = page.token
-                if not token:
-                    break
-        return [self._record(run) for run in runs]
+            return [self._record(run) for run in self._runs(match)]
 
     def champion(self) -> TrialRecord | None:
         with self._lock:
             run_id = self.client.get_experiment(self.experiment_id).tags.get(CHAMPION_TAG)
-            return self._record(self.client.get_run(run_id)) if run_id else None
+            return self._record(self._get(run_id)) if run_id else None
 
     def lineage(self) -> list[TrialRecord]:
         """The champion and its predecessors, newest first."""
-        chain, current = [], self.champion()
-        while current is not None:
-            chain.append(current)
-            with self._lock:
-                parent = self.client.get_run(current.run_id).data.tags.get(PREFIX + "champion_parent")
-                current = self._record(self.client.get_run(parent)) if parent else None
-        return chain
+        return [self._record(run) for run in self._lineage_runs()]
+
+    def _lineage_runs(self) -> list[_Run]:
+        """The champion's run and its predecessors', newest first: one query for every run ever crowned, then the
+        walk along their `champion_parent` tags (a run the query missed, e.g. a deleted one, is read by id)."""
+        with self._lock:
+            run_id = self.client.get_experiment(self.experiment_id).tags.get(CHAMPION_TAG)
+            crowned = (
+                {run.run_id: run for run in self._runs({PREFIX + "was_champion": "true"})} if run_id else {}
+            )
+            chain = []
+            while run_id:
+                run = crowned.get(run_id) or self._get(run_id)
+                chain.append(run)
+                run_id = run.tags.get(PREFIX + "champion_parent")
+            return chain
 
     def champion_versions(self) -> list[ChampionVersion]:
         """The champion's lineage for a person to review, oldest first: the program as shipped (version 0), then
@@ -562,13 +610,12 @@ class Memory:
         measured (same files), so every version after the first is a real change. Empty when there is no champion.
         """
         versions: list[ChampionVersion] = []
-        for trial in reversed(self.lineage()):
+        for run in reversed(self._lineage_runs()):
+            trial = self._record(run)
             files = self.trial_files(trial.run_id)
             parent = versions[-1] if versions else None
             if parent is not None and files == parent.files:
                 continue  # a re-measurement of the same version
-            with self._lock:
-                run = self.client.get_run(trial.run_id)
             versions.append(
                 ChampionVersion(
                     version=len(versions),
@@ -577,8 +624,8 @@ class Memory:
                     run_id=trial.run_id,
                     parent_run_id=parent.run_id if parent else "",
                     metric=trial.metric,
-                    confirmed_gain=run.data.metrics.get("confirmed_gain") if parent else None,
-                    verdict=run.data.tags.get(PREFIX + "champion_why", ""),
+                    confirmed_gain=run.metrics.get("confirmed_gain") if parent else None,
+                    verdict=run.tags.get(PREFIX + "champion_why", ""),
                     files=files,
                     step_diff=unified_diff(parent.files, files) if parent else "",
                     cumulative_diff=unified_diff(versions[0].files, files) if parent else "",
@@ -594,12 +641,20 @@ class Memory:
         return self.trial_files(champion.run_id)
 
     def trial_files(self, run_id: str) -> dict[str, str]:
+        local = self._local_artifact(run_id, "files")
+        if local is not None and local.is_dir():
+            return _read_tree(local)
         with self._lock, tempfile.TemporaryDirectory() as scratch:
-            local = Path(self.client.download_artifacts(run_id, "files", scratch))
-            return {str(p.relative_to(local)): p.read_text() for p in sorted(local.rglob("*")) if p.is_file()}
+            return _read_tree(Path(self.client.download_artifacts(run_id, "files", scratch)))
 
     def read_artifact(self, run_id: str, path: str) -> str:
         """The text of one artifact, or an empty string when the run has none by that name."""
+        local = self._local_artifact(run_id, path)
+        if local is not None:
+            try:
+                return local.read_text()
+            except OSError:
+                return ""
         with self._lock, tempfile.TemporaryDirectory() as scratch:
             try:
                 return Path(self.client.download_artifacts(run_id, path, scratch)).read_text()
@@ -643,35 +698,165 @@ class Memory:
     def ui_url(self, base: str = "http://127.0.0.1:5000") -> str:
         return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
 
-    def _record(self, run) -> TrialRecord:
-        tags, data = run.data.tags, run.data
-        outcome = tags.get(OUTCOME)
+    def _runs(self, match: dict[str, str]) -> list[_Run]:
+        """The campaign's active runs whose tags equal `match`, oldest first (as MLflow orders: start time, run id).
+
+        On a SQL store (SQLite, PostgreSQL...) this reads the rows it needs in four plain queries on MLflow's tables
+        (runs, tags, params, latest_metrics). MLflow's own search builds an ORM object per tag, param and metric row
+        and reads every tag: at ten thousand trials that took seconds per call."""
+        store = self._sql_store()
+        if store is None:
+            return self._runs_by_search(match)
+        from sqlalchemy import text
+
+        # Reading every trial, a plain scan of the tags (params, metrics) table beats looking each run's rows up
+        # through the run_uuid index by 2-3x on SQLite: the index holds no values, so every row costs a second
+        # lookup. A narrower read (one night, the crowned runs) takes the index.
+        sqlite = store.engine.dialect.name == "sqlite"
+        scan = " NOT INDEXED" if sqlite and len(match) == 1 else ""
+        values: dict[str, object] = {"experiment": int(self.experiment_id), "active": "active"}
+        values.update({f"r{i}": key for i, key in enumerate(READ_TAGS)})
+        read = ", ".join(f":r{i}" for i in range(len(READ_TAGS)))
+        chosen = "SELECT run_uuid FROM runs WHERE experiment_id = :experiment AND lifecycle_stage = :active"
+        for i, (key, value) in enumerate(match.items()):
+            chosen += f" AND run_uuid IN (SELECT run_uuid FROM tags WHERE key = :k{i} AND value = :v{i})"
+            values.update({f"k{i}": key, f"v{i}": value})
+        queries = {
+            "runs": f"SELECT run_uuid, name, start_time, status, artifact_uri FROM runs WHERE run_uuid IN ({chosen}) "
+            "ORDER BY start_time ASC, run_uuid ASC",
+            "tags": f"SELECT run_uuid, key, value FROM tags{scan} WHERE key IN ({read}) AND run_uuid IN ({chosen})",
+            "params": f"SELECT run_uuid, key, value FROM params{scan} WHERE run_uuid IN ({chosen})",
+            "metrics": f"SELECT run_uuid, key, value, is_nan FROM latest_metrics{scan} WHERE run_uuid IN ({chosen})",
+        }
+        with store.engine.connect() as db:
+
+            def rows(name: str) -> list:
+                if sqlite:  # sqlite3 takes these named parameters as they are, and its plain tuples cost half
+                    return db.connection.driver_connection.execute(queries[name], values).fetchall()
+                return db.execute(text(queries[name]), values).all()
+
+            found = {
+                run_id: _Run(run_id, name or "", start, status, uri, {}, {}, {})
+                for run_id, name, start, status, uri in rows("runs")
+            }
+            self._artifact_uris.update((run_id, run.artifact_uri) for run_id, run in found.items())
+            for run_id, key, value in rows("tags"):
+                found[run_id].tags[key] = value
+            for run_id, key, value in rows("params"):
+                found[run_id].params[key] = value
+            for run_id, key, value, is_nan in rows("metrics"):
+                found[run_id].metrics[key] = math.nan if is_nan else value
+        return [  # a run without a name is named by its tag, as MLflow does
+            run if run.name else dataclasses.replace(run, name=run.tags.get(RUN_NAME, ""))
+            for run in found.values()
+        ]
+
+    def _runs_by_search(self, match: dict[str, str]) -> list[_Run]:
+        """`_runs` through MLflow's search API: for a store behind a tracking server."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=" and ".join(f"tags.`{key}` = '{value}'" for key, value in match.items()),
+                max_results=5000,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
+            runs.extend(_plain(run) for run in page)
+            token = page.token
+            if not token:
+                return runs
+
+    def _sql_store(self):
+        """The SQL store under the client (a SQLite file or a database server), or None (a tracking server)."""
+        if self._sql is None:
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+            self._sql = (store,) if isinstance(store, SqlAlchemyStore) else (None,)
+        return self._sql[0]
+
+    def _get(self, run_id: str) -> _Run:
+        run = _plain(self.client.get_run(run_id))
+        self._artifact_uris[run.run_id] = run.artifact_uri
+        return run
+
+    def _local_artifact(self, run_id: str, path: str) -> Path | None:
+        """Where a run's artifact lies when its artifacts are local files, else None (download it).
+
+        MLflow's download copies the files into a scratch folder after looking the run up again (tens of ms per
+        call); the digest reads ten failure logs per wave and a report every champion version's files."""
+        uri = self._artifact_uris.get(run_id)
+        if uri is None:
+            try:
+                with self._lock:
+                    uri = self._get(run_id).artifact_uri
+            except MlflowException:
+                return None
+        if urlparse(uri).scheme not in ("", "file"):
+            return None
+        return Path(local_file_uri_to_path(uri)) / path
+
+    def _record(self, run: _Run) -> TrialRecord:
+        get, metrics = run.tags.get, run.metrics  # ten thousand records per full read: keep this loop lean
+        outcome, factors = get(OUTCOME), get(_FACTORS)
         return TrialRecord(
-            run_id=run.info.run_id,
-            trial_id=tags.get(PREFIX + "trial_id", run.info.run_name or ""),
-            agent_run_id=tags.get(PREFIX + "agent_run_id", ""),
-            wave=int(tags.get(PREFIX + "wave", "0")),
-            status=tags.get(STATUS, "running"),
-            outcome=Outcome(outcome) if outcome else None,
-            metric=data.metrics.get(self.metric),
-            hypothesis=tags.get(PREFIX + "hypothesis", ""),
-            params=dict(data.params),
-            fingerprint=tags.get(PREFIX + "fingerprint", ""),
-            parent_champion=tags.get(PREFIX + "parent_champion", ""),
-            decision=tags.get(PREFIX + "decision", ""),
-            reason=tags.get(PREFIX + "reason", ""),
-            duration_s=data.metrics.get("duration_s", 0.0),
-            started_ms=run.info.start_time or int(time.time() * 1000),
-            metrics=dict(data.metrics),
-            where=tags.get(PREFIX + "where", ""),
-            hardware=tags.get(PREFIX + "hardware", ""),
-            stage=tags.get(PREFIX + "stage", "screen"),
-            seed=int(tags.get(PREFIX + "seed", "0") or 0),
-            budget_s=tags.get(PREFIX + "budget_s", ""),
-            measures=tags.get(PREFIX + "measures", ""),
-            pinned=tags.get(PREFIX + "pinned", ""),
-            factors=json.loads(tags.get(PREFIX + "factors") or "{}"),
+            run_id=run.run_id,
+            trial_id=get(_TRIAL_ID, run.name or ""),
+            agent_run_id=get(_AGENT_RUN_ID, ""),
+            wave=int(get(_WAVE, "0")),
+            status=get(STATUS, "running"),
+            outcome=(_OUTCOMES.get(outcome) or Outcome(outcome)) if outcome else None,
+            metric=metrics.get(self.metric),
+            hypothesis=get(_HYPOTHESIS, ""),
+            params=dict(run.params),
+            fingerprint=get(_FINGERPRINT, ""),
+            parent_champion=get(_PARENT_CHAMPION, ""),
+            decision=get(_DECISION, ""),
+            reason=get(_REASON, ""),
+            duration_s=metrics.get("duration_s", 0.0),
+            started_ms=run.start_time or int(time.time() * 1000),
+            metrics=dict(metrics),
+            where=get(_WHERE, ""),
+            hardware=get(_HARDWARE, ""),
+            stage=get(_STAGE, "screen"),
+            seed=int(get(_SEED, "0") or 0),
+            budget_s=get(_BUDGET_S, ""),
+            measures=get(_MEASURES, ""),
+            pinned=get(_PINNED, ""),
+            factors=json.loads(factors) if factors and factors != "{}" else {},
         )
+
+
+@dataclass(frozen=True)
+class _Run:
+    """An MLflow run as the reading queries see it: plain values (tags narrowed to READ_TAGS on a SQL store)."""
+
+    run_id: str
+    name: str
+    start_time: int | None
+    status: str
+    artifact_uri: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+def _read_tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _plain(run) -> _Run:
+    return _Run(
+        run.info.run_id,
+        run.info.run_name or "",
+        run.info.start_time,
+        run.info.status,
+        run.info.artifact_uri,
+        dict(run.data.tags),
+        dict(run.data.params),
+        dict(run.data.metrics),
+    )
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def write_report(
 ) -> Report:
     """The report of the night's agent run (the newest one when no date is given), written to out_dir and MLflow."""
     agent = memory.agent_run_on(night)
-    trials = [t for t in memory.trials() if t.agent_run_id == agent.run_id]
+    trials = memory.trials(agent.run_id)
     if not trials:
         raise LookupError(f"agent run {agent.name} has no trials to report on")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,7 +86,7 @@ def _markdown(memory: Memory, agent: AgentRunRecord, trials: list[TrialRecord], 
     baseline = next(t for t in trials if t.decision == "baseline")
     kept = [t for t in trials if t.decision == "keep"]
     night_champion = kept[-1] if kept else baseline
-    first = next((t for t in memory.trials() if t.decision == "baseline"), baseline)
+    first = next(iter(memory.trials(decision="baseline")), baseline)  # the first night's
     champion = memory.champion() or night_champion
     outcomes = Counter(t.outcome.value if t.outcome else "running" for t in trials)
     llm = memory.llm_totals(agent.run_id)

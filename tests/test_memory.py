@@ -102,3 +102,108 @@ def test_many_trials_finishing_at_once_lose_nothing(memory):
     trials = memory.trials()
     assert len(trials) == 32
     assert all(t.outcome is Outcome.OK and t.metric is not None for t in trials)
+
+
+# --- the narrowed queries read exactly what MLflow's search reads -----------------------------------------------------
+
+
+def history(memory):
+    """Two nights with every kind of trial: ok, crashed, invalid, still running, decided, crowned, a grid cell."""
+    nights = []
+    for night in (1, 2):
+        agent = memory.start_agent_run(f"night {night}", {})
+        wave = memory.start_wave(agent, 1)
+        ok = add_trial(memory, agent, wave, f"n{night}-ok", 0.5 / night)
+        add_trial(memory, agent, wave, f"n{night}-crash", None, Outcome.CRASH)
+        memory.record_invalid(
+            wave_run_id=wave,
+            agent_run_id=agent,
+            trial_id=f"n{night}-invalid",
+            wave=1,
+            hypothesis="an edit that does not apply",
+            reason="search text not found",
+            proposal_json="{}",
+        )
+        running = memory.start_trial(
+            wave_run_id=wave,
+            agent_run_id=agent,
+            trial_id=f"n{night}-running",
+            wave=1,
+            hypothesis="still running",
+            rationale="",
+            params={"X": 1, "Y": "a"},
+            files={"train.py": "X = 1\n"},
+            diff="",
+            fingerprint="f",
+            parent_champion=ok,
+            stage="confirm",
+            seed=7,
+            budget_s=30,
+            measures=ok,
+            pinned="H100",
+            factors={"X": ("high", 1)},
+        )
+        memory.record_dispatch(running, "local host /tmp/x")
+        memory.record_decision(
+            ok, "baseline" if night == 1 else "keep", "why", {"stage": "confirm", "gain": 0.1}
+        )
+        memory.set_champion(
+            ok, nights[-1] if nights else "", gain=0.1 if nights else None, why=f"night {night}"
+        )
+        nights.append(ok)
+    return nights
+
+
+def by_search(memory, **match):
+    """The trials as the search API reads them (the path a store behind a tracking server takes)."""
+    tags = {"overnight.kind": "trial", **{f"overnight.{key}": value for key, value in match.items()}}
+    return [memory._record(run) for run in memory._runs_by_search(tags)]
+
+
+def test_trials_read_from_sql_equal_mlflow_search(memory):
+    history(memory)
+    assert memory._sql_store() is not None  # the SQLite store takes the narrowed queries
+    trials = memory.trials()
+    assert [t.trial_id for t in trials][:4] == ["n1-ok", "n1-crash", "n1-invalid", "n1-running"]
+    assert trials == by_search(memory)
+    running = next(t for t in trials if t.trial_id == "n1-running")
+    assert running.factors == {"X": ["high", 1]} and running.where == "local host /tmp/x"
+
+
+def test_trials_of_one_agent_run_or_one_decision(memory):
+    history(memory)
+    everything = memory.trials()
+    night = everything[-1].agent_run_id
+    assert memory.trials(night) == [t for t in everything if t.agent_run_id == night]
+    assert memory.trials(night) == by_search(memory, agent_run_id=night)
+    assert len(memory.trials(night)) == 4
+    assert memory.trials(decision="baseline") == [t for t in everything if t.decision == "baseline"]
+    assert memory.trials("no such agent run") == []
+
+
+def test_status_counts_only_the_running_agent_run(memory):
+    history(memory)
+    now = memory.status()
+    assert [t.trial_id for t in now.running] == ["n2-running"]
+    assert now.finished == 3
+
+
+def test_lineage_walks_past_a_deleted_champion(memory):
+    first, second = history(memory)
+    assert [t.trial_id for t in memory.lineage()] == ["n2-ok", "n1-ok"]
+    MlflowClient(memory.tracking_uri).delete_run(first)  # gone from searches, still readable by id
+    assert [t.run_id for t in memory.lineage()] == [second, first]
+    versions = memory.champion_versions()
+    assert [(v.trial_id, v.confirmed_gain, v.verdict) for v in versions] == [
+        ("n1-ok", None, "night 1"),
+        ("n2-ok", 0.1, "night 2"),
+    ]
+
+
+def test_artifacts_are_read_in_place_or_not_at_all(memory):
+    first, _ = history(memory)
+    assert memory.read_artifact(first, "log_tail.txt") == "log of n1-ok"
+    assert memory.read_artifact(first, "no such file") == ""
+    assert memory.read_artifact(first, "files") == ""  # a folder is not a text
+    assert memory.read_artifact("no-such-run", "log_tail.txt") == ""
+    assert memory.trial_files(first) == {"train.py": "X = 0.5\n"}

@@ -1,0 +1,408 @@
+"""Memory at scale: how fast the campaign's memory answers once MLflow holds thousands of trials.
+
+One command writes a realistic store through the real `Memory` API (nights x waves x trials, each trial with params,
+metrics, tags, a diff, its files and a log tail, decisions, champions and their lineage; the newest night left running
+with a wave and some trials in flight), then times what is read from it:
+
+- the planner's read of a wave: `memory.snapshot()` (what `loop.plan_context` calls) and its `digest()`;
+- the per-wave loop queries: `agent_run_trials`, `trials_left`, `budget_left`, `summarise`'s queries;
+- `overnight report` (in process, and the CLI end to end as a subprocess);
+- `overnight status` (in process, and the CLI end to end);
+- Python start-up and imports alone (`overnight --help`), to be subtracted from the CLI figures.
+
+Each in-process query is timed cold (a fresh `Memory`, as each wave and each CLI command opens one) and warm (the
+same `Memory` again); every figure is the median of --repeats runs.
+
+    python benchmarks/memory_scale.py [--trials 10000] [--store PATH] [--repeats 5]
+
+The store is reused when it already holds the requested layout (writing 10,000 trials takes a while on SQLite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run against this checkout, not an installed copy
+
+# fmt: off
+CAMPAIGN = "memory-scale"     # the experiment's name
+METRIC = "val_bpb"            # the trials' metric (minimize)
+NIGHTS = 20                   # agent runs
+WAVES = 25                    # waves per night, the baseline (wave 0) included
+RUNNING_TRIALS = 6            # trials left running in the newest night's last wave
+PROGRAM = ROOT / "overnight" / "programs" / "tiny_gpt"  # its train.py is every trial's file
+KNOBS = {"LEARNING_RATE": [3e-4, 1e-3, 2e-3, 4e-3], "BATCH_SIZE": [8, 16, 32], "DEPTH": [2, 3, 4, 5],
+         "WIDTH": [64, 96, 128], "WEIGHT_DECAY": [0.0, 0.1, 0.2], "WARMUP_FRAC": [0.0, 0.05, 0.1]}
+# fmt: on
+
+
+# --- writing the store -----------------------------------------------------------------------------------------------
+
+
+def layout(trials: int) -> tuple[int, int, int]:
+    """Nights, waves per night and trials per wave for about `trials` trials."""
+    nights, waves = NIGHTS, WAVES
+    while nights > 1 and trials < nights * waves * 2:
+        nights //= 2
+    per_wave = max(2, round(trials / (nights * waves)))
+    return nights, waves, per_wave
+
+
+def open_memory(store: Path):
+    from overnight.memory import Memory
+
+    return Memory(
+        f"sqlite:///{store / 'mlflow.db'}", CAMPAIGN, "minimize", METRIC, artifact_root=store / "artifacts"
+    )
+
+
+def write_store(store: Path, trials: int, seed: int = 0) -> dict:
+    """Write the campaign through Memory as the loop would; returns what was written."""
+    from overnight.pricing import Usage
+    from overnight.proposals import unified_diff
+    from overnight.results import Outcome, TrialResult
+
+    nights, waves, per_wave = layout(trials)
+    store.mkdir(parents=True, exist_ok=True)
+    memory = open_memory(store)
+    rng = random.Random(seed)
+    source = (PROGRAM / "train.py").read_text()
+    champion, champion_knobs, champion_value = "", {k: v[1] for k, v in KNOBS.items()}, 2.9
+    written, started = 0, time.perf_counter()
+
+    def files_for(knobs: dict) -> dict[str, str]:
+        text = source
+        for name, value in knobs.items():
+            line = next(line for line in text.splitlines() if line.startswith(f"{name} ="))
+            text = text.replace(line, f"{name} = {value!r}", 1)
+        return {"train.py": text}
+
+    base_files = files_for(champion_knobs)
+    for night in range(nights):
+        last_night = night == nights - 1
+        agent = memory.start_agent_run(
+            f"offline 2026-11-{night + 1:02d} 22:00",
+            {"planner": "offline", "wave_size": per_wave, "budget_iterations": waves - 1, "metric": METRIC},
+            description=f"Agent run of campaign {CAMPAIGN}",
+            owner=f"bench:{night}",
+        )
+        for wave in range(waves):
+            last_wave = last_night and wave == waves - 1
+            wave_run = memory.start_wave(agent, wave, stage="baseline" if wave == 0 else "search")
+            memory.record_plan(wave_run, "", Usage(4000, 800, 0, 0, 1), 0.02, "offline")
+            table, kept = [], None
+            for i in range(per_wave):
+                trial_id = f"{agent[:8]}-w{wave}-t{i}"
+                knobs = dict(champion_knobs)
+                if wave > 0:
+                    for name in rng.sample(sorted(KNOBS), 2):
+                        knobs[name] = rng.choice(KNOBS[name])
+                hypothesis = (
+                    "baseline"
+                    if wave == 0
+                    else ", ".join(
+                        f"{k} {champion_knobs[k]} -> {v}" for k, v in knobs.items() if v != champion_knobs[k]
+                    )
+                    or "re-measure the champion"
+                )
+                if wave > 0 and i == per_wave - 1 and not last_wave:
+                    memory.record_invalid(
+                        wave_run_id=wave_run,
+                        agent_run_id=agent,
+                        trial_id=trial_id,
+                        wave=wave,
+                        hypothesis=hypothesis,
+                        reason="search text not found in train.py",
+                        proposal_json=json.dumps({"hypothesis": hypothesis, "edits": []}),
+                    )
+                    written += 1
+                    continue
+                files = files_for(knobs)
+                stage = "baseline" if wave == 0 else ("confirm" if i >= per_wave - 4 else "screen")
+                run_id = memory.start_trial(
+                    wave_run_id=wave_run,
+                    agent_run_id=agent,
+                    trial_id=trial_id,
+                    wave=wave,
+                    hypothesis=hypothesis,
+                    rationale="Turn two knobs around the champion (TPE, history rebuilt from MLflow).",
+                    params=knobs,
+                    expected="lower val_bpb by about 0.02",
+                    source="offline",
+                    files=files,
+                    diff=unified_diff(base_files, files),
+                    fingerprint=f"{hash(tuple(sorted(knobs.items()))) & 0xFFFFFFFF:08x}",
+                    parent_champion=champion,
+                    stage=stage,
+                    seed=rng.randrange(1000),
+                    budget_s=30,
+                    measures=champion if stage == "confirm" else "",
+                )
+                written += 1
+                if last_wave and i >= per_wave - RUNNING_TRIALS:
+                    memory.record_dispatch(run_id, f"local {os.uname().nodename} /tmp/work/{trial_id}")
+                    continue  # left running: `overnight status` shows these
+                draw = rng.random() if wave > 0 else 0.0  # a night whose baseline fails stops there
+                outcome = (
+                    Outcome.OK
+                    if draw < 0.86
+                    else Outcome.CRASH
+                    if draw < 0.91
+                    else Outcome.TIMEOUT
+                    if draw < 0.94
+                    else Outcome.NAN
+                    if draw < 0.97
+                    else Outcome.NO_METRIC
+                )
+                value = champion_value + rng.gauss(0.01, 0.03)
+                metrics = (
+                    {METRIC: value, "train_loss": value * 0.69, "steps": 300.0 + i, "tokens_per_s": 1e4}
+                    if outcome is Outcome.OK
+                    else {}
+                )
+                memory.finish_trial(
+                    run_id,
+                    TrialResult(
+                        trial_id,
+                        outcome,
+                        metrics,
+                        30.0 + rng.random() * 5,
+                        0 if outcome is Outcome.OK else 1,
+                        "step 300 | loss 2.01\n" * 40
+                        + (f"{METRIC}: {value:.4f}\n" if metrics else "Traceback\n"),
+                        "" if outcome is Outcome.OK else f"{outcome.value}: exited with status 1",
+                        placement={"hardware": "cpu"},
+                    ),
+                )
+                if outcome is not Outcome.OK:
+                    table.append({"trial": trial_id, "outcome": outcome.value})
+                    continue
+                if wave == 0:
+                    decision = "baseline" if i == 0 else "baseline_repeat"
+                    memory.record_decision(run_id, decision, "the night's starting point")
+                    if i == 0:
+                        memory.set_champion(run_id, champion)
+                        champion, champion_value = run_id, value
+                    continue
+                gain = champion_value - value
+                decision = "keep" if (stage == "screen" and gain > 0.05 and kept is None) else "discard"
+                memory.record_decision(
+                    run_id,
+                    decision,
+                    f"gain {gain:.4f} vs threshold 0.05",
+                    {"stage": stage, "gain": gain, "se": 0.01, "threshold": 0.05, "rule": "t_test"},
+                )
+                if decision == "keep":
+                    kept = (run_id, knobs, value, gain)
+                table.append({"trial": trial_id, "outcome": "ok", METRIC: value, "decision": decision})
+            if last_wave:
+                break  # the wave in flight
+            if kept:
+                run_id, knobs, value, gain = kept
+                memory.set_champion(run_id, champion, gain, f"gain {gain:.4f} > 0.05: p = 0.01")
+                champion, champion_knobs, champion_value = run_id, knobs, value
+                base_files = files_for(champion_knobs)
+            memory.record_reflection_usage(wave_run, Usage(3000, 600, 0, 0, 1), 0.015)
+            memory.record_noise_floor(agent, _Floor(), wave)
+            reflection = (
+                f"## Wave {wave}\n\n{len(table)} trials; champion {champion_value:.4f}.\n" + "- a note\n" * 10
+            )
+            memory.finish_wave(
+                wave_run, {"trials": len(table), "champion_" + METRIC: champion_value}, reflection, table
+            )
+            print(
+                f"  night {night + 1}/{nights} wave {wave}: {written} trials written, "
+                f"{time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+        if not last_night:
+            memory.finish_agent_run(agent, {"trials": per_wave * waves}, f"# Night {night + 1}\n")
+    info = {
+        "trials": written,
+        "nights": nights,
+        "waves": waves,
+        "per_wave": per_wave,
+        "write_s": round(time.perf_counter() - started, 1),
+    }
+    (store / "layout.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+class _Floor:
+    def as_dict(self) -> dict[str, float]:
+        return {"noise_sigma": 0.012, "noise_n": 3.0, "noise_dof": 2.0}
+
+
+def write_config(store: Path) -> Path:
+    """A campaign config pointing at the store, for the CLI commands."""
+    path = store / "campaign.yaml"
+    path.write_text(
+        (PROGRAM / "campaign.yaml")
+        .read_text()
+        .replace("name: tiny-gpt-shakespeare", f"name: {CAMPAIGN}")
+        .replace("program: .", f"program: {PROGRAM}")
+        + f"tracking_uri: sqlite:///{store / 'mlflow.db'}\nstate_dir: {store / 'state'}\n"
+    )
+    return path
+
+
+# --- timing ----------------------------------------------------------------------------------------------------------
+
+
+def median_s(fn, repeats: int) -> float:
+    """The median wall time of fn()."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def median_wall_cpu(fn, memories: list) -> tuple[float, float]:
+    """Median wall and CPU seconds of fn(memory) over the memories. The CPU time is this process's own: on a
+    machine shared with other work it is the steadier figure (the queries are single-threaded, SQLite in process)."""
+    wall, cpu = [], []
+    for memory in memories:
+        started, started_cpu = time.perf_counter(), time.process_time()
+        fn(memory)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def time_queries(store: Path, repeats: int) -> dict[str, float]:
+    """In-process timings, cold (a fresh Memory each time) and warm (the same Memory again)."""
+    import tempfile
+
+    from overnight import loop
+    from overnight.config import load_config
+    from overnight.report import write_report
+
+    config = load_config(write_config(store))
+    agent_run = open_memory(store).status().agent_run_id
+    scratch = Path(tempfile.mkdtemp())
+
+    queries = {
+        "snapshot + digest (planner, each wave)": lambda m: m.snapshot().digest(),
+        "agent_run_trials": lambda m: loop.agent_run_trials(m, agent_run),
+        "trials_left + budget_left": lambda m: (
+            loop.trials_left(config, m, agent_run, 3),
+            loop.budget_left(config, m, agent_run, 3),
+        ),
+        "summarise's queries": lambda m: (
+            loop.agent_run_trials(m, agent_run),
+            m.champion(),
+            m.champion_files(),
+            m.spend_usd(agent_run),
+            m.lineage(),
+        ),
+        "status()": lambda m: m.status(),
+        "report (write_report)": lambda m: write_report(m, scratch),
+    }
+    results = {}
+    for name, query in queries.items():
+        fresh = [open_memory(store) for _ in range(repeats)]  # cold: each a Memory as a new wave opens it
+        results[f"{name} | cold"], results[f"{name} | cold cpu"] = median_wall_cpu(query, fresh)
+        # warm: the same Memory asked again (the last cold one, so its first call is already done)
+        results[f"{name} | warm"], results[f"{name} | warm cpu"] = median_wall_cpu(
+            query, [fresh[-1]] * repeats
+        )
+        print(
+            f"  {name}: cold {results[f'{name} | cold']:.3f} s (cpu {results[f'{name} | cold cpu']:.3f}), "
+            f"warm {results[f'{name} | warm']:.3f} s (cpu {results[f'{name} | warm cpu']:.3f})",
+            flush=True,
+        )
+    return results
+
+
+def time_cli(store: Path, repeats: int) -> dict[str, float]:
+    """The CLI end to end, as a person runs it (a new Python process each time)."""
+    config = write_config(store)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    base = [sys.executable, "-c", "from overnight.cli import main; main()"]
+    out = store / "state" / "report-cli"
+    commands = {
+        "overnight --help (start-up + imports)": [*base, "--help"],
+        "overnight status": [*base, "status", str(config)],
+        "overnight report": [*base, "report", str(config), "--out", str(out)],
+    }
+    results = {}
+    for name, command in commands.items():
+
+        def run(command=command):
+            subprocess.run(command, env=env, check=True, capture_output=True)
+
+        results[name] = median_s(run, repeats)
+        print(f"  {name}: {results[name]:.2f} s", flush=True)
+    # What every command pays before its first query: Python, the imports, opening the store (MLflow checks its
+    # schema). Subtract it from the CLI figures to get the queries' share.
+    opening = (
+        "import sys, overnight.cli, overnight.loop, overnight.report; from overnight.memory import Memory; "
+        "Memory(sys.argv[1], sys.argv[2], 'minimize', sys.argv[3])"
+    )
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    results["python + imports + open the store"] = median_s(
+        lambda: subprocess.run([sys.executable, "-c", opening, uri, CAMPAIGN, METRIC], env=env, check=True),
+        repeats,
+    )
+    print(f"  python + imports + open the store: {results['python + imports + open the store']:.2f} s")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=10_000, help="trials to write (default 10000)")
+    parser.add_argument("--store", type=Path, default=ROOT / ".overnight" / "bench" / "memory_scale")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per timing; the median is reported")
+    parser.add_argument("--label", default="", help="name of this measurement in results.json (e.g. before)")
+    args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    store = args.store.resolve()
+    existing = json.loads((store / "layout.json").read_text()) if (store / "layout.json").is_file() else None
+    if existing and layout(args.trials) == (existing["nights"], existing["waves"], existing["per_wave"]):
+        print(f"Reusing the store at {store}: {existing['trials']} trials.")
+    else:
+        if existing or (store / "mlflow.db").exists():
+            sys.exit(f"{store} holds another layout: remove it or choose another --store")
+        print(f"Writing {args.trials} trials to {store} (nights x waves x trials: {layout(args.trials)})...")
+        existing = write_store(store, args.trials)
+        print(f"Written in {existing['write_s']:.0f} s.")
+    print(f"Timing (median of {args.repeats})...")
+    results = {**time_queries(store, args.repeats), **time_cli(store, args.repeats)}
+    record = {
+        "label": args.label,
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "store": existing,
+        "repeats": args.repeats,
+        "seconds": {k: round(v, 3) for k, v in results.items()},
+    }
+    history = store / "results.json"
+    previous = json.loads(history.read_text()) if history.is_file() else []
+    history.write_text(json.dumps([*previous, record], indent=2))
+    print("\n| query (in process) | cold s | cold cpu s | warm s | warm cpu s |\n|---|---|---|---|---|")
+    for name in dict.fromkeys(k.split(" | ")[0] for k in results if " | " in k):
+        cells = " | ".join(
+            f"{results[f'{name} | {kind}']:.3f}" for kind in ("cold", "cold cpu", "warm", "warm cpu")
+        )
+        print(f"| {name} | {cells} |")
+    print("\n| command (new process) | s |\n|---|---|")
+    for name, value in results.items():
+        if " | " not in name:
+            print(f"| {name} | {value:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
