@@ -454,7 +454,7 @@ def finished_result(memory: Memory, trial: PlannedTrial) -> TrialResult | None:
 
 def agent_run_trials(memory: Memory, agent_run_id: str) -> list[TrialRecord]:
     """This agent run's trials: the champion and the noise are measured anew each night, under its conditions."""
-    return [t for t in memory.trials() if t.agent_run_id == agent_run_id]
+    return memory.trials(agent_run_id=agent_run_id)
 
 
 def _fresh_seeds(config: CampaignConfig, history: list[TrialRecord], fingerprint_: str, n: int) -> list[int]:
@@ -786,7 +786,7 @@ def evaluate(
         memory.record_noise_floor(agent_run_id, floor, wave=wave)
     after = memory.champion()
     run_ids = {t.run_id for t in planned}
-    trials = [t for t in memory.trials() if t.run_id in run_ids]
+    trials = [t for t in memory.trials(agent_run_id=agent_run_id) if t.run_id in run_ids]
     return WaveOutcome(
         wave,
         config.metric.name,
@@ -864,7 +864,7 @@ def trials_left(
     """How many trials the next wave may have, and which budget ended the campaign when none."""
     if waves_done >= config.budget.iterations:
         return 0, f"iterations ({config.budget.iterations} waves)"
-    mine = [t for t in memory.trials() if t.agent_run_id == agent_run_id]
+    mine = memory.trials(agent_run_id=agent_run_id)
     if deadline_ts is not None:
         # A wave lasts about as long as its slowest trial; with no trial seen yet, assume the hard timeout.
         wave_s = max((t.duration_s for t in mine), default=config.trial.timeout_s) + DEADLINE_MARGIN_S
@@ -899,7 +899,7 @@ def budget_left(config: CampaignConfig, memory: Memory, agent_run_id: str, waves
     """The budget left after the wave being planned, in words for the planner."""
     parts = [f"{config.budget.iterations - waves_done - 1} more waves after this one"]
     if config.budget.trials is not None:
-        used = sum(1 for t in memory.trials() if t.agent_run_id == agent_run_id)
+        used = len(memory.trials(agent_run_id=agent_run_id))
         parts.append(f"{config.budget.trials - used} trials")
     if config.budget.max_usd is not None:
         spent = memory.spend_usd(agent_run_id) + compute_usd(agent_run_trials(memory, agent_run_id))
