@@ -358,7 +358,7 @@ def status(config: ConfigArg = None) -> None:
     console.print(
         f"Campaign {campaign.name}: agent run {now.agent_run_name} running for {minutes:.1f} min; wave {waves}; "
         f"{now.finished} trials finished, {len(now.running)} running; spend so far {now.trial_hours:.3f} trial-hours, "
-        f"${now.llm_usd:.2f} of language-model calls.",
+        f"${now.llm_usd:.2f} of language-model calls, ${now.compute_usd:.2f} of compute (where priced).",
         highlight=False,
     )
     table = Table("trial", "change", "where", "running for")

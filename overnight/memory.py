@@ -409,6 +409,7 @@ class Memory:
             finished=sum(1 for t in mine if t.status == "finished"),
             trial_hours=sum(t.duration_s for t in mine) / 3600,
             llm_usd=self.spend_usd(agent.info.run_id),
+            compute_usd=sum(t.metrics.get("compute_usd", 0.0) for t in mine),
         )
 
     def record_decision(
@@ -899,6 +900,7 @@ class CampaignStatus:
     finished: int  # trials finished so far
     trial_hours: float  # of the finished trials
     llm_usd: float
+    compute_usd: float = 0.0  # where the backend knows the price
 
 
 @dataclass(frozen=True)
