@@ -167,8 +167,8 @@ class Memory:
             self._log_params(run.info.run_id, params)
             return run.info.run_id
 
-    def unfinished_agent_run(self) -> AgentRunRecord | None:
-        """The newest agent run still marked running: its process is alive, or it died and can be resumed."""
+    def _running_agent_run(self):
+        """The newest agent run MLflow marks RUNNING (an MLflow Run), or None."""
         with self._lock:
             runs = self.client.search_runs(
                 [self.experiment_id],
@@ -176,9 +176,13 @@ class Memory:
                 order_by=["attributes.start_time DESC"],
                 max_results=1,
             )
-        if not runs:
+        return runs[0] if runs else None
+
+    def unfinished_agent_run(self) -> AgentRunRecord | None:
+        """The newest agent run still marked running: its process is alive, or it died and can be resumed."""
+        run = self._running_agent_run()
+        if run is None:
             return None
-        run = runs[0]
         return AgentRunRecord(
             run.info.run_id,
             run.info.run_name or "",
@@ -384,16 +388,10 @@ class Memory:
 
     def status(self) -> CampaignStatus | None:
         """What runs now: the newest running agent run, its current wave, its running trials, its spend so far."""
+        agent = self._running_agent_run()
+        if agent is None:
+            return None
         with self._lock:
-            agents = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{KIND}` = 'agent_run' and attributes.status = 'RUNNING'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-            if not agents:
-                return None
-            agent = agents[0]
             waves = self.client.search_runs(
                 [self.experiment_id],
                 filter_string=f"tags.`{KIND}` = 'wave' and tags.`{PARENT_RUN}` = '{agent.info.run_id}' "
