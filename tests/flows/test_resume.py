@@ -47,9 +47,8 @@ def test_sigkill_at_a_random_point_then_the_same_command_resumes(prefect_api, qu
 
     first = start(config, tmp_path, env)
     draw = random.Random(seed)
-    kill_after = draw.randint(
-        1, 9
-    )  # trials started: the baseline's two, then waves of two plus confirmations
+    # Kill after this many trials started: the baseline's two, then waves of two plus confirmations.
+    kill_after = draw.randint(1, 9)
     killed_output, started = "", 0
     deadline = time.monotonic() + 300
     while started < kill_after and time.monotonic() < deadline:
