@@ -89,7 +89,9 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
     finally:  # at the end, on failure and on Ctrl-C alike: no forgotten clusters
         try:
             close_backend(backend)
-        except Exception as error:  # the night's results stand; the message names the clusters to remove by hand
+        except (
+            Exception
+        ) as error:  # the night's results stand; the message names the clusters to remove by hand
             get_run_logger().error(f"Teardown failed: {error}")
     report_state = report(config, memory, agent_run_id, return_state=True)
     if (
