@@ -213,14 +213,10 @@ class Memory:
 
     def find_trial(self, agent_run_id: str, trial_id: str) -> TrialRecord | None:
         """A trial of this agent run by its stable id (`<agent>-w<wave>-t<i>`...), if it was recorded."""
+        match = {KIND: "trial", PREFIX + "agent_run_id": agent_run_id, PREFIX + "trial_id": trial_id}
         with self._lock:
-            runs = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{KIND}` = 'trial' and tags.`{PREFIX}agent_run_id` = '{agent_run_id}' "
-                f"and tags.`{PREFIX}trial_id` = '{trial_id}'",
-                max_results=10,
-            )
-        return self._record(_plain(runs[0])) if runs else None
+            runs = self._runs(match)
+        return self._record(runs[0]) if runs else None
 
     def find_trial_by_run(self, run_id: str) -> TrialRecord | None:
         with self._lock:
@@ -232,13 +228,7 @@ class Memory:
     def wave_trials(self, wave_run_id: str) -> list[TrialRecord]:
         """The trials recorded under a wave run, oldest first."""
         with self._lock:
-            runs = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{KIND}` = 'trial' and tags.`{PARENT_RUN}` = '{wave_run_id}'",
-                order_by=["attributes.start_time ASC"],
-                max_results=10000,
-            )
-        return [self._record(_plain(run)) for run in runs]
+            return [self._record(run) for run in self._runs({KIND: "trial", PARENT_RUN: wave_run_id})]
 
     def start_wave(self, agent_run_id: str, wave: int, stage: str = "search") -> str:
         """The wave's run; a wave that was started by a process that died is picked up again (idempotent)."""

@@ -95,5 +95,10 @@ def classify(
     return Outcome.OK, ""
 
 
+def read_only_changed(files: list[str]) -> tuple[Outcome, str]:
+    """The outcome of a run that changed or removed read-only files of the program (on any backend)."""
+    return Outcome.INVALID, f"the run changed read-only files: {', '.join(files)}"
+
+
 def tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])

@@ -22,7 +22,15 @@ from overnight.backends.base import (
     WorkerPool,
 )
 from overnight.program import changed_files, copy_program, file_hashes
-from overnight.results import Outcome, TrialResult, TrialSpec, classify, parse_metrics, tail
+from overnight.results import (
+    Outcome,
+    TrialResult,
+    TrialSpec,
+    classify,
+    parse_metrics,
+    read_only_changed,
+    tail,
+)
 
 KILL_GRACE_S = 5.0
 RUN_LOG, RESULT_FILE = "run.log", ".overnight_result.json"
@@ -149,7 +157,7 @@ class LocalBackend(Backend):
             outcome, reason = Outcome.OVER_LIMIT, over_limit
         tampered = self.changed_read_only_files(workdir, editable=set(spec.files))
         if tampered:
-            outcome, reason = Outcome.INVALID, f"the run changed read-only files: {', '.join(tampered)}"
+            outcome, reason = read_only_changed(tampered)
         return TrialResult(
             trial_id=spec.trial_id,
             outcome=outcome,

@@ -21,7 +21,15 @@ from pathlib import Path
 from overnight.backends.base import Backend, NoSuchHardware, TrialInterrupted, Worker, WorkerPool
 from overnight.config import BackendSettings, CampaignConfig, ConfigError, SkyResources
 from overnight.program import changed_files, copy_program, file_hashes
-from overnight.results import Outcome, TrialResult, TrialSpec, classify, parse_metrics, tail
+from overnight.results import (
+    Outcome,
+    TrialResult,
+    TrialSpec,
+    classify,
+    parse_metrics,
+    read_only_changed,
+    tail,
+)
 
 INSTALL_HINT = "pip install 'overnight[skypilot]'"
 RESULT_FILE = ".overnight_result.json"
@@ -255,7 +263,7 @@ class SkyPilotBackend(Backend):
         found = {path: digest for digest, path in _HASH.findall(text)}
         tampered = changed_files({p: self.fingerprints[p] for p in self.read_only}, found, set())
         if outcome is not Outcome.TIMEOUT and exit_code is not None and tampered:
-            outcome, reason = Outcome.INVALID, f"the run changed read-only files: {', '.join(tampered)}"
+            outcome, reason = read_only_changed(tampered)
         return TrialResult(
             trial_id=spec.trial_id,
             outcome=outcome,
