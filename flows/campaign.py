@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -13,8 +16,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.iteration import wave_flow
 from overnight import loop, progress
 from overnight.backends import close_backend, make_backend
-from overnight.config import deadline_after, load_config, resolve_planner
+from overnight.config import CampaignConfig, deadline_after, load_config, resolve_planner
+from overnight.memory import Memory
+from overnight.pipeline import Pipeline, PipelineStopped
 from tasks.report import report
+
+STOP_GRACE_S = 120  # how long an interrupted campaign waits for its waves to record what finished
 
 
 def _run_name() -> str:
@@ -58,7 +65,7 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
         deadline_after(started, config.budget.deadline).timestamp() if config.budget.deadline else None
     )
 
-    def run_wave(wave: int, size: int) -> dict:
+    def run_wave(wave: int, size: int, pipeline: Pipeline | None = None) -> dict:
         runner = ThreadPoolTaskRunner(max_workers=max(1, size))
         left = loop.budget_left(config, memory, agent_run_id, wave - 1) if wave else ""
         return wave_flow.with_options(task_runner=runner)(
@@ -69,13 +76,16 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
             size=size,
             budget_left=left,
             deadline_ts=deadline_ts,
+            pipeline=pipeline,
         )
 
     stopped_by = ""
     try:
         if not baseline_done:
             run_wave(0, config.baseline_repeats)
-        while True:
+        if config.pipeline:
+            waves, stopped_by = _overlapping_waves(config, memory, agent_run_id, waves, deadline_ts, run_wave)
+        while not config.pipeline:
             size, stopped_by = loop.trials_left(config, memory, agent_run_id, waves, deadline_ts)
             if size == 0:
                 break
@@ -99,6 +109,59 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
     ):  # the night's results are recorded; a broken chart must not fail the campaign
         get_run_logger().warning(f"The morning report could not be written: {report_state.message}")
     return summary
+
+
+def _overlapping_waves(
+    config: CampaignConfig,
+    memory: Memory,
+    agent_run_id: str,
+    waves_done: int,
+    deadline_ts: float | None,
+    run_wave: Callable[[int, int, Pipeline], dict],
+) -> tuple[int, str]:
+    """`pipeline: true`: each wave runs in a thread of its own, the next one planned while the current one runs
+    (overnight/pipeline.py says how they share the workers). Returns the waves run and the budget that ended them;
+    raises the first wave's failure after the other waves have recorded what finished."""
+    pipeline = Pipeline(config.wave_size, first_wave=waves_done + 1)
+    threads: list[threading.Thread] = []
+    errors: dict[int, BaseException] = {}
+    waves, stopped_by = waves_done, ""
+
+    def one_wave(wave: int, size: int) -> None:
+        try:
+            run_wave(wave, size, pipeline)
+        except BaseException as error:
+            errors[wave] = error
+            pipeline.stop(f"stopped because wave {wave} failed: {error}")
+        finally:
+            pipeline.finished(wave)
+
+    try:
+        while pipeline.wait_for_room(waves):
+            size, stopped_by = loop.trials_left(
+                config, memory, agent_run_id, waves, deadline_ts, pipeline.waves_in_flight()
+            )
+            if size == 0:
+                break
+            waves += 1
+            pipeline.started(waves)
+            # A copy of this thread's context: the wave's flow run is a subflow of the campaign's in Prefect.
+            thread = threading.Thread(
+                target=contextvars.copy_context().run, args=(one_wave, waves, size), name=f"wave-{waves}"
+            )
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C: the trials are stopped already; each wave records what finished
+        pipeline.stop("interrupted by the user")
+        for thread in threads:
+            thread.join(STOP_GRACE_S)
+        raise
+    if errors:  # the cause, not the waves it stopped
+        causes = [e for _, e in sorted(errors.items()) if not isinstance(e, PipelineStopped)]
+        raise (causes or list(errors.values()))[0]
+    return waves, stopped_by
 
 
 def _mark_crashed(flow_run_id: str, why: str) -> None:

@@ -7,6 +7,7 @@ from prefect import flow
 from overnight import loop, progress
 from overnight.backends import Backend
 from overnight.config import CampaignConfig
+from overnight.pipeline import Pipeline, PipelineStopped
 from overnight.planners import make_planner
 from tasks.dispatch import run_trial
 from tasks.evaluate import evaluate, screen
@@ -23,8 +24,12 @@ def wave_flow(
     size: int,
     budget_left: str = "",
     deadline_ts: float | None = None,
+    pipeline: Pipeline | None = None,
 ) -> dict:
-    """Run one wave of `size` trials (wave 0 is the baseline) and return what it decided."""
+    """Run one wave of `size` trials (wave 0 is the baseline) and return what it decided.
+
+    With a pipeline (`pipeline: true`), the wave's trials wait for the campaign's worker slots, and its decisions
+    wait for the previous wave's: the campaign plans the next wave while this one runs."""
     memory = loop.open_memory(config)
     planner = make_planner(config)
     wave_run_id = memory.start_wave(agent_run_id, wave, stage="baseline" if wave == 0 else "search")
@@ -33,6 +38,8 @@ def wave_flow(
         # --- plan ------------------------------------------------------------------------------------------------
         planned_wave = plan(config, memory, planner, agent_run_id, wave_run_id, wave, size, budget_left)
         planned = planned_wave.trials
+        if pipeline:
+            pipeline.planned(wave)
         progress.emit("wave_started", wave=wave, trials=len(planned), note=planned_wave.note)
         for trial in planned:
             if not trial.valid:
@@ -45,27 +52,31 @@ def wave_flow(
                 )
 
         # --- dispatch: one task run per trial, all at once -------------------------------------------------------
-        _dispatch(config, memory, backend, planned, deadline_ts)
+        _dispatch(config, memory, backend, planned, deadline_ts, pipeline, wave)
 
         # --- evaluate: screen on one run each, confirm the promising ones with new seeds -------------------------
+        if pipeline:
+            pipeline.screened(wave)
+            pipeline.wait_turn(wave)  # waves decide in order: the champion this wave meets is final
         screening = None
         if wave > 0:
             screening = screen(config, memory, agent_run_id, wave_run_id, wave, planned)
             if screening.promising:
                 confirmation = plan_confirmation(config, memory, agent_run_id, wave_run_id, wave, screening)
                 progress.emit("confirming", wave=wave, trials=len(confirmation.trials))
-                _dispatch(config, memory, backend, confirmation.trials, deadline_ts)
+                _dispatch(config, memory, backend, confirmation.trials, deadline_ts, pipeline, wave)
                 planned = planned + confirmation.trials
         outcome = evaluate(config, memory, agent_run_id, wave, planned, screening)
 
         # --- reflect ---------------------------------------------------------------------------------------------
         reflect(config, memory, planner, wave_run_id, outcome, planned_wave.note)
     except BaseException as error:  # nothing may stay RUNNING in MLflow
-        why = (
-            "interrupted by the user"
-            if isinstance(error, KeyboardInterrupt)
-            else f"{type(error).__name__}: {error}"
-        )
+        if isinstance(error, KeyboardInterrupt):
+            why = "interrupted by the user"
+        elif isinstance(error, PipelineStopped):
+            why = str(error)
+        else:
+            why = f"{type(error).__name__}: {error}"
         memory.abandon_wave(wave_run_id, why)
         raise
     return {
@@ -76,10 +87,29 @@ def wave_flow(
     }
 
 
-def _dispatch(config, memory, backend, planned, deadline_ts) -> None:
-    """One task run per valid trial, all at once; returns when every one has ended."""
-    futures = [
-        run_trial.submit(config, memory, backend, trial, deadline_ts) for trial in planned if trial.valid
-    ]
-    for future in futures:
-        future.wait()
+def _dispatch(config, memory, backend, planned, deadline_ts, pipeline=None, wave=0) -> None:
+    """One task run per valid trial, all at once; returns when every one has ended. With a pipeline, each trial
+    starts as a worker slot frees up."""
+    trials = [trial for trial in planned if trial.valid]
+    if pipeline is None:
+        futures = [run_trial.submit(config, memory, backend, trial, deadline_ts) for trial in trials]
+        for future in futures:
+            future.wait()
+        return
+    futures = []
+    try:
+        for trial in trials:
+            pipeline.take_slot(wave)
+            try:
+                future = run_trial.submit(config, memory, backend, trial, deadline_ts)
+            except BaseException:
+                pipeline.free_slot()
+                raise
+            future.add_done_callback(lambda _: pipeline.free_slot())
+            futures.append(future)
+    finally:  # even when stopping: the trials already started end and are recorded
+        for future in futures:
+            future.wait()
+    if any(future.state.is_crashed() for future in futures):  # Ctrl-C stopped them before the campaign knew
+        pipeline.stop("interrupted by the user")
+    pipeline.check()  # stopping (Ctrl-C killed these trials, or another wave failed): nothing to judge

@@ -251,6 +251,11 @@ class CampaignConfig(_Strict):
     metric: Metric
     trial: TrialSettings = Field(default_factory=TrialSettings)
     wave_size: Annotated[int, Field(ge=1, le=256)] = 4
+    pipeline: bool = Field(
+        False,
+        description="plan the next wave while this one runs, its trials taking workers as they free up: no worker "
+        "waits for planning or evaluation (for GPU pools); the planner sees the running wave's trials as pending",
+    )
     budget: Budget = Field(default_factory=Budget)
     baseline_repeats: Annotated[int, Field(ge=2, le=64)] = Field(
         3,

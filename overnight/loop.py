@@ -860,15 +860,17 @@ def trials_left(
     agent_run_id: str,
     waves_done: int,
     deadline_ts: float | None = None,
+    waves_ahead: int = 0,
 ) -> tuple[int, str]:
-    """How many trials the next wave may have, and which budget ended the campaign when none."""
+    """How many trials the next wave may have, and which budget ended the campaign when none. `waves_ahead`: waves
+    whose trials run or wait for workers now (a pipelined campaign), which the next wave's trials will follow."""
     if waves_done >= config.budget.iterations:
         return 0, f"iterations ({config.budget.iterations} waves)"
     mine = memory.trials(agent_run_id=agent_run_id)
     if deadline_ts is not None:
         # A wave lasts about as long as its slowest trial; with no trial seen yet, assume the hard timeout.
         wave_s = max((t.duration_s for t in mine), default=config.trial.timeout_s) + DEADLINE_MARGIN_S
-        if time.time() + wave_s > deadline_ts:
+        if time.time() + wave_s * (1 + waves_ahead) > deadline_ts:
             at = datetime.fromtimestamp(deadline_ts).strftime("%H:%M:%S")
             return 0, f"deadline ({at}; a wave takes about {wave_s:.0f} s)"
     if config.budget.trials is not None and len(mine) >= config.budget.trials:

@@ -1,0 +1,135 @@
+"""Overlapping waves: the next wave is planned while the current one runs, so no worker waits for the planner.
+
+With `pipeline: true` a campaign keeps up to two waves' screening trials in flight. Wave k+1 is planned as soon as
+wave k is planned (the planner sees wave k's trials as running, i.e. pending), and its trials queue for the
+campaign's `wave_size` worker slots; they start the moment wave k's trials free them. When a wave's screening trials
+have all ended, the next wave may be planned. Slots go to the oldest wave first, so a wave's confirmation runs are
+not stuck behind newer screening trials. Decisions (screen, confirm, crown, reflect) are taken one wave at a time,
+in wave order, so the champion changes as it would in a synchronous campaign, just later.
+
+This module only coordinates threads; the campaign flow runs each wave in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+
+WAIT_S = 1.0  # waits wake up this often, so that Ctrl-C (raised in the main thread) is never held up
+
+
+class PipelineStopped(RuntimeError):
+    """The campaign is stopping (Ctrl-C, or another wave failed); this wave records what it has and ends."""
+
+
+class Pipeline:
+    """Worker slots shared by the waves in flight, and the milestones that order them."""
+
+    def __init__(self, workers: int, first_wave: int = 1):
+        self.workers = workers
+        self._free = workers
+        self._queue: list[tuple[int, int]] = []  # (wave, ticket): the oldest wave's requests first
+        self._tickets = itertools.count()
+        self._planned: set[int] = set(range(first_wave))  # waves before the first are done already
+        self._screened: set[int] = set(range(first_wave))
+        self._finished: set[int] = set(range(first_wave))
+        self._started: set[int] = set()
+        self.stopping = ""  # why the campaign stops, once it does
+        self._state = threading.Condition()
+
+    # --- worker slots ------------------------------------------------------------------------------------------------
+
+    def take_slot(self, wave: int) -> None:
+        """Block until a worker is free and no older wave is waiting for one; raises PipelineStopped when stopping."""
+        with self._state:
+            request = (wave, next(self._tickets))
+            heapq.heappush(self._queue, request)
+            try:
+                while not (self._free > 0 and self._queue[0] == request):
+                    self._raise_if_stopping()
+                    self._state.wait(WAIT_S)
+                self._raise_if_stopping()
+            except BaseException:
+                self._queue.remove(request)
+                heapq.heapify(self._queue)
+                self._state.notify_all()
+                raise
+            heapq.heappop(self._queue)
+            self._free -= 1
+            self._state.notify_all()
+
+    def free_slot(self) -> None:
+        with self._state:
+            self._free += 1
+            self._state.notify_all()
+
+    def busy_slots(self) -> int:
+        with self._state:
+            return self.workers - self._free
+
+    # --- milestones --------------------------------------------------------------------------------------------------
+
+    def started(self, wave: int) -> None:
+        self._mark(self._started, wave)
+
+    def planned(self, wave: int) -> None:
+        """The wave's trials are recorded: the next wave may be planned, seeing them as pending."""
+        self._mark(self._planned, wave)
+
+    def screened(self, wave: int) -> None:
+        """The wave's screening trials have all ended: a new wave may join the queue."""
+        self._mark(self._planned, wave)
+        self._mark(self._screened, wave)
+
+    def finished(self, wave: int) -> None:
+        """The wave's decisions are taken (or it failed): the next wave may take its own."""
+        self._mark(self._planned, wave)
+        self._mark(self._screened, wave)
+        self._mark(self._finished, wave)
+
+    def _mark(self, done: set[int], wave: int) -> None:
+        with self._state:
+            done.add(wave)
+            self._state.notify_all()
+
+    def wait_turn(self, wave: int) -> None:
+        """Block until the previous wave has taken its decisions, so that waves decide in order."""
+        with self._state:
+            while wave - 1 not in self._finished:
+                self._raise_if_stopping()
+                self._state.wait(WAIT_S)
+            self._raise_if_stopping()
+
+    def wait_for_room(self, newest: int) -> bool:
+        """Block until a new wave may be planned after wave `newest`: it is planned, and every wave before it has
+        ended its screening trials. False when the campaign is stopping."""
+        with self._state:
+            while not self.stopping and not self._room(newest):
+                self._state.wait(WAIT_S)
+            return not self.stopping
+
+    def _room(self, newest: int) -> bool:
+        return newest in self._planned and all(w in self._screened for w in self._started if w < newest)
+
+    def waves_in_flight(self) -> int:
+        """Waves started whose screening trials have not all ended."""
+        with self._state:
+            return sum(1 for w in self._started if w not in self._screened)
+
+    # --- stopping ----------------------------------------------------------------------------------------------------
+
+    def stop(self, why: str) -> None:
+        """Start no more trials or waves; waves end at their next step, recording what finished. The first reason
+        given is kept."""
+        with self._state:
+            self.stopping = self.stopping or why
+            self._state.notify_all()
+
+    def check(self) -> None:
+        with self._state:
+            self._raise_if_stopping()
+
+    def _raise_if_stopping(self) -> None:
+        if self.stopping:
+            raise PipelineStopped(self.stopping)
