@@ -15,11 +15,14 @@ import random
 import re
 import warnings
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from overnight import stats
 from overnight.config import CampaignConfig, Knob
+from overnight.planners import surrogate
 from overnight.planners.base import Plan, PlanContext, Planner, Reflection, WaveOutcome, wave_report
 from overnight.program import constants, format_literal, set_constant
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint
@@ -114,6 +117,10 @@ class OfflinePlanner(Planner):
                 proposals.append(proposal)
         if not searched:
             candidates = self._screening_moves(knobs, context.champion_files)
+        elif self.config.planner.search == "surrogate":  # TPE fills in once the surrogate has nothing new
+            candidates = itertools.chain(
+                self._surrogate_points(knobs, context), self._optuna_points(knobs, context)
+            )
         else:
             candidates = self._optuna_points(knobs, context)
         if len(proposals) >= n:
@@ -208,14 +215,61 @@ class OfflinePlanner(Planner):
         return {k.name: found[k.name] for k in knobs if k.name in found}
 
     def _screening_moves(self, knobs: list[Knob], files: dict[str, str]):
-        """One knob at a time, a step up then a step down, in the order the knobs are declared."""
+        """One knob at a time, a step up then a step down, in the order the knobs are declared; then, for a wave
+        with room to spare, two steps (they show each numeric knob's curvature to the surrogate)."""
         current = self._current_values(knobs, files)
-        for knob in knobs:
-            if knob.name not in current:
+        for steps in (1, 2):
+            for knob in knobs:
+                if knob.name not in current or (steps > 1 and knob.type == "choice"):
+                    continue
+                for value in _neighbours(knob, current[knob.name], steps):
+                    old = format_literal(current[knob.name])
+                    yield {knob.name: value}, f"{knob.name} {old} -> {format_literal(value)}"
+
+    def _surrogate_points(self, knobs: list[Knob], context: PlanContext):
+        """The best points of a surrogate fitted to the whole history: its posterior mean's, then draws' (see
+        overnight/planners/surrogate.py)."""
+        current = self._current_values(knobs, context.champion_files)
+        axes = [
+            surrogate.Axis(k, current[k.name])
+            for k in knobs
+            if k.name in current and _in_range(k, current[k.name])
+        ]
+        champion = context.champion
+        if not axes or champion is None:
+            return
+        distributions = {a.knob.name: _distribution(a.knob) for a in axes}
+        sign = 1.0 if self.goal == "minimize" else -1.0
+        observations, groups = [], {}
+        for trial in context.history:
+            if trial.outcome is not Outcome.OK or trial.metric is None or not math.isfinite(trial.metric):
                 continue
-            for value in _neighbours(knob, current[knob.name]):
-                old = format_literal(current[knob.name])
-                yield {knob.name: value}, f"{knob.name} {old} -> {format_literal(value)}"
+            params = _decode(trial.params, [a.knob for a in axes], distributions)
+            if params is None:
+                continue
+            condition = (trial.hardware, trial.budget_s)
+            observations.append((params, condition, sign * trial.metric))
+            if trial.unbiased:
+                groups.setdefault((trial.fingerprint, *condition), []).append(trial.metric)
+        floor = stats.noise_floor(list(groups.values()))
+        model = surrogate.fit(
+            axes, observations, (champion.hardware, champion.budget_s), floor.sigma if floor else None
+        )
+        if model is None:
+            return
+        seed = hash((self.config.planner.seed, len(context.history))) % 2**31
+        rng = np.random.default_rng(seed)
+        for draw in range(context.n * ASKS_PER_PROPOSAL):
+            point = model.best(model.mean if draw == 0 else model.draw(rng))
+            changed = {name: v for name, v in point.items() if v != current[name]}
+            if not changed:
+                continue
+            parts = [
+                f"{name} {format_literal(current[name])} -> {format_literal(v)}"
+                for name, v in changed.items()
+            ]
+            source = "surrogate's best guess" if draw == 0 else "surrogate draw"
+            yield changed, f"{source}: " + ", ".join(parts)
 
     def _optuna_points(self, knobs: list[Knob], context: PlanContext):
         """Points suggested by TPE, from a study rebuilt from the whole history.
@@ -298,15 +352,15 @@ def _distribution(knob: Knob) -> BaseDistribution:
     return CategoricalDistribution(list(knob.choices))
 
 
-def _neighbours(knob: Knob, value: object) -> list[object]:
-    """A step up and a step down from the current value, inside the knob's range."""
+def _neighbours(knob: Knob, value: object, steps: int = 1) -> list[object]:
+    """`steps` steps up and down from the current value, inside the knob's range (a step: a doubling on a log
+    scale, an eighth of the range otherwise)."""
     if knob.type == "choice":
         return [c for c in knob.choices if c != value][:2]
     if knob.log:
-        up, down = value * 2, value / 2
+        up, down = value * 2**steps, value / 2**steps
     else:
-        step = (knob.high - knob.low) / 8
-        step = max(1, round(step)) if knob.type == "int" else step
+        step = surrogate.screening_step(knob) * steps
         up, down = value + step, value - step
     moves = []
     for candidate in (up, down):
