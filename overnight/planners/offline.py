@@ -107,22 +107,29 @@ class OfflinePlanner(Planner):
         if not knobs:
             return []
         seen = {t.fingerprint for t in context.history if t.fingerprint} | set(exclude)
-        searched = [t for t in context.history if t.decision != "baseline" and t.wave > 0]
+        # Waves measured beyond the baseline; a wave planned while the first one still runs (its trials pending)
+        # goes on screening.
+        measured = [
+            t for t in context.history if t.decision != "baseline" and t.wave > 0 and t.status == "finished"
+        ]
         proposals: list[Proposal] = []
-        if searched and self.config.planner.factorial and not any(t.factors for t in context.history):
+        if measured and self.config.planner.factorial and not any(t.factors for t in context.history):
             for proposal in self._grid(
                 knobs, context, n
             ):  # its cells may repeat a run (the champion's corner)
                 seen.add(fingerprint(apply_proposal(context.champion_files, proposal, self.config.editable)))
                 proposals.append(proposal)
-        if not searched:
-            candidates = self._screening_moves(knobs, context.champion_files)
-        elif self.config.planner.search == "surrogate":  # TPE fills in once the surrogate has nothing new
-            candidates = itertools.chain(
+        if self.config.planner.search == "surrogate":  # TPE fills in once the surrogate has nothing new
+            search = itertools.chain(
                 self._surrogate_points(knobs, context), self._optuna_points(knobs, context)
             )
         else:
-            candidates = self._optuna_points(knobs, context)
+            search = self._optuna_points(knobs, context)
+        candidates = (
+            search
+            if measured
+            else itertools.chain(self._screening_moves(knobs, context.champion_files), search)
+        )
         if len(proposals) >= n:
             return proposals[:n]
         for values, hypothesis in candidates:

@@ -3,6 +3,8 @@ combines the moves that helped, learns an interaction, and `planner.search: tpe`
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from helpers import SYNTHETIC, load_synthetic
 from pydantic import ValidationError
@@ -129,3 +131,20 @@ def test_search_tpe_keeps_optunas_sampler_alone():
     assert CONFIG.planner.search == "surrogate"  # the default
     with pytest.raises(ValidationError, match="search"):
         PlannerSettings(search="bayes")
+
+
+def test_a_wave_planned_while_the_first_one_runs_goes_on_screening():
+    campaign, planner = Campaign(), OfflinePlanner(CONFIG)
+    first = planner.propose(campaign.context(1, 16)).proposals
+    for proposal in first:  # dispatched, not finished: no metric yet
+        record = campaign.run(
+            apply_proposal(FILES, proposal, CONFIG.editable), "screen", 1, proposal.hypothesis
+        )
+        campaign.history[-1] = replace(record, status="running", outcome=None, metric=None)
+    second = planner.propose(campaign.context(2, 16)).proposals
+    assert len(second) == 16
+    assert not {p.hypothesis for p in first} & {
+        p.hypothesis for p in second
+    }  # pending trials are not repeated
+    assert second[0].hypothesis == "BATCH_SIZE 16 -> 64"  # the two-step moves the first wave had no room for
+    assert all(len(p.params) == 1 for p in second[:9])
