@@ -107,8 +107,8 @@ class OfflinePlanner(Planner):
         if not knobs:
             return []
         seen = {t.fingerprint for t in context.history if t.fingerprint} | set(exclude)
-        # Waves measured beyond the baseline; a wave planned while the first one still runs (its trials pending)
-        # goes on screening.
+        # Runs measured beyond the baseline; a wave planned while the first one still runs (its trials pending) goes
+        # on screening, and fills the slots left with the surrogate's (or TPE's) guesses.
         measured = [
             t for t in context.history if t.decision != "baseline" and t.wave > 0 and t.status == "finished"
         ]
@@ -125,11 +125,15 @@ class OfflinePlanner(Planner):
             )
         else:
             search = self._optuna_points(knobs, context)
-        candidates = (
-            search
-            if measured
-            else itertools.chain(self._screening_moves(knobs, context.champion_files), search)
-        )
+        screening = self._screening_moves(knobs, context.champion_files)
+        if measured:
+            candidates = search
+        elif any(t.status == "running" and t.wave > 0 for t in context.history):
+            candidates = itertools.chain(
+                screening, search
+            )  # the rest of the screening, then the model's guesses
+        else:
+            candidates = screening  # the first wave: single moves only, even if fewer than n
         if len(proposals) >= n:
             return proposals[:n]
         for values, hypothesis in candidates:
