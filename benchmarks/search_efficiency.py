@@ -21,7 +21,10 @@ Strategies, all starting from the shipped defaults:
 - overnight's offline planner: the real `OfflinePlanner.propose`, fed the TrialRecords the engine would write,
   with N proposals per wave, kept either by the engine's own rule (screen, confirm the promising ones with new seeds,
   t test against the noise floor: overnight.evaluation with overnight.stats.Rule()) or by "best if it measures
-  better"; with its default search after the first wave (the surrogate) and, for comparison, `search: tpe`.
+  better"; with its default search after the first wave (the surrogate) and, for comparison, `search: tpe`;
+- the same under the engine's rule, pipelined as the parallel engine plans to run: wave r + 1 is planned while wave
+  r runs (its trials pending), and the confirmation runs of wave r's promising trials take slots in wave r + 2 beside
+  new screening trials, so every round is one wave of N and no round waits for a confirmation.
 
 Besides the time, each strategy's "worse keeps" are counted: rounds after which its champion was truly worse than
 the one before (judged on the noise-free score), i.e. changes kept on a lucky measurement.

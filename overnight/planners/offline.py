@@ -1,9 +1,11 @@
-"""The offline planner: search over the script's knobs with Optuna, no API key needed.
+"""The offline planner: search over the script's knobs, no API key needed.
 
-It holds no state: each call rebuilds an in-memory Optuna study from the campaign's history in MLflow (finished trials
-as COMPLETE or FAIL, running ones as pending), seeded from the campaign seed and the history length, so a resumed
-campaign makes the same choices. The first wave after the baseline screens knobs one at a time around the champion;
-later waves ask Optuna's TPE sampler.
+It holds no state: each call rebuilds its search from the campaign's history in MLflow, seeded from the campaign seed
+and the history length, so a resumed campaign makes the same choices. The first wave after the baseline screens knobs
+one at a time around the champion. Later waves fit a surrogate of the metric to every finished run and propose its
+best settings around the champion (overnight/planners/surrogate.py), with Optuna's TPE sampler (a study rebuilt from
+the history: finished trials as COMPLETE or FAIL, running ones as pending) filling in when the surrogate has nothing
+new; `planner.search: tpe` asks TPE alone.
 """
 
 from __future__ import annotations
