@@ -21,7 +21,13 @@ Strategies, all starting from the shipped defaults:
 - overnight's offline planner: the real `OfflinePlanner.propose`, fed the TrialRecords the engine would write,
   with N proposals per wave, kept either by the engine's own rule (screen, confirm the promising ones with new seeds,
   t test against the noise floor: overnight.evaluation with overnight.stats.Rule()) or by "best if it measures
-  better".
+  better"; with its default search after the first wave (the surrogate) and, for comparison, `search: tpe`;
+- the same under the engine's rule, pipelined as the parallel engine plans to run: wave r + 1 is planned while wave
+  r runs (its trials pending), and the confirmation runs of wave r's promising trials take slots in wave r + 2 beside
+  new screening trials, so every round is one wave of N and no round waits for a confirmation.
+
+Besides the time, each strategy's "worse keeps" are counted: rounds after which its champion was truly worse than
+the one before (judged on the noise-free score), i.e. changes kept on a lucky measurement.
 
 Per seed, the target is the true score of the sequential loop's final champion after its budget, and the sequential
 time is the step at which it first held a champion that good. Each other strategy runs (with the same seed) until
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.util
+import itertools
 import math
 import os
 import platform
@@ -139,6 +146,11 @@ class Trace:
 
     def add(self, time_units: int, trials: int, waves: int, champion: dict) -> None:
         self.points.append((time_units, trials, waves, true_score(champion)))
+
+    def worse_keeps(self) -> int:
+        """Rounds after which the champion was truly worse than before: a change kept on a lucky measurement."""
+        scores = [true_score(DEFAULTS)] + [score for *_, score in self.points]
+        return sum(after > before + EPSILON for before, after in itertools.pairwise(scores))
 
     def reached(self, target: float) -> tuple[int, int, int] | None:
         """(time, trials, waves) when the champion first scored the target or better, or None."""
@@ -296,9 +308,13 @@ class Campaign:
         return PlanContext(wave, workers, self.champion_files, memory)
 
 
-def offline_planner(seed: int, workers: int, target: float, max_waves: int, engine_rule: bool) -> Trace:
-    """The offline planner's proposals, kept by the engine's rule (engine_rule) or by "best if it measures better"."""
-    config = CONFIG.model_copy(update={"planner": CONFIG.planner.model_copy(update={"seed": seed})})
+def offline_planner(
+    seed: int, workers: int, target: float, max_waves: int, engine_rule: bool, search: str = "surrogate"
+) -> Trace:
+    """The offline planner's proposals, kept by the engine's rule (engine_rule) or by "best if it measures better";
+    search: the planner's search after the first wave (planner.search)."""
+    planner_settings = CONFIG.planner.model_copy(update={"seed": seed, "search": search})
+    config = CONFIG.model_copy(update={"planner": planner_settings})
     planner, rule = OfflinePlanner(config), stats.Rule()
     campaign = Campaign(seed)
     baseline = [
@@ -359,6 +375,92 @@ def _engine_keep(
         campaign.crown(best)
 
 
+def offline_pipelined(seed: int, workers: int, target: float, max_waves: int) -> Trace:
+    """The engine's rule, pipelined: wave r + 1 is planned while wave r runs, and the confirmation runs of wave r's
+    promising trials take slots in wave r + 2 beside new screening trials, so no round waits for a confirmation.
+
+    Round r runs wave r: its planner saw the runs finished by round r - 2 with those of round r - 1 pending (running,
+    no metric), and the champion as it stood then. At the end of round r the engine decides wave r - 2's
+    confirmations (against the champion of that moment: it may have been crowned since) and screens wave r's trials;
+    the promising ones wait for wave r + 2.
+    """
+    config = CONFIG.model_copy(update={"planner": CONFIG.planner.model_copy(update={"seed": seed})})
+    planner, rule, top = OfflinePlanner(config), stats.Rule(), config.decision.confirm_top
+    campaign = Campaign(seed)
+    baseline = [campaign.run(campaign.champion_files, 0, "baseline") for _ in range(rule.baseline_runs)]
+    campaign.crown(baseline[0])
+    promising: dict[int, list[TrialRecord]] = {}  # wave -> its promising trials, confirmed in wave + 2
+    planned = _pipelined_plan(campaign, planner, config, 1, workers, [], rule)
+    trace = Trace()
+    for wave in range(1, max_waves + 1):
+        records = []
+        for kind, files, hypothesis, measures in planned:  # round `wave`: everything in it runs at once
+            records.append(campaign.run(files, wave, kind, hypothesis, measures))
+        # Planned while this round runs: it knows every earlier round, sees this one's trials pending.
+        planned = _pipelined_plan(
+            campaign, planner, config, wave + 1, workers, promising.get(wave - 1, []), rule
+        )
+        verdicts: dict[str, str] = {}
+        confirming = promising.pop(wave - 2, [])
+        if confirming:
+            confirmed, best, _ = evaluation.confirm_candidates(
+                confirming, campaign.history, campaign.champion, "minimize", rule, BUDGET
+            )
+            verdicts.update({d.run_id: d.decision for d in confirmed})
+            if best is not None:
+                campaign.crown(best)
+        screened = [t for t in records if t.stage == "screen"]
+        decisions, found = evaluation.screen_wave(
+            screened, campaign.history, campaign.champion, "minimize", rule
+        )
+        verdicts.update({d.run_id: d.decision for d in decisions})
+        promising[wave] = found[:top]
+        keep = {r.run_id for r in records} | {t.run_id for t in confirming}
+        campaign.history = [
+            replace(t, decision=verdicts.get(t.run_id, t.decision)) if t.run_id in keep else t
+            for t in campaign.history
+        ]
+        campaign.champion = next(t for t in campaign.history if t.run_id == campaign.champion.run_id)
+        trace.add(wave, len(campaign.history) - len(baseline), wave, campaign.knobs())
+        if trace.reached(target):
+            break
+    return trace
+
+
+def _pipelined_plan(
+    campaign: Campaign,
+    planner: OfflinePlanner,
+    config,
+    wave: int,
+    workers: int,
+    to_confirm: list[TrialRecord],
+    rule: stats.Rule,
+) -> list[tuple[str, dict[str, str], str, str]]:
+    """Wave `wave` as the pipelined engine plans it during round wave - 1: confirmation runs of the trials waiting
+    for it, the champion topped up to as many runs, then the planner's proposals in the slots left. Returns
+    (stage, files, hypothesis, the run it measures) for each run."""
+    runs: list[tuple[str, dict[str, str], str, str]] = []
+    for candidate in to_confirm:
+        runs += [("confirm", campaign.files[candidate.run_id], "", candidate.run_id)] * rule.confirm_runs
+    champion = campaign.champion
+    if to_confirm:
+        have = len(evaluation.measurements(campaign.history, champion.fingerprint, BUDGET, "h100"))
+        runs += [("champion", campaign.champion_files, "", champion.run_id)] * max(
+            0, rule.confirm_runs - have
+        )
+    pending = {t.run_id for t in campaign.history if t.wave == wave - 1}
+    history = tuple(
+        replace(t, status="running", outcome=None, metric=None) if t.run_id in pending else t
+        for t in campaign.history
+    )
+    memory = MemorySnapshot("score", "minimize", history, champion, (champion,), (), {})
+    context = PlanContext(wave, max(0, workers - len(runs)), campaign.champion_files, memory)
+    for proposal in planner.propose(context).proposals if context.n else []:
+        files = apply_proposal(campaign.champion_files, proposal, config.editable)
+        runs.append(("screen", files, proposal.hypothesis, ""))
+    return runs
+
+
 # --- the benchmark -------------------------------------------------------------------------------------------------
 
 
@@ -369,6 +471,7 @@ class Result:
     sequential_time: int
     reached: tuple[int, int, int] | None  # (time, trials, waves)
     spent: tuple[int, int, int]  # what it had spent when it stopped
+    worse_keeps: int  # rounds after which its champion was truly worse than before
 
 
 STRATEGIES: dict[str, Callable[..., Trace]] = {
@@ -378,12 +481,16 @@ STRATEGIES: dict[str, Callable[..., Trace]] = {
     "parallel greedy, champion re-measured by 1 worker (calibration)": parallel_greedy,
     "random search": random_search,
     "plain Optuna TPE": plain_tpe,
+    "offline planner (search: tpe), engine's rule (screen + confirm)": lambda s, n, t, w: offline_planner(
+        s, n, t, w, engine_rule=True, search="tpe"
+    ),
     "offline planner, keep best if it measures better": lambda s, n, t, w: offline_planner(
         s, n, t, w, engine_rule=False
     ),
     "offline planner, engine's rule (screen + confirm)": lambda s, n, t, w: offline_planner(
         s, n, t, w, engine_rule=True
     ),
+    "offline planner, engine's rule pipelined (confirmations in the wave after next)": offline_pipelined,
 }
 
 
@@ -400,19 +507,21 @@ def run_all(
         targets.append(target)
         seq_time = sequential.reached(target)[0]
         results["sequential greedy (autoresearch)"].append(
-            Result(seq_time, sequential.reached(target), (seq_time,) * 3)
+            Result(seq_time, sequential.reached(target), (seq_time,) * 3, sequential.worse_keeps())
         )
         for name, strategy in STRATEGIES.items():
             trace = strategy(seed, workers, target, max_waves)
-            results[name].append(Result(seq_time, trace.reached(target), trace.points[-1][:3]))
+            results[name].append(
+                Result(seq_time, trace.reached(target), trace.points[-1][:3], trace.worse_keeps())
+            )
         print(f"seed {seed}: target {target:.4f} (sequential: step {seq_time} of {budget})", file=sys.stderr)
     return results, targets
 
 
 def table(results: dict[str, list[Result]], workers: int) -> str:
     lines = [
-        f"| strategy (N = {workers} per wave unless sequential) | trials to target | waves to target | wall time to target | speed-up vs sequential | reached |",
-        "|---|---|---|---|---|---|",
+        f"| strategy (N = {workers} per wave unless sequential) | trials to target | waves to target | wall time to target | speed-up vs sequential | reached | worse keeps |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, outcomes in results.items():
         inf = math.inf
@@ -422,8 +531,9 @@ def table(results: dict[str, list[Result]], workers: int) -> str:
         speedups = [o.sequential_time / o.reached[0] if o.reached else 0.0 for o in outcomes]
         reached = sum(o.reached is not None for o in outcomes)
         speed = f"{statistics.median(speedups):.1f}x / {min(speedups):.1f}x"
+        worse = sum(o.worse_keeps for o in outcomes)
         lines.append(
-            f"| {name} | {_plain(trials, max)} | {_plain(waves, max)} | {_plain(times, max)} | {speed} | {reached}/{len(outcomes)} |"
+            f"| {name} | {_plain(trials, max)} | {_plain(waves, max)} | {_plain(times, max)} | {speed} | {reached}/{len(outcomes)} | {worse} |"
         )
     return "\n".join(lines)
 
@@ -477,7 +587,10 @@ re-measure the champion brings it near SkyPilot's 9x (8.4x median over 30 seeds 
 
 Each cell is median / worst over the seeds. Time is in rounds: a sequential step or a wave is one round; the
 engine's confirmation of a wave's promising trials is a second round. Speed-up = the sequential loop's time to its
-final best / the strategy's time to a champion at least as good (true score); "never" counts as 0x.
+final best / the strategy's time to a champion at least as good (true score); "never" counts as 0x. Worse keeps:
+rounds, summed over the seeds, after which the champion was truly worse than before (a change kept on a lucky
+measurement), counted until the strategy stopped. The offline planner searches with its surrogate
+(`planner.search: surrogate`, the default) unless the row says `search: tpe` (Optuna's TPE sampler alone, as before).
 
 {body}
 """

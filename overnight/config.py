@@ -137,6 +137,11 @@ class PlannerSettings(_Strict):
         "auto", description="auto: Claude when ANTHROPIC_API_KEY is set, else the offline planner"
     )
     seed: int = Field(0, description="seed of the offline planner's search")
+    search: Literal["surrogate", "tpe"] = Field(
+        "surrogate",
+        description="offline, after the first wave: surrogate (a model of the knobs fitted to every run, sampled "
+        "around the champion; TPE fills in) or tpe (Optuna's TPE sampler alone)",
+    )
     factorial: bool = Field(
         False,
         description="offline: after the screening wave, one wave is a 2^k grid of the k knobs whose moves helped most",

@@ -1,9 +1,11 @@
-"""The offline planner: search over the script's knobs with Optuna, no API key needed.
+"""The offline planner: search over the script's knobs, no API key needed.
 
-It holds no state: each call rebuilds an in-memory Optuna study from the campaign's history in MLflow (finished trials
-as COMPLETE or FAIL, running ones as pending), seeded from the campaign seed and the history length, so a resumed
-campaign makes the same choices. The first wave after the baseline screens knobs one at a time around the champion;
-later waves ask Optuna's TPE sampler.
+It holds no state: each call rebuilds its search from the campaign's history in MLflow, seeded from the campaign seed
+and the history length, so a resumed campaign makes the same choices. The first wave after the baseline screens knobs
+one at a time around the champion. Later waves fit a surrogate of the metric to every finished run and propose its
+best settings around the champion (overnight/planners/surrogate.py), with Optuna's TPE sampler (a study rebuilt from
+the history: finished trials as COMPLETE or FAIL, running ones as pending) filling in when the surrogate has nothing
+new; `planner.search: tpe` asks TPE alone.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import random
 import re
 import warnings
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+from overnight import stats
 from overnight.config import CampaignConfig, Knob
+from overnight.planners import surrogate
 from overnight.planners.base import Plan, PlanContext, Planner, Reflection, WaveOutcome, wave_report
 from overnight.program import constants, format_literal, set_constant
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint
@@ -104,18 +109,33 @@ class OfflinePlanner(Planner):
         if not knobs:
             return []
         seen = {t.fingerprint for t in context.history if t.fingerprint} | set(exclude)
-        searched = [t for t in context.history if t.decision != "baseline" and t.wave > 0]
+        # Runs measured beyond the baseline; a wave planned while the first one still runs (its trials pending) goes
+        # on screening, and fills the slots left with the surrogate's (or TPE's) guesses.
+        measured = [
+            t for t in context.history if t.decision != "baseline" and t.wave > 0 and t.status == "finished"
+        ]
         proposals: list[Proposal] = []
-        if searched and self.config.planner.factorial and not any(t.factors for t in context.history):
+        if measured and self.config.planner.factorial and not any(t.factors for t in context.history):
             for proposal in self._grid(
                 knobs, context, n
             ):  # its cells may repeat a run (the champion's corner)
                 seen.add(fingerprint(apply_proposal(context.champion_files, proposal, self.config.editable)))
                 proposals.append(proposal)
-        if not searched:
-            candidates = self._screening_moves(knobs, context.champion_files)
+        if self.config.planner.search == "surrogate":  # TPE fills in once the surrogate has nothing new
+            search = itertools.chain(
+                self._surrogate_points(knobs, context), self._optuna_points(knobs, context)
+            )
         else:
-            candidates = self._optuna_points(knobs, context)
+            search = self._optuna_points(knobs, context)
+        screening = self._screening_moves(knobs, context.champion_files)
+        if measured:
+            candidates = search
+        elif any(t.status == "running" and t.wave > 0 for t in context.history):
+            candidates = itertools.chain(
+                screening, search
+            )  # the rest of the screening, then the model's guesses
+        else:
+            candidates = screening  # the first wave: single moves only, even if fewer than n
         if len(proposals) >= n:
             return proposals[:n]
         for values, hypothesis in candidates:
@@ -208,14 +228,61 @@ class OfflinePlanner(Planner):
         return {k.name: found[k.name] for k in knobs if k.name in found}
 
     def _screening_moves(self, knobs: list[Knob], files: dict[str, str]):
-        """One knob at a time, a step up then a step down, in the order the knobs are declared."""
+        """One knob at a time, a step up then a step down, in the order the knobs are declared; then, for a wave
+        with room to spare, two steps (they show each numeric knob's curvature to the surrogate)."""
         current = self._current_values(knobs, files)
-        for knob in knobs:
-            if knob.name not in current:
+        for steps in (1, 2):
+            for knob in knobs:
+                if knob.name not in current or (steps > 1 and knob.type == "choice"):
+                    continue
+                for value in _neighbours(knob, current[knob.name], steps):
+                    old = format_literal(current[knob.name])
+                    yield {knob.name: value}, f"{knob.name} {old} -> {format_literal(value)}"
+
+    def _surrogate_points(self, knobs: list[Knob], context: PlanContext):
+        """The best points of a surrogate fitted to the whole history: its posterior mean's, then draws' (see
+        overnight/planners/surrogate.py)."""
+        current = self._current_values(knobs, context.champion_files)
+        axes = [
+            surrogate.Axis(k, current[k.name])
+            for k in knobs
+            if k.name in current and _in_range(k, current[k.name])
+        ]
+        champion = context.champion
+        if not axes or champion is None:
+            return
+        distributions = {a.knob.name: _distribution(a.knob) for a in axes}
+        sign = 1.0 if self.goal == "minimize" else -1.0
+        observations, groups = [], {}
+        for trial in context.history:
+            if trial.outcome is not Outcome.OK or trial.metric is None or not math.isfinite(trial.metric):
                 continue
-            for value in _neighbours(knob, current[knob.name]):
-                old = format_literal(current[knob.name])
-                yield {knob.name: value}, f"{knob.name} {old} -> {format_literal(value)}"
+            params = _decode(trial.params, [a.knob for a in axes], distributions)
+            if params is None:
+                continue
+            condition = (trial.hardware, trial.budget_s)
+            observations.append((params, condition, sign * trial.metric))
+            if trial.unbiased:
+                groups.setdefault((trial.fingerprint, *condition), []).append(trial.metric)
+        floor = stats.noise_floor(list(groups.values()))
+        model = surrogate.fit(
+            axes, observations, (champion.hardware, champion.budget_s), floor.sigma if floor else None
+        )
+        if model is None:
+            return
+        seed = hash((self.config.planner.seed, len(context.history))) % 2**31
+        rng = np.random.default_rng(seed)
+        for draw in range(context.n * ASKS_PER_PROPOSAL):
+            point = model.best(model.mean if draw == 0 else model.draw(rng))
+            changed = {name: v for name, v in point.items() if v != current[name]}
+            if not changed:
+                continue
+            parts = [
+                f"{name} {format_literal(current[name])} -> {format_literal(v)}"
+                for name, v in changed.items()
+            ]
+            source = "surrogate's best guess" if draw == 0 else "surrogate draw"
+            yield changed, f"{source}: " + ", ".join(parts)
 
     def _optuna_points(self, knobs: list[Knob], context: PlanContext):
         """Points suggested by TPE, from a study rebuilt from the whole history.
@@ -298,15 +365,15 @@ def _distribution(knob: Knob) -> BaseDistribution:
     return CategoricalDistribution(list(knob.choices))
 
 
-def _neighbours(knob: Knob, value: object) -> list[object]:
-    """A step up and a step down from the current value, inside the knob's range."""
+def _neighbours(knob: Knob, value: object, steps: int = 1) -> list[object]:
+    """`steps` steps up and down from the current value, inside the knob's range (a step: a doubling on a log
+    scale, an eighth of the range otherwise)."""
     if knob.type == "choice":
         return [c for c in knob.choices if c != value][:2]
     if knob.log:
-        up, down = value * 2, value / 2
+        up, down = value * 2**steps, value / 2**steps
     else:
-        step = (knob.high - knob.low) / 8
-        step = max(1, round(step)) if knob.type == "int" else step
+        step = surrogate.screening_step(knob) * steps
         up, down = value + step, value - step
     moves = []
     for candidate in (up, down):
