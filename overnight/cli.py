@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -26,6 +26,9 @@ from rich.table import Table
 
 from overnight import progress
 from overnight.config import CampaignConfig, ConfigError, default_config_path, load_config, resolve_planner
+
+if TYPE_CHECKING:
+    from overnight.records import CampaignStatus, TrialRecord
 
 app = typer.Typer(
     name="overnight",
@@ -367,7 +370,7 @@ def status(config: ConfigArg = None) -> None:
     console.print(table)
 
 
-def _read_status(campaign: CampaignConfig):
+def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, TrialRecord | None]:
     """What runs now, and the champion when nothing runs. A SQLite store is read directly, read-only, with the
     stdlib: importing MLflow and opening the store through it cost about 2 s, ten times the queries."""
     import sqlite3

@@ -49,12 +49,12 @@ def read_runs(rows: Rows, experiment_id: str, match: dict[str, str], sqlite: boo
         "SELECT t.run_uuid FROM tags t WHERE t.key = :k AND t.value = :v AND EXISTS (SELECT 1 FROM runs r WHERE "
         "r.run_uuid = t.run_uuid AND r.experiment_id = :experiment AND r.lifecycle_stage = :active)"
     )
-    for i, (key, value) in enumerate(others):
+    for i, (other, wanted) in enumerate(others):
         chosen += (
             f" AND EXISTS (SELECT 1 FROM tags u{i} WHERE u{i}.key = :k{i} AND u{i}.run_uuid = t.run_uuid "
             f"AND u{i}.value = :v{i})"
         )
-        values.update({f"k{i}": key, f"v{i}": value})
+        values.update({f"k{i}": other, f"v{i}": wanted})
     return _read(rows, chosen, values, scan=sqlite and match == {KIND: "trial"})
 
 
