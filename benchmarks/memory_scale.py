@@ -7,7 +7,8 @@ with a wave and some trials in flight), then times what is read from it:
 - the planner's read of a wave: `memory.snapshot()` (what `loop.plan_context` calls) and its `digest()`;
 - the per-wave loop queries: `agent_run_trials`, `trials_left`, `budget_left`, `summarise`'s queries;
 - `overnight report` (in process, and the CLI end to end as a subprocess);
-- `overnight status` (in process, and the CLI end to end);
+- `overnight status`: `Memory.status()`, the direct read of the SQLite file the command makes (`store_sql`, no MLflow),
+  and the CLI end to end;
 - Python start-up and imports alone (`overnight --help`), to be subtracted from the CLI figures.
 
 Each in-process query is timed cold (a fresh `Memory`, as each wave and each CLI command opens one) and warm (the
@@ -286,7 +287,7 @@ def time_queries(store: Path, repeats: int) -> dict[str, float]:
     """In-process timings, cold (a fresh Memory each time) and warm (the same Memory again)."""
     import tempfile
 
-    from overnight import loop
+    from overnight import loop, store_sql
     from overnight.config import load_config
     from overnight.report import write_report
 
@@ -309,6 +310,9 @@ def time_queries(store: Path, repeats: int) -> dict[str, float]:
             m.lineage(),
         ),
         "status()": lambda m: m.status(),
+        "status read directly (store_sql.read_status)": lambda m: store_sql.read_status(
+            store / "mlflow.db", CAMPAIGN, METRIC
+        ),
         "report (write_report)": lambda m: write_report(m, scratch),
     }
     results = {}

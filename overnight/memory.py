@@ -9,7 +9,6 @@ from many threads at once. One writer at a time costs little (tens of ms per tri
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -17,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -29,100 +28,28 @@ from mlflow.utils.file_utils import local_file_uri_to_path
 
 from overnight.pricing import Usage
 from overnight.proposals import unified_diff
+from overnight.records import (
+    CHAMPION_TAG,
+    FLOW_RUN,
+    KIND,
+    NOTE,
+    OUTCOME,
+    OWNER,
+    PARENT_RUN,
+    PREFIX,
+    STATUS,
+    SUGGESTION,
+    TAKEN,
+    CampaignStatus,
+    Run,
+    TrialRecord,
+    campaign_status,
+    llm_totals,
+    trial_record,
+)
 from overnight.results import Outcome, TrialResult
 from overnight.secrets import scrub
-
-PREFIX = "overnight."
-KIND, STATUS, OUTCOME = PREFIX + "kind", PREFIX + "status", PREFIX + "outcome"
-FLOW_RUN = PREFIX + "prefect_flow_run_id"  # the flow run driving an agent run now (a resumed one changes it)
-OWNER = PREFIX + "owner"  # "host:pid" of the process running an agent run: a dead owner means resume
-CHAMPION_TAG = PREFIX + "champion_run_id"
-PARENT_RUN = "mlflow.parentRunId"
-SUGGESTION, TAKEN = (
-    PREFIX + "suggestion.",
-    ".taken",
-)  # experiment tags: a person's hypotheses for the next wave
-NOTE = "mlflow.note.content"  # shown as the run's description in the MLflow UI
-RUN_NAME = "mlflow.runName"
-(
-    _TRIAL_ID,
-    _AGENT_RUN_ID,
-    _WAVE,
-    _HYPOTHESIS,
-    _FINGERPRINT,
-    _PARENT_CHAMPION,
-    _DECISION,
-    _REASON,
-    _WHERE,
-    _HARDWARE,
-    _STAGE,
-    _SEED,
-    _BUDGET_S,
-    _MEASURES,
-    _PINNED,
-    _FACTORS,
-) = (
-    PREFIX + key
-    for key in (
-        "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware stage "
-        "seed budget_s measures pinned factors"
-    ).split()
-)
-_OUTCOMES = {outcome.value: outcome for outcome in Outcome}
-# The tags a trial record and the champion's lineage are built from: a query reads these, not the long texts
-# (rationale, description) that no reader of many runs needs.
-READ_TAGS = (
-    *(
-        PREFIX + key
-        for key in (
-            "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware "
-            "stage seed budget_s measures pinned factors champion_parent champion_why was_champion"
-        ).split()
-    ),
-    KIND,
-    STATUS,
-    OUTCOME,
-    RUN_NAME,
-)
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """A trial as the planner and the evaluator see it: plain values, no MLflow objects."""
-
-    run_id: str
-    trial_id: str
-    agent_run_id: str
-    wave: int
-    status: str  # running | finished
-    outcome: Outcome | None
-    metric: float | None
-    hypothesis: str
-    params: dict[str, str]
-    fingerprint: str
-    parent_champion: str  # run id of the champion this trial was built on ("" for the first baseline)
-    decision: str  # keep | discard | baseline | "" while undecided
-    reason: str
-    duration_s: float
-    started_ms: int
-    metrics: dict[str, float] = field(default_factory=dict)
-    where: str = ""  # backend, host and folder (or cluster) it ran on
-    # The accelerator type it really ran on ("cpu" locally) and the training budget it had: metrics are compared
-    # only between runs of the same hardware and budget.
-    hardware: str = ""
-    budget_s: str = ""
-    stage: str = "screen"  # baseline | screen | confirm | champion (a re-measurement of the champion)
-    seed: int = 0
-    measures: str = ""  # confirm and champion runs: the run id of the trial they measure again
-    pinned: str = ""  # the hardware type it must run on ("" = any)
-    factors: dict[str, list] = field(
-        default_factory=dict
-    )  # a grid cell: factor -> [level label, 0 low | 1 high]
-
-    @property
-    def unbiased(self) -> bool:
-        """A run taken as it came (baseline, confirmation, re-measurement), not picked for looking good."""
-        return self.stage != "screen"
+from overnight.store_sql import read_runs
 
 
 class Memory:
@@ -378,27 +305,8 @@ class Memory:
 
     def status(self) -> CampaignStatus | None:
         """What runs now: the newest running agent run, its current wave, its running trials, its spend so far."""
-        agent = self._running_agent_run()
-        if agent is None:
-            return None
         with self._lock:
-            waves = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{KIND}` = 'wave' and tags.`{PARENT_RUN}` = '{agent.info.run_id}' "
-                "and attributes.status = 'RUNNING'",
-            )
-        mine = self.trials(agent.info.run_id)
-        return CampaignStatus(
-            agent_run_id=agent.info.run_id,
-            agent_run_name=agent.info.run_name or "",
-            started_ms=agent.info.start_time,
-            waves=tuple(int(w.data.tags.get(PREFIX + "wave", "0")) for w in waves),
-            running=tuple(t for t in mine if t.status == "running"),
-            finished=sum(1 for t in mine if t.status == "finished"),
-            trial_hours=sum(t.duration_s for t in mine) / 3600,
-            llm_usd=self.spend_usd(agent.info.run_id),
-            compute_usd=sum(t.metrics.get("compute_usd", 0.0) for t in mine),
-        )
+            return campaign_status(self._runs, self.metric)
 
     def record_decision(
         self, run_id: str, decision: str, reason: str, numbers: dict[str, float | int | str] | None = None
@@ -474,18 +382,7 @@ class Memory:
     def llm_totals(self, agent_run_id: str) -> dict[str, float]:
         """Tokens and dollars of the agent run's planner calls: input_tokens, output_tokens, ..., usd."""
         with self._lock:
-            waves = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{KIND}` = 'wave' and tags.`mlflow.parentRunId` = '{agent_run_id}'",
-                max_results=10000,
-            )
-        totals: dict[str, float] = Counter()
-        for wave in waves:
-            for key, value in wave.data.metrics.items():
-                stage, _, what = key.partition("_")
-                if stage in ("plan", "reflect") and what:
-                    totals[what] += value
-        return dict(totals)
+            return llm_totals(self._runs({KIND: "wave", PARENT_RUN: agent_run_id}))
 
     def agent_run_on(self, night: date | None = None) -> AgentRunRecord:
         """The newest agent run, or the newest one started on the given date."""
@@ -576,7 +473,7 @@ class Memory:
         """The champion and its predecessors, newest first."""
         return [self._record(run) for run in self._lineage_runs()]
 
-    def _lineage_runs(self) -> list[_Run]:
+    def _lineage_runs(self) -> list[Run]:
         """The champion's run and its predecessors', newest first: one query for every run ever crowned, then the
         walk along their `champion_parent` tags (a run the query missed, e.g. a deleted one, is read by id)."""
         with self._lock:
@@ -687,60 +584,29 @@ class Memory:
     def ui_url(self, base: str = "http://127.0.0.1:5000") -> str:
         return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
 
-    def _runs(self, match: dict[str, str]) -> list[_Run]:
+    def _runs(self, match: dict[str, str]) -> list[Run]:
         """The campaign's active runs whose tags equal `match`, oldest first (as MLflow orders: start time, run id).
 
         On a SQL store (SQLite, PostgreSQL...) this reads the rows it needs in four plain queries on MLflow's tables
-        (runs, tags, params, latest_metrics). MLflow's own search builds an ORM object per tag, param and metric row
-        and reads every tag: at ten thousand trials that took seconds per call."""
+        (`store_sql.read_runs`); behind a tracking server, through MLflow's search."""
         store = self._sql_store()
         if store is None:
             return self._runs_by_search(match)
         from sqlalchemy import text
 
-        # Reading every trial, a plain scan of the tags (params, metrics) table beats looking each run's rows up
-        # through the run_uuid index by 2-3x on SQLite: the index holds no values, so every row costs a second
-        # lookup. A narrower read (one night, the crowned runs) takes the index.
         sqlite = store.engine.dialect.name == "sqlite"
-        scan = " NOT INDEXED" if sqlite and len(match) == 1 else ""
-        values: dict[str, object] = {"experiment": int(self.experiment_id), "active": "active"}
-        values.update({f"r{i}": key for i, key in enumerate(READ_TAGS)})
-        read = ", ".join(f":r{i}" for i in range(len(READ_TAGS)))
-        chosen = "SELECT run_uuid FROM runs WHERE experiment_id = :experiment AND lifecycle_stage = :active"
-        for i, (key, value) in enumerate(match.items()):
-            chosen += f" AND run_uuid IN (SELECT run_uuid FROM tags WHERE key = :k{i} AND value = :v{i})"
-            values.update({f"k{i}": key, f"v{i}": value})
-        queries = {
-            "runs": f"SELECT run_uuid, name, start_time, status, artifact_uri FROM runs WHERE run_uuid IN ({chosen}) "
-            "ORDER BY start_time ASC, run_uuid ASC",
-            "tags": f"SELECT run_uuid, key, value FROM tags{scan} WHERE key IN ({read}) AND run_uuid IN ({chosen})",
-            "params": f"SELECT run_uuid, key, value FROM params{scan} WHERE run_uuid IN ({chosen})",
-            "metrics": f"SELECT run_uuid, key, value, is_nan FROM latest_metrics{scan} WHERE run_uuid IN ({chosen})",
-        }
         with store.engine.connect() as db:
 
-            def rows(name: str) -> list:
+            def rows(query: str, values: dict) -> list:
                 if sqlite:  # sqlite3 takes these named parameters as they are, and its plain tuples cost half
-                    return db.connection.driver_connection.execute(queries[name], values).fetchall()
-                return db.execute(text(queries[name]), values).all()
+                    return db.connection.driver_connection.execute(query, values).fetchall()
+                return db.execute(text(query), values).all()
 
-            found = {
-                run_id: _Run(run_id, name or "", start, status, uri, {}, {}, {})
-                for run_id, name, start, status, uri in rows("runs")
-            }
-            self._artifact_uris.update((run_id, run.artifact_uri) for run_id, run in found.items())
-            for run_id, key, value in rows("tags"):
-                found[run_id].tags[key] = value
-            for run_id, key, value in rows("params"):
-                found[run_id].params[key] = value
-            for run_id, key, value, is_nan in rows("metrics"):
-                found[run_id].metrics[key] = math.nan if is_nan else value
-        return [  # a run without a name is named by its tag, as MLflow does
-            run if run.name else dataclasses.replace(run, name=run.tags.get(RUN_NAME, ""))
-            for run in found.values()
-        ]
+            found = read_runs(rows, self.experiment_id, match, sqlite)
+        self._artifact_uris.update((run.run_id, run.artifact_uri) for run in found)
+        return found
 
-    def _runs_by_search(self, match: dict[str, str]) -> list[_Run]:
+    def _runs_by_search(self, match: dict[str, str]) -> list[Run]:
         """`_runs` through MLflow's search API: for a store behind a tracking server."""
         runs, token = [], None
         while True:
@@ -765,7 +631,7 @@ class Memory:
             self._sql = (store,) if isinstance(store, SqlAlchemyStore) else (None,)
         return self._sql[0]
 
-    def _get(self, run_id: str) -> _Run:
+    def _get(self, run_id: str) -> Run:
         run = _plain(self.client.get_run(run_id))
         self._artifact_uris[run.run_id] = run.artifact_uri
         return run
@@ -786,57 +652,16 @@ class Memory:
             return None
         return Path(local_file_uri_to_path(uri)) / path
 
-    def _record(self, run: _Run) -> TrialRecord:
-        get, metrics = run.tags.get, run.metrics  # ten thousand records per full read: keep this loop lean
-        outcome, factors = get(OUTCOME), get(_FACTORS)
-        return TrialRecord(
-            run_id=run.run_id,
-            trial_id=get(_TRIAL_ID, run.name or ""),
-            agent_run_id=get(_AGENT_RUN_ID, ""),
-            wave=int(get(_WAVE, "0")),
-            status=get(STATUS, "running"),
-            outcome=(_OUTCOMES.get(outcome) or Outcome(outcome)) if outcome else None,
-            metric=metrics.get(self.metric),
-            hypothesis=get(_HYPOTHESIS, ""),
-            params=dict(run.params),
-            fingerprint=get(_FINGERPRINT, ""),
-            parent_champion=get(_PARENT_CHAMPION, ""),
-            decision=get(_DECISION, ""),
-            reason=get(_REASON, ""),
-            duration_s=metrics.get("duration_s", 0.0),
-            started_ms=run.start_time or int(time.time() * 1000),
-            metrics=dict(metrics),
-            where=get(_WHERE, ""),
-            hardware=get(_HARDWARE, ""),
-            stage=get(_STAGE, "screen"),
-            seed=int(get(_SEED, "0") or 0),
-            budget_s=get(_BUDGET_S, ""),
-            measures=get(_MEASURES, ""),
-            pinned=get(_PINNED, ""),
-            factors=json.loads(factors) if factors and factors != "{}" else {},
-        )
-
-
-@dataclass(frozen=True)
-class _Run:
-    """An MLflow run as the reading queries see it: plain values (tags narrowed to READ_TAGS on a SQL store)."""
-
-    run_id: str
-    name: str
-    start_time: int | None
-    status: str
-    artifact_uri: str
-    tags: dict[str, str]
-    params: dict[str, str]
-    metrics: dict[str, float]
+    def _record(self, run: Run) -> TrialRecord:
+        return trial_record(run, self.metric)
 
 
 def _read_tree(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _plain(run) -> _Run:
-    return _Run(
+def _plain(run) -> Run:
+    return Run(
         run.info.run_id,
         run.info.run_name or "",
         run.info.start_time,
@@ -874,21 +699,6 @@ class AgentRunRecord:
     metrics: dict[str, float]
     owner: str = ""  # "host:pid" of the process that runs it
     flow_run: str = ""  # the Prefect flow run that drives it now ("" if none)
-
-
-@dataclass(frozen=True)
-class CampaignStatus:
-    """An agent run in progress, as `overnight status` shows it."""
-
-    agent_run_id: str
-    agent_run_name: str
-    started_ms: int
-    waves: tuple[int, ...]  # waves running now
-    running: tuple[TrialRecord, ...]
-    finished: int  # trials finished so far
-    trial_hours: float  # of the finished trials
-    llm_usd: float
-    compute_usd: float = 0.0  # where the backend knows the price
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,64 @@ def load_synthetic():
     spec.loader.exec_module(truth)
     found = constants((SYNTHETIC / "train.py").read_text())
     return truth, {name: found[name].value for name in truth.KNOBS}
+
+
+def night_in_flight(memory) -> list[str]:
+    """Through the real Memory API: a finished night that crowned a champion, then a night in flight (its baseline
+    wave done, wave 1 running with two trials finished and two running), with planner and compute spend. Returns
+    the running trials' ids."""
+    from overnight.pricing import Usage
+    from overnight.results import Outcome, TrialResult
+
+    def trial(agent, wave_run, wave, name, result=None, where=""):
+        run_id = memory.start_trial(
+            wave_run_id=wave_run,
+            agent_run_id=agent,
+            trial_id=name,
+            wave=wave,
+            hypothesis=f"try {name}",
+            rationale="because",
+            params={"X": 1.5},
+            files={"train.py": "X = 1.5\n"},
+            diff="",
+            fingerprint=name,
+            parent_champion="",
+            stage="baseline" if wave == 0 else "screen",
+        )
+        if where:
+            memory.record_dispatch(run_id, where)
+        if result is not None:
+            memory.finish_trial(run_id, result)
+        return run_id
+
+    def ok(name, loss, cost_usd=None):
+        return TrialResult(name, Outcome.OK, {"loss": loss}, 60.0, 0, f"loss: {loss}\n", cost_usd=cost_usd)
+
+    first = memory.start_agent_run("night 1", {"planner": "claude"})
+    wave = memory.start_wave(first, 0, stage="baseline")
+    memory.record_plan(wave, "", Usage(1000, 200, 0, 0, 1), 0.01, "claude")
+    baseline = trial(first, wave, 0, "n1-base", ok("n1-base", 0.9))
+    memory.record_decision(baseline, "baseline", "the night's starting point")
+    memory.set_champion(baseline, "")
+    memory.finish_wave(wave, {}, "a reflection", [])
+    memory.finish_agent_run(first, {}, "# Night 1\n")
+
+    night = memory.start_agent_run("night 2", {"planner": "claude"})
+    wave = memory.start_wave(night, 0, stage="baseline")
+    memory.record_plan(wave, "", Usage(1000, 200, 0, 0, 1), 0.0123, "claude")
+    trial(night, wave, 0, "n2-base", ok("n2-base", 0.8))
+    memory.record_reflection_usage(wave, Usage(800, 100, 0, 0, 1), 0.0045)
+    memory.finish_wave(wave, {}, "a reflection", [])
+    wave = memory.start_wave(night, 1)
+    memory.record_plan(wave, "", Usage(2000, 400, 0, 0, 1), 0.031, "claude")
+    trial(night, wave, 1, "n2-ok", ok("n2-ok", 0.7, cost_usd=0.02))
+    trial(
+        night,
+        wave,
+        1,
+        "n2-crash",
+        TrialResult("n2-crash", Outcome.CRASH, {}, 5.0, 1, "Traceback\n", "exit 1"),
+    )
+    trial(night, wave, 1, "n2-run", where="local host /tmp/work/n2-run")
+    trial(night, wave, 1, "n2-start")
+    return ["n2-run", "n2-start"]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import alive
+from helpers import alive, configure_campaign, night_in_flight
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -230,6 +230,42 @@ def test_an_unreachable_tracking_server_fails_early_and_plainly(tmp_path, quadra
         assert result.returncode == 2, result.stdout + result.stderr
         assert "MLflow is not usable: the tracking server http://127.0.0.1:9 does not answer" in result.stdout
         assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_status_on_sqlite_shows_the_running_trials_without_importing_mlflow(
+    tmp_path, quadratic, tracking_uri, campaign_name
+):
+    """A status check costs a fraction of a second: on a SQLite store it reads the file directly, so it never
+    pays for importing MLflow (or Prefect) and opening the store through it."""
+    from overnight.memory import Memory
+
+    config = configure_campaign(quadratic, name=campaign_name, tracking_uri=tracking_uri)
+    memory = Memory(tracking_uri, campaign_name, "minimize", "loss")
+    night_in_flight(memory)
+    shown = overnight(
+        "status", str(config), cwd=tmp_path, env={"COLUMNS": "200", "PYTHONPROFILEIMPORTTIME": "1"}
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert f"Campaign {campaign_name}: agent run night 2 running for" in text and "wave 1;" in text
+    assert "3 trials finished, 2 running" in text and "$0.05 of language-model calls" in text
+    assert "$0.02 of compute" in text
+    rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in shown.stdout.splitlines()[1:]]
+    assert ["n2-run", "try n2-run", "local host /tmp/work/n2-run"] in rows
+    assert ["n2-start", "try n2-start", "(starting)"] in rows
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in shown.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "overnight" in imported
+    assert not imported & {"mlflow", "sqlalchemy", "alembic", "prefect", "torch"}
+
+    memory.finish_agent_run(memory.status().agent_run_id, {}, "# Night 2\n")
+    after = overnight("status", str(config), cwd=tmp_path)
+    assert f"Campaign {campaign_name}: nothing running; champion n1-base loss=0.9." in " ".join(
+        after.stdout.split()
+    )
 
 
 @pytest.mark.slow

@@ -1,10 +1,13 @@
 """Memory on a real MLflow SQLite store: the layout, the queries, and rebuilding files from artifacts."""
 
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers import night_in_flight
 from mlflow.tracking import MlflowClient
 
+from overnight import store_sql
 from overnight.memory import Memory
 from overnight.results import Outcome, TrialResult
 
@@ -186,6 +189,39 @@ def test_status_counts_only_the_running_agent_run(memory):
     now = memory.status()
     assert [t.trial_id for t in now.running] == ["n2-running"]
     assert now.finished == 3
+
+
+def test_status_read_directly_from_sqlite_equals_memorys(memory, campaign_name, tmp_path):
+    """`overnight status` reads a SQLite store with sqlite3 alone: what it finds is exactly Memory's status."""
+    running = night_in_flight(memory)
+    path = store_sql.sqlite_file(memory.tracking_uri)
+    now, champion = store_sql.read_status(path, campaign_name, "loss")
+    assert now == memory.status() and champion is None
+    assert now.agent_run_name == "night 2" and now.waves == (1,)
+    assert [t.trial_id for t in now.running] == running and now.running[
+        0
+    ].where == "local host /tmp/work/n2-run"
+    assert now.finished == 3 and now.trial_hours == pytest.approx(125 / 3600)
+    assert now.llm_usd == pytest.approx(0.0123 + 0.0045 + 0.031) and now.compute_usd == pytest.approx(0.02)
+
+    memory.finish_agent_run(now.agent_run_id, {}, "# Night 2\n")  # nothing runs: the champion is shown
+    assert store_sql.read_status(path, campaign_name, "loss") == (None, memory.champion())
+    assert memory.status() is None and memory.champion().trial_id == "n1-base"
+
+
+def test_status_read_directly_before_a_campaign_exists(memory, tmp_path):
+    """No store file or no such campaign yet: nothing runs, and nothing is created; a file that is not an MLflow
+    store is left to MLflow (the caller falls back to Memory)."""
+    absent = tmp_path / "absent" / "mlflow.db"
+    assert store_sql.read_status(absent, "quadratic", "loss") == (None, None) and not absent.parent.exists()
+    path = store_sql.sqlite_file(memory.tracking_uri)
+    assert store_sql.read_status(path, "no such campaign", "loss") == (None, None)
+    other = tmp_path / "other.db"
+    other.write_text("not a database")
+    with pytest.raises(sqlite3.Error):
+        store_sql.read_status(other, "quadratic", "loss")
+    assert store_sql.sqlite_file("http://127.0.0.1:5000") is None
+    assert store_sql.sqlite_file("sqlite:///relative/mlflow.db?timeout=20") is None
 
 
 def test_lineage_walks_past_a_deleted_champion(memory):

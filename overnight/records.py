@@ -1,0 +1,201 @@
+"""The campaign's records as plain values, the MLflow tags they are built from, and what `overnight status` shows.
+
+No MLflow import here (nor in `store_sql`): `Memory` builds these records from MLflow, and `overnight status` builds
+the same ones from a SQLite store read directly, without paying seconds to import MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from overnight.results import Outcome
+
+PREFIX = "overnight."
+KIND, STATUS, OUTCOME = PREFIX + "kind", PREFIX + "status", PREFIX + "outcome"
+FLOW_RUN = PREFIX + "prefect_flow_run_id"  # the flow run driving an agent run now (a resumed one changes it)
+OWNER = PREFIX + "owner"  # "host:pid" of the process running an agent run: a dead owner means resume
+CHAMPION_TAG = PREFIX + "champion_run_id"
+PARENT_RUN = "mlflow.parentRunId"
+SUGGESTION, TAKEN = (
+    PREFIX + "suggestion.",
+    ".taken",
+)  # experiment tags: a person's hypotheses for the next wave
+NOTE = "mlflow.note.content"  # shown as the run's description in the MLflow UI
+RUN_NAME = "mlflow.runName"
+(
+    _TRIAL_ID,
+    _AGENT_RUN_ID,
+    _WAVE,
+    _HYPOTHESIS,
+    _FINGERPRINT,
+    _PARENT_CHAMPION,
+    _DECISION,
+    _REASON,
+    _WHERE,
+    _HARDWARE,
+    _STAGE,
+    _SEED,
+    _BUDGET_S,
+    _MEASURES,
+    _PINNED,
+    _FACTORS,
+) = (
+    PREFIX + key
+    for key in (
+        "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware stage "
+        "seed budget_s measures pinned factors"
+    ).split()
+)
+_OUTCOMES = {outcome.value: outcome for outcome in Outcome}
+# The tags a trial record and the champion's lineage are built from: a query reads these, not the long texts
+# (rationale, description) that no reader of many runs needs.
+READ_TAGS = (
+    *(
+        PREFIX + key
+        for key in (
+            "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware "
+            "stage seed budget_s measures pinned factors champion_parent champion_why was_champion"
+        ).split()
+    ),
+    KIND,
+    STATUS,
+    OUTCOME,
+    RUN_NAME,
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """An MLflow run as the reading queries see it: plain values (tags narrowed to READ_TAGS on a SQL store)."""
+
+    run_id: str
+    name: str
+    start_time: int | None
+    status: str
+    artifact_uri: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as the planner and the evaluator see it: plain values, no MLflow objects."""
+
+    run_id: str
+    trial_id: str
+    agent_run_id: str
+    wave: int
+    status: str  # running | finished
+    outcome: Outcome | None
+    metric: float | None
+    hypothesis: str
+    params: dict[str, str]
+    fingerprint: str
+    parent_champion: str  # run id of the champion this trial was built on ("" for the first baseline)
+    decision: str  # keep | discard | baseline | "" while undecided
+    reason: str
+    duration_s: float
+    started_ms: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    where: str = ""  # backend, host and folder (or cluster) it ran on
+    # The accelerator type it really ran on ("cpu" locally) and the training budget it had: metrics are compared
+    # only between runs of the same hardware and budget.
+    hardware: str = ""
+    budget_s: str = ""
+    stage: str = "screen"  # baseline | screen | confirm | champion (a re-measurement of the champion)
+    seed: int = 0
+    measures: str = ""  # confirm and champion runs: the run id of the trial they measure again
+    pinned: str = ""  # the hardware type it must run on ("" = any)
+    factors: dict[str, list] = field(
+        default_factory=dict
+    )  # a grid cell: factor -> [level label, 0 low | 1 high]
+
+    @property
+    def unbiased(self) -> bool:
+        """A run taken as it came (baseline, confirmation, re-measurement), not picked for looking good."""
+        return self.stage != "screen"
+
+
+@dataclass(frozen=True)
+class CampaignStatus:
+    """An agent run in progress, as `overnight status` shows it."""
+
+    agent_run_id: str
+    agent_run_name: str
+    started_ms: int
+    waves: tuple[int, ...]  # waves running now
+    running: tuple[TrialRecord, ...]
+    finished: int  # trials finished so far
+    trial_hours: float  # of the finished trials
+    llm_usd: float
+    compute_usd: float = 0.0  # where the backend knows the price
+
+
+def trial_record(run: Run, metric: str) -> TrialRecord:
+    """The trial a run records; `metric` is the campaign's metric."""
+    get, metrics = run.tags.get, run.metrics  # ten thousand records per full read: keep this lean
+    outcome, factors = get(OUTCOME), get(_FACTORS)
+    return TrialRecord(
+        run_id=run.run_id,
+        trial_id=get(_TRIAL_ID, run.name or ""),
+        agent_run_id=get(_AGENT_RUN_ID, ""),
+        wave=int(get(_WAVE, "0")),
+        status=get(STATUS, "running"),
+        outcome=(_OUTCOMES.get(outcome) or Outcome(outcome)) if outcome else None,
+        metric=metrics.get(metric),
+        hypothesis=get(_HYPOTHESIS, ""),
+        params=dict(run.params),
+        fingerprint=get(_FINGERPRINT, ""),
+        parent_champion=get(_PARENT_CHAMPION, ""),
+        decision=get(_DECISION, ""),
+        reason=get(_REASON, ""),
+        duration_s=metrics.get("duration_s", 0.0),
+        started_ms=run.start_time or int(time.time() * 1000),
+        metrics=dict(metrics),
+        where=get(_WHERE, ""),
+        hardware=get(_HARDWARE, ""),
+        stage=get(_STAGE, "screen"),
+        seed=int(get(_SEED, "0") or 0),
+        budget_s=get(_BUDGET_S, ""),
+        measures=get(_MEASURES, ""),
+        pinned=get(_PINNED, ""),
+        factors=json.loads(factors) if factors and factors != "{}" else {},
+    )
+
+
+def llm_totals(waves: list[Run]) -> dict[str, float]:
+    """Tokens and dollars of the planner calls recorded on these wave runs: input_tokens, output_tokens, ..., usd."""
+    totals: dict[str, float] = Counter()
+    for wave in waves:
+        for key in sorted(wave.metrics):  # one order, whatever order the store returned them in
+            stage, _, what = key.partition("_")
+            if stage in ("plan", "reflect") and what:
+                totals[what] += wave.metrics[key]
+    return dict(totals)
+
+
+def campaign_status(runs: Callable[[dict[str, str]], list[Run]], metric: str) -> CampaignStatus | None:
+    """What runs now, from `runs(tags)` (the campaign's active runs carrying these tags, oldest first): the newest
+    agent run MLflow marks RUNNING, its running waves, its trials, its spend so far; None when none runs."""
+    agents = [run for run in runs({KIND: "agent_run"}) if run.status == "RUNNING"]
+    if not agents:
+        return None
+    agent = max(agents, key=lambda run: run.start_time or 0)  # the first of equals, as MLflow's search orders
+    waves = runs({KIND: "wave", PARENT_RUN: agent.run_id})
+    mine = [trial_record(run, metric) for run in runs({KIND: "trial", _AGENT_RUN_ID: agent.run_id})]
+    return CampaignStatus(
+        agent_run_id=agent.run_id,
+        agent_run_name=agent.name,
+        started_ms=agent.start_time or 0,
+        waves=tuple(int(wave.tags.get(_WAVE, "0")) for wave in waves if wave.status == "RUNNING"),
+        running=tuple(t for t in mine if t.status == "running"),
+        finished=sum(1 for t in mine if t.status == "finished"),
+        trial_hours=sum(t.duration_s for t in mine) / 3600,
+        llm_usd=llm_totals(waves).get("usd", 0.0),
+        compute_usd=sum(t.metrics.get("compute_usd", 0.0) for t in mine),
+    )
