@@ -81,16 +81,19 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
 
     stopped_by = ""
     try:
-        if not baseline_done:
-            run_wave(0, config.baseline_repeats)
         if config.pipeline:
-            waves, stopped_by = _overlapping_waves(config, memory, agent_run_id, waves, deadline_ts, run_wave)
-        while not config.pipeline:
-            size, stopped_by = loop.trials_left(config, memory, agent_run_id, waves, deadline_ts)
-            if size == 0:
-                break
-            waves += 1
-            run_wave(waves, size)
+            waves, stopped_by = _overlapping_waves(
+                config, memory, agent_run_id, waves, baseline_done, deadline_ts, run_wave
+            )
+        else:
+            if not baseline_done:
+                run_wave(0, config.baseline_repeats)
+            while True:
+                size, stopped_by = loop.trials_left(config, memory, agent_run_id, waves, deadline_ts)
+                if size == 0:
+                    break
+                waves += 1
+                run_wave(waves, size)
         summary = loop.summarise(config, memory, agent_run_id, waves, stopped_by)
         loop.finish_agent_run(memory, summary)
     except BaseException as error:
@@ -116,16 +119,19 @@ def _overlapping_waves(
     memory: Memory,
     agent_run_id: str,
     waves_done: int,
+    baseline_done: bool,
     deadline_ts: float | None,
     run_wave: Callable[[int, int, Pipeline], dict],
 ) -> tuple[int, str]:
     """`pipeline: true`: each wave runs in a thread of its own, the next one planned while the current one runs
-    (overnight/pipeline.py says how they share the workers). Returns the waves run and the budget that ended them;
-    raises the first wave's failure after the other waves have recorded what finished."""
-    pipeline = Pipeline(config.wave_size, first_wave=waves_done + 1)
+    (overnight/pipeline.py says how they share the workers); wave 1 is planned while the baseline runs. Returns the
+    waves run after the baseline and the budget that ended them; raises the first wave's failure after the other
+    waves have recorded what finished."""
+    first = waves_done + 1 if baseline_done else 0
+    pipeline = Pipeline(config.wave_size, first_wave=first)
     threads: list[threading.Thread] = []
     errors: dict[int, BaseException] = {}
-    waves, stopped_by = waves_done, ""
+    waves, stopped_by = first - 1, ""
 
     def one_wave(wave: int, size: int) -> None:
         try:
@@ -138,11 +144,14 @@ def _overlapping_waves(
 
     try:
         while pipeline.wait_for_room(waves):
-            size, stopped_by = loop.trials_left(
-                config, memory, agent_run_id, waves, deadline_ts, pipeline.waves_in_flight()
-            )
-            if size == 0:
-                break
+            if waves < 0:
+                size = config.baseline_repeats
+            else:
+                size, stopped_by = loop.trials_left(
+                    config, memory, agent_run_id, waves, deadline_ts, pipeline.waves_in_flight()
+                )
+                if size == 0:
+                    break
             waves += 1
             pipeline.started(waves)
             # A copy of this thread's context: the wave's flow run is a subflow of the campaign's in Prefect.

@@ -299,6 +299,10 @@ def plan_wave(
     for key in pending:
         memory.take_suggestion(key, f"wave {wave}" + (f": {plan.note}" if plan.note else ""))
     champion, champion_files = context.champion, context.champion_files
+    history = agent_run_trials(memory, agent_run_id)
+    # A first night's wave planned while its baseline still runs (`pipeline: true`) changes the program as shipped:
+    # the baseline's run is its parent, crowned once it has been measured.
+    parent = champion.run_id if champion else next((t.run_id for t in history if t.stage == "baseline"), "")
     seen = {t.fingerprint for t in context.history if t.fingerprint}
     planned = []
     for index, proposal in enumerate(plan.proposals[:n]):
@@ -331,17 +335,28 @@ def plan_wave(
                 proposal,
                 champion_files,
                 files,
-                champion.run_id,
+                parent,
             )
         )
-    # A champion crowned under another budget (a confirmation stage of its own) is measured at this one first.
+    # A champion crowned under another budget (a confirmation stage of its own) is measured at this one first,
+    # unless such runs are under way (a pipelined wave planned while the baseline runs).
     history = agent_run_trials(memory, agent_run_id)
-    if not evaluation.measurements(history, champion.fingerprint, budget_key(config, "screen"), None):
+    screen_key = budget_key(config, "screen")
+    if champion and not _measured_or_under_way(history, champion.fingerprint, screen_key):
         planned += plan_champion_runs(
             config, memory, agent_run_id, wave_run_id, wave, "screen", None, config.baseline_repeats, history
         )
     memory.record_plan(wave_run_id, plan.note, plan.usage, plan.cost_usd, planner.name)
     return PlannedWave(planned, plan.note, plan.usage, plan.cost_usd)
+
+
+def _measured_or_under_way(history: list[TrialRecord], fingerprint_: str, budget: str) -> bool:
+    """Whether these files have an unbiased run under this budget, finished or still running."""
+    running = any(
+        t.status == "running" and t.unbiased and t.fingerprint == fingerprint_ and t.budget_s == budget
+        for t in history
+    )
+    return running or bool(evaluation.measurements(history, fingerprint_, budget, None))
 
 
 def plan_markdown(wave: int, planner: str, planned: PlannedWave, memory: Memory) -> str:

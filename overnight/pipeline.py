@@ -1,7 +1,7 @@
 """Overlapping waves: the next wave is planned while the current one runs, so no worker waits for the planner.
 
-With `pipeline: true` a campaign keeps up to two waves' screening trials in flight. Wave k+1 is planned as soon as
-wave k is planned (the planner sees wave k's trials as running, i.e. pending), and its trials queue for the
+With `pipeline: true` a campaign keeps up to two waves' screening trials in flight, the baseline (wave 0) included.
+Wave k+1 is planned as soon as wave k is planned (the planner sees wave k's trials as running, i.e. pending), and its trials queue for the
 campaign's `wave_size` worker slots; they start the moment wave k's trials free them. When a wave's screening trials
 have all ended, the next wave may be planned. Slots go to the oldest wave first, so a wave's confirmation runs are
 not stuck behind newer screening trials. Decisions (screen, confirm, crown, reflect) are taken one wave at a time,
@@ -28,6 +28,7 @@ class Pipeline:
 
     def __init__(self, workers: int, first_wave: int = 1):
         self.workers = workers
+        self._first = first_wave  # waves before it ended in an earlier process (a resumed campaign)
         self._free = workers
         self._queue: list[tuple[int, int]] = []  # (wave, ticket): the oldest wave's requests first
         self._tickets = itertools.count()
@@ -96,7 +97,7 @@ class Pipeline:
     def wait_turn(self, wave: int) -> None:
         """Block until the previous wave has taken its decisions, so that waves decide in order."""
         with self._state:
-            while wave - 1 not in self._finished:
+            while wave - 1 >= self._first and wave - 1 not in self._finished:
                 self._raise_if_stopping()
                 self._state.wait(WAIT_S)
             self._raise_if_stopping()
@@ -110,6 +111,8 @@ class Pipeline:
             return not self.stopping
 
     def _room(self, newest: int) -> bool:
+        if newest < self._first:  # nothing of this process in flight yet
+            return True
         return newest in self._planned and all(w in self._screened for w in self._started if w < newest)
 
     def waves_in_flight(self) -> int:

@@ -108,3 +108,21 @@ def test_stopping_wakes_every_waiter_with_the_reason():
     assert errors == ["interrupted by the user"] * 2 and room == [False]
     with pytest.raises(PipelineStopped, match="interrupted by the user"):
         pipeline.check()
+
+
+def test_wave_1_is_planned_while_the_baseline_runs():
+    pipeline = Pipeline(workers=4, first_wave=0)  # a new agent run: the baseline (wave 0) goes through it too
+    assert pipeline.wait_for_room(-1)
+    pipeline.started(0)
+    pipeline.wait_turn(0)  # nothing before the baseline to wait for
+    pipeline.planned(0)
+    assert pipeline.wait_for_room(0)  # wave 1 may be planned: the baseline's trials are pending
+    pipeline.started(1)
+    pipeline.planned(1)
+    room = []
+    waiter = in_thread(lambda: room.append(pipeline.wait_for_room(1)))
+    time.sleep(0.2)
+    assert room == []  # wave 2 waits for the baseline's trials to end
+    pipeline.screened(0)
+    waiter.join(2)
+    assert room == [True]
