@@ -4,9 +4,11 @@
         [--planner-s 3] [--modes synchronous pipelined]
 
 Trials only sleep for `--trial-s` seconds (benchmarks/programs/sleep), so 64 workers fit on two cores. Utilisation =
-trial busy time / (workers x wall time), the wall time running from the first trial's start to the last one's end
-(a trial's start is its end less the duration the backend measured: a pipelined campaign creates the MLflow run
-when it plans the trial, before it can start). The bare baseline is the limit on this machine: a thread pool
+trial busy time / (workers x wall time), the wall time running from the first trial's start to the last one's end.
+A trial's span is its process's: for the bare baseline, around `subprocess.run`; for overnight, from the pid file
+the local backend writes as it starts the process to the last write of its log (the metric line, printed as it
+ends), in the trial's folder. (MLflow's run times would not do: a pipelined campaign creates the run when it plans
+the trial, and ends it after recording the result.) The bare baseline is the limit on this machine: a thread pool
 launching the same subprocesses back to back, with no Prefect, no MLflow and no planner.
 
 overnight runs a real campaign (Prefect flow, MLflow store) with the Claude planner, talking through the real
@@ -116,9 +118,11 @@ def campaign(
     client = MlflowClient(summary.tracking_uri)
     runs = client.search_runs([summary.experiment_id], "tags.`overnight.kind` = 'trial'", max_results=10000)
     spans = []
-    for run in runs:  # a trial's span: from its process's start to the end MLflow recorded
-        end = run.info.end_time / 1000
-        spans.append((end - run.data.metrics["duration_s"], end))
+    for run in runs:  # a trial's span: its process's, as the local backend left it in the trial's folder
+        folder = Path(run.data.tags["overnight.where"].split(":", 1)[1])
+        started = (folder / ".overnight_pid").stat().st_mtime  # written as the process starts
+        ended = (folder / "run.log").stat().st_mtime  # its last line, the metric, is printed as it ends
+        spans.append((started, ended))
     return _utilisation(spans, workers), whole
 
 

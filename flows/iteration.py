@@ -99,13 +99,13 @@ def _dispatch(config, memory, backend, planned, deadline_ts, pipeline=None, wave
     futures = []
     try:
         for trial in trials:
-            pipeline.take_slot(wave)
+            slot = pipeline.take_slot(wave)
             try:
-                future = run_trial.submit(config, memory, backend, trial, deadline_ts)
+                future = run_trial.submit(config, memory, backend, trial, deadline_ts, slot)
             except BaseException:
-                pipeline.free_slot()
+                slot.release()
                 raise
-            future.add_done_callback(lambda _: pipeline.free_slot())
+            future.add_done_callback(lambda _, slot=slot: slot.release())
             futures.append(future)
     finally:  # even when stopping: the trials already started end and are recorded
         for future in futures:

@@ -91,7 +91,7 @@ def run(
 
     _quiet_prefect_console(verbose)
     signal.signal(signal.SIGINT, _stop_on_interrupt)
-    with _ProgressDisplay(campaign.budget.iterations, campaign.wave_size) as display:
+    with _ProgressDisplay(campaign.budget.iterations, campaign.wave_size, campaign.pipeline) as display:
         progress.subscribe(display.on_event)
         try:
             state = campaign_flow(config_path=str(path), overrides=overrides, return_state=True)
@@ -491,7 +491,8 @@ def _silence_shutdown_noise() -> None:
 class _ProgressDisplay:
     """A rich progress bar fed by the loop's progress events."""
 
-    def __init__(self, waves: int, wave_size: int):
+    def __init__(self, waves: int, wave_size: int, pipelined: bool = False):
+        self.pipelined = pipelined  # waves overlap: one bar counts the trials of every wave planned so far
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -501,7 +502,7 @@ class _ProgressDisplay:
             console=console,
         )
         self.waves = self.progress.add_task("waves", total=waves + 1, visible=False)
-        self.trials = self.progress.add_task("trials", total=wave_size, visible=False)
+        self.trials = self.progress.add_task("trials", total=0 if pipelined else wave_size, visible=False)
 
     def __enter__(self) -> _ProgressDisplay:
         self.progress.start()
@@ -514,7 +515,13 @@ class _ProgressDisplay:
         if event == "wave_started":
             name = "baseline" if data["wave"] == 0 else f"wave {data['wave']}"
             self.progress.update(self.waves, visible=True, description="waves (baseline first)")
-            self.progress.reset(self.trials, total=data["trials"], visible=True, description=f"{name} trials")
+            if self.pipelined:
+                self._add_trials(data["trials"], "trials of the waves planned")
+                self.progress.console.print(f"  [dim]{name} planned: {data['trials']} trials[/dim]")
+            else:
+                self.progress.reset(
+                    self.trials, total=data["trials"], visible=True, description=f"{name} trials"
+                )
             if data.get("note"):
                 self.progress.console.print(f"[yellow]  planner note:[/yellow] {data['note']}")
         elif event == "trial_finished":
@@ -525,9 +532,12 @@ class _ProgressDisplay:
         elif event == "trial_started":
             self.progress.console.print(f"  [dim]{data['trial_id']} started: {data['hypothesis']}[/dim]")
         elif event == "confirming":
-            self.progress.reset(
-                self.trials, total=data["trials"], description=f"wave {data['wave']} confirmation runs"
-            )
+            if self.pipelined:
+                self._add_trials(data["trials"], "trials of the waves planned")
+            else:
+                self.progress.reset(
+                    self.trials, total=data["trials"], description=f"wave {data['wave']} confirmation runs"
+                )
             self.progress.console.print(
                 f"  [cyan]confirming[/cyan] the promising trials with {data['trials']} new-seed runs"
             )
@@ -545,6 +555,10 @@ class _ProgressDisplay:
             self.progress.console.print(
                 f"[bold]wave {data['wave']} done[/bold]: champion {data['champion']:.6g}"
             )
+
+    def _add_trials(self, count: int, description: str) -> None:
+        total = self.progress.tasks[self.trials].total or 0
+        self.progress.update(self.trials, total=total + count, visible=True, description=description)
 
 
 def _print_summary(summary, flow_run_id: str) -> None:

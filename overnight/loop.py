@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -609,7 +610,14 @@ def run_trial(
 ) -> TrialResult:
     """Run one valid trial on the backend; past the campaign's deadline it is stopped like a timeout."""
     progress.emit("trial_started", trial_id=trial.trial_id, hypothesis=trial.hypothesis)
-    memory.record_dispatch(trial.run_id, backend.where(trial.trial_id))
+    # Where it runs goes to MLflow beside the run, not before it: at 64 trials starting at once, each waiting for
+    # the store in turn would start the last one a second late.
+    threading.Thread(
+        target=memory.record_dispatch,
+        args=(trial.run_id, backend.where(trial.trial_id)),
+        name=f"where-{trial.trial_id}",
+        daemon=True,
+    ).start()
     budget, stage_timeout = stage_settings(config, trial.phase)
     timeout = stage_timeout
     if deadline_ts is not None:

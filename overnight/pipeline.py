@@ -23,6 +23,23 @@ class PipelineStopped(RuntimeError):
     """The campaign is stopping (Ctrl-C, or another wave failed); this wave records what it has and ends."""
 
 
+class Slot:
+    """A worker held by one trial. Released once: as soon as the trial's process ends (recording its result needs no
+    worker), or when its task ends, whichever comes first."""
+
+    def __init__(self, pipeline: Pipeline):
+        self._pipeline = pipeline
+        self._held = True
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        self._pipeline.free_slot()
+
+
 class Pipeline:
     """Worker slots shared by the waves in flight, and the milestones that order them."""
 
@@ -41,7 +58,7 @@ class Pipeline:
 
     # --- worker slots ------------------------------------------------------------------------------------------------
 
-    def take_slot(self, wave: int) -> None:
+    def take_slot(self, wave: int) -> Slot:
         """Block until a worker is free and no older wave is waiting for one; raises PipelineStopped when stopping."""
         with self._state:
             request = (wave, next(self._tickets))
@@ -59,6 +76,7 @@ class Pipeline:
             heapq.heappop(self._queue)
             self._free -= 1
             self._state.notify_all()
+        return Slot(self)
 
     def free_slot(self) -> None:
         with self._state:

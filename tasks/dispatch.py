@@ -10,6 +10,7 @@ from overnight import loop
 from overnight.backends import Backend
 from overnight.config import CampaignConfig
 from overnight.memory import Memory
+from overnight.pipeline import Slot
 from overnight.results import Outcome, TrialResult
 
 INFRA_RETRIES = 2
@@ -43,13 +44,17 @@ def run_trial(
     backend: Backend,
     trial: loop.PlannedTrial,
     deadline_ts: float | None = None,
+    slot: Slot | None = None,
 ) -> TrialResult:
-    """Run one trial on the backend and record its outcome in MLflow (a trial that already ended is not rerun)."""
+    """Run one trial on the backend and record its outcome in MLflow (a trial that already ended is not rerun).
+    `slot`: the pipelined campaign's worker it holds, freed for the next trial once the process has ended."""
     finished = loop.finished_result(memory, trial)
     if finished is not None:  # a resumed wave: it ended before the campaign process died
         return finished
     result = loop.run_trial(config, memory, backend, trial, deadline_ts)
     if result.outcome is Outcome.INFRA_ERROR and task_run.run_count <= INFRA_RETRIES:
-        raise InfraError(result.reason)
+        raise InfraError(result.reason)  # retried on the worker it holds
+    if slot is not None:
+        slot.release()
     loop.record_result(memory, trial, result)
     return result

@@ -49,9 +49,10 @@ def test_a_crashing_trial_is_recorded_and_not_retried(prefect_api, quadratic, tm
     assert len(trial_tasks) == 4 and all(t.run_count == 1 for t in trial_tasks)  # never retried
 
 
-def test_a_crashing_baseline_stops_the_campaign_with_the_reason(prefect_api, quadratic, tmp_path):
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_a_crashing_baseline_stops_the_campaign_with_the_reason(prefect_api, quadratic, tmp_path, pipeline):
     (quadratic / "train.py").write_text("X = 1.0\nY = 2\nMODE = 'plain'\nimport missing_module_xyz\n")
-    path = configure(quadratic, tmp_path)
+    path = configure(quadratic, tmp_path, pipeline=pipeline)
     state = campaign_flow(config_path=str(path), return_state=True)
     assert state.is_failed()
     with pytest.raises(
@@ -63,8 +64,15 @@ def test_a_crashing_baseline_stops_the_campaign_with_the_reason(prefect_api, qua
     experiment = client.get_experiment_by_name("quadratic")
     (agent,) = client.search_runs([experiment.experiment_id], "tags.`overnight.kind` = 'agent_run'")
     assert agent.info.status == "FAILED"
-    baselines = client.search_runs([experiment.experiment_id], "tags.`overnight.kind` = 'trial'")
+    trials = client.search_runs([experiment.experiment_id], "tags.`overnight.kind` = 'trial'")
+    baselines = [t for t in trials if t.data.tags["overnight.stage"] == "baseline"]
     assert len(baselines) == 2 and {b.data.tags["overnight.outcome"] for b in baselines} == {"crash"}
+    assert all(r.info.status != "RUNNING" for r in client.search_runs([experiment.experiment_id]))
+    if not pipeline:
+        assert len(trials) == 2
+    for trial in trials:  # pipelined: wave 1, planned while the baseline ran, stopped and says why
+        if trial.data.tags["overnight.stage"] != "baseline" and trial.info.status == "KILLED":
+            assert "wave 0 failed: the baseline trial failed" in trial.data.tags["overnight.reason"]
 
 
 def test_a_deadline_stops_starting_waves_and_the_run_still_reports(prefect_api, quadratic, tmp_path):
