@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -607,8 +608,10 @@ def run_trial(
     backend: Backend,
     trial: PlannedTrial,
     deadline_ts: float | None = None,
+    launching: Callable[[], None] | None = None,
 ) -> TrialResult:
-    """Run one valid trial on the backend; past the campaign's deadline it is stopped like a timeout."""
+    """Run one valid trial on the backend; past the campaign's deadline it is stopped like a timeout.
+    `launching` is called as the backend is handed the trial."""
     progress.emit("trial_started", trial_id=trial.trial_id, hypothesis=trial.hypothesis)
     # Where it runs goes to MLflow beside the run, not before it: at 64 trials starting at once, each waiting for
     # the store in turn would start the last one a second late.
@@ -635,6 +638,8 @@ def run_trial(
         max_memory_mb=config.trial.max_memory_mb,
         max_disk_mb=config.trial.max_disk_mb,
     )
+    if launching:
+        launching()
     try:
         result = backend.run(spec)
     except Exception as error:  # a backend bug must not lose the wave: it becomes this trial's infra_error

@@ -17,6 +17,7 @@ import itertools
 import threading
 
 WAIT_S = 1.0  # waits wake up this often, so that Ctrl-C (raised in the main thread) is never held up
+SETTLE_S = 5.0  # at most this long a finished trial's recording waits for the next trials to start
 
 
 class PipelineStopped(RuntimeError):
@@ -30,14 +31,28 @@ class Slot:
     def __init__(self, pipeline: Pipeline):
         self._pipeline = pipeline
         self._held = True
+        self._starting = True
         self._lock = threading.Lock()
 
+    def started(self) -> None:
+        """The trial's process is being launched: nothing of overnight's stands between it and its worker now."""
+        with self._lock:
+            was, self._starting = self._starting, False
+        if was:
+            self._pipeline.started_one()
+
     def release(self) -> None:
+        self.started()
         with self._lock:
             if not self._held:
                 return
             self._held = False
         self._pipeline.free_slot()
+
+    def let_others_start(self, timeout_s: float = SETTLE_S) -> None:
+        """Wait (a little) until no trial waits for a worker or is being launched: on a small orchestrator machine,
+        recording a result competes for the CPU with the trials taking the freed workers, and they go first."""
+        self._pipeline.wait_for_starts(timeout_s)
 
 
 class Pipeline:
@@ -53,6 +68,7 @@ class Pipeline:
         self._screened: set[int] = set(range(first_wave))
         self._finished: set[int] = set(range(first_wave))
         self._started: set[int] = set()
+        self._launching = 0  # trials given a worker whose process is not launched yet
         self.stopping = ""  # why the campaign stops, once it does
         self._state = threading.Condition()
 
@@ -75,8 +91,21 @@ class Pipeline:
                 raise
             heapq.heappop(self._queue)
             self._free -= 1
+            self._launching += 1
             self._state.notify_all()
         return Slot(self)
+
+    def started_one(self) -> None:
+        with self._state:
+            self._launching -= 1
+            self._state.notify_all()
+
+    def wait_for_starts(self, timeout_s: float) -> None:
+        """Until no trial waits for a free worker or is being launched on one, or `timeout_s`."""
+        with self._state:
+            self._state.wait_for(
+                lambda: self.stopping or not (self._launching or (self._queue and self._free)), timeout_s
+            )
 
     def free_slot(self) -> None:
         with self._state:

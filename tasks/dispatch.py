@@ -51,10 +51,11 @@ def run_trial(
     finished = loop.finished_result(memory, trial)
     if finished is not None:  # a resumed wave: it ended before the campaign process died
         return finished
-    result = loop.run_trial(config, memory, backend, trial, deadline_ts)
+    result = loop.run_trial(config, memory, backend, trial, deadline_ts, slot.started if slot else None)
     if result.outcome is Outcome.INFRA_ERROR and task_run.run_count <= INFRA_RETRIES:
         raise InfraError(result.reason)  # retried on the worker it holds
     if slot is not None:
         slot.release()
+        slot.let_others_start()
     loop.record_result(memory, trial, result)
     return result
