@@ -98,3 +98,28 @@ def night_in_flight(memory) -> list[str]:
     trial(night, wave, 1, "n2-run", where="local host /tmp/work/n2-run")
     trial(night, wave, 1, "n2-start")
     return ["n2-run", "n2-start"]
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most (start, end) spans that overlap at one moment: trials running at once."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def start_campaign(config: Path, cwd: Path, env: dict):
+    """`overnight run CONFIG` in a process of its own, its output merged and readable as text."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "overnight.cli", "run", str(config)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

@@ -277,12 +277,8 @@ class OfflinePlanner(Planner):
             changed = {name: v for name, v in point.items() if v != current[name]}
             if not changed:
                 continue
-            parts = [
-                f"{name} {format_literal(current[name])} -> {format_literal(v)}"
-                for name, v in changed.items()
-            ]
             source = "surrogate's best guess" if draw == 0 else "surrogate draw"
-            yield changed, f"{source}: " + ", ".join(parts)
+            yield changed, f"{source}: {_moves(current, changed)}"
 
     def _optuna_points(self, knobs: list[Knob], context: PlanContext):
         """Points suggested by TPE, from a study rebuilt from the whole history.
@@ -327,11 +323,7 @@ class OfflinePlanner(Planner):
             changed = {name: v for name, v in values.items() if v != current[name]}
             if not changed:
                 continue
-            parts = [
-                f"{name} {format_literal(current[name])} -> {format_literal(v)}"
-                for name, v in changed.items()
-            ]
-            yield changed, "TPE: " + ", ".join(parts)
+            yield changed, f"TPE: {_moves(current, changed)}"
 
     def _proposal(self, values: dict[str, object], hypothesis: str, files: dict[str, str]) -> Proposal | None:
         edits = []
@@ -355,6 +347,13 @@ class OfflinePlanner(Planner):
 
     def reflect(self, outcome: WaveOutcome, context: PlanContext | None = None) -> Reflection:
         return Reflection(wave_report(outcome))
+
+
+def _moves(current: dict[str, object], changed: dict[str, object]) -> str:
+    """The changes in words: "LR 0.001 -> 0.002, DEPTH 3 -> 2"."""
+    return ", ".join(
+        f"{name} {format_literal(current[name])} -> {format_literal(v)}" for name, v in changed.items()
+    )
 
 
 def _distribution(knob: Knob) -> BaseDistribution:

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 from faultkit import check_books, write_program
+from helpers import most_at_once
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
@@ -24,15 +25,6 @@ TRAIN = (
     "print(f\"loss: {1.0 + 0.01 * int(os.environ['OVERNIGHT_SEED'])}\")\n"
     "Path(os.environ['FAULT_MARKS'], os.environ['OVERNIGHT_TRIAL_ID']).write_text(f'{started} {time.time()}')\n"
 )
-
-
-def most_at_once(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 @pytest.mark.parametrize("store", ["sqlite", "server"])

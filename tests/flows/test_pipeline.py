@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import alive
+from helpers import alive, most_at_once, start_campaign
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
@@ -16,15 +16,6 @@ def trial_span(run) -> tuple[float, float]:
     itself starts earlier, when the trial is planned.)"""
     end = run.info.end_time / 1000
     return end - run.data.metrics["duration_s"], end
-
-
-def most_at_once(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    running = most = 0
-    for _, step in events:
-        running += step
-        most = max(most, running)
-    return most
 
 
 def test_the_next_wave_is_planned_while_the_current_one_runs(prefect_api, tracking_uri, quadratic):
@@ -90,8 +81,6 @@ def test_ctrl_c_stops_every_wave_in_flight_and_leaves_nothing_running(prefect_ap
     """Interrupted while wave 1 runs and wave 2 waits for workers: both stop, nothing stays RUNNING in MLflow."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     from prefect.settings import PREFECT_API_URL
@@ -111,14 +100,7 @@ def test_ctrl_c_stops_every_wave_in_flight_and_leaves_nothing_running(prefect_ap
         "PREFECT_API_URL": PREFECT_API_URL.value(),
         "COLUMNS": "100",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "overnight.cli", "run", str(config)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_campaign(config, tmp_path, env)
     client = MlflowClient(f"sqlite:///{tmp_path / '.overnight' / 'mlflow.db'}")
     deadline = time.monotonic() + 180
     pid_files, waiting = [], []

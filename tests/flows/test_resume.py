@@ -3,29 +3,16 @@
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
 import pytest
-from helpers import alive, configure_campaign
+from helpers import alive, configure_campaign, start_campaign
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
 pytestmark = pytest.mark.slow
-
-
-def start(config, cwd, env):
-    return subprocess.Popen(
-        [sys.executable, "-m", "overnight.cli", "run", str(config)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 @pytest.mark.parametrize(("seed", "pipeline"), [(1, False), (2, False), (3, False), (4, True)])
@@ -48,7 +35,7 @@ def test_sigkill_at_a_random_point_then_the_same_command_resumes(
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "COLUMNS": "100"}
     env.pop("ANTHROPIC_API_KEY", None)
 
-    first = start(config, tmp_path, env)
+    first = start_campaign(config, tmp_path, env)
     draw = random.Random(seed)
     # Kill after this many trials started: the baseline's two, then waves of two plus confirmations.
     kill_after = draw.randint(1, 9)
@@ -64,7 +51,7 @@ def test_sigkill_at_a_random_point_then_the_same_command_resumes(
     killed_output += first.stdout.read()
     assert started == kill_after, killed_output
 
-    second = start(config, tmp_path, env)
+    second = start_campaign(config, tmp_path, env)
     output, _ = second.communicate(timeout=600)
     assert second.returncode == 0, killed_output + "\n----\n" + output
 
