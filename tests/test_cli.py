@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import alive, configure_campaign, night_in_flight
+from helpers import alive, configure_campaign, night_in_flight, start_campaign
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -182,14 +182,7 @@ def test_ctrl_c_stops_running_trials_and_leaves_nothing_running(prefect_api, tmp
         config.read_text().replace("time_budget_s: 1, timeout_s: 30", "time_budget_s: 1, timeout_s: 120")
     )
     env = {**without_key(), "PREFECT_API_URL": PREFECT_API_URL.value(), "COLUMNS": "100"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "overnight.cli", "run", str(config)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_campaign(config, tmp_path, env)
     pid_file = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the baseline trial is running
