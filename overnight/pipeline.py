@@ -1,11 +1,12 @@
 """Overlapping waves: the next wave is planned while the current one runs, so no worker waits for the planner.
 
 With `pipeline: true` a campaign keeps up to two waves' screening trials in flight, the baseline (wave 0) included.
-Wave k+1 is planned as soon as wave k is planned (the planner sees wave k's trials as running, i.e. pending), and its trials queue for the
-campaign's `wave_size` worker slots; they start the moment wave k's trials free them. When a wave's screening trials
-have all ended, the next wave may be planned. Slots go to the oldest wave first, so a wave's confirmation runs are
-not stuck behind newer screening trials. Decisions (screen, confirm, crown, reflect) are taken one wave at a time,
-in wave order, so the champion changes as it would in a synchronous campaign, just later.
+Wave k+1 is planned as soon as wave k is planned (the planner sees wave k's trials as running, i.e. pending), and
+its trials queue for the campaign's `wave_size` worker slots; each starts the moment a slot frees. When a wave's
+screening trials have all ended, the next wave may be planned. When trials of several waves wait for a slot, the
+oldest wave's go first, so a wave's confirmation runs are not stuck behind newer screening trials. Decisions
+(screen, confirm, crown, reflect) are taken one wave at a time, in wave order; a wave is planned knowing the
+results of the wave before last.
 
 This module only coordinates threads; the campaign flow runs each wave in a thread of its own.
 """
