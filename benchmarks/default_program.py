@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from overnight.program import constants
-from overnight.results import parse_metrics
+from overnight.trial import parse_metrics
 
 PROGRAM = Path(__file__).resolve().parents[1] / "overnight" / "programs" / "tiny_gpt"
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10G": 125.0}  # dense, per GPU

@@ -61,7 +61,7 @@ def layout(trials: int) -> tuple[int, int, int]:
 
 
 def open_memory(store: Path):
-    from overnight.memory import Memory
+    from overnight.memory.store import Memory
 
     return Memory(
         f"sqlite:///{store / 'mlflow.db'}", CAMPAIGN, "minimize", METRIC, artifact_root=store / "artifacts"
@@ -72,7 +72,7 @@ def write_store(store: Path, trials: int, seed: int = 0) -> dict:
     """Write the campaign through Memory as the loop would; returns what was written."""
     from overnight.pricing import Usage
     from overnight.proposals import unified_diff
-    from overnight.results import Outcome, TrialResult
+    from overnight.trial import Outcome, TrialResult
 
     nights, waves, per_wave = layout(trials)
     store.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def write_store(store: Path, trials: int, seed: int = 0) -> dict:
         )
         for wave in range(waves):
             last_wave = last_night and wave == waves - 1
-            wave_run = memory.start_wave(agent, wave, stage="baseline" if wave == 0 else "search")
+            wave_run = memory.start_wave(agent, wave)
             memory.record_plan(wave_run, "", Usage(4000, 800, 0, 0, 1), 0.02, "offline")
             table, kept = [], None
             for i in range(per_wave):
@@ -130,7 +130,7 @@ def write_store(store: Path, trials: int, seed: int = 0) -> dict:
                     written += 1
                     continue
                 files = files_for(knobs)
-                stage = "baseline" if wave == 0 else ("confirm" if i >= per_wave - 4 else "screen")
+                role = "baseline" if wave == 0 else ("confirmation" if i >= per_wave - 4 else "candidate")
                 run_id = memory.start_trial(
                     wave_run_id=wave_run,
                     agent_run_id=agent,
@@ -145,10 +145,10 @@ def write_store(store: Path, trials: int, seed: int = 0) -> dict:
                     diff=unified_diff(base_files, files),
                     fingerprint=f"{hash(tuple(sorted(knobs.items()))) & 0xFFFFFFFF:08x}",
                     parent_champion=champion,
-                    stage=stage,
+                    role=role,
                     seed=rng.randrange(1000),
                     budget_s=30,
-                    measures=champion if stage == "confirm" else "",
+                    measures=champion if role == "confirmation" else "",
                 )
                 written += 1
                 if last_wave and i >= per_wave - RUNNING_TRIALS:
@@ -197,12 +197,18 @@ def write_store(store: Path, trials: int, seed: int = 0) -> dict:
                         champion, champion_value = run_id, value
                     continue
                 gain = champion_value - value
-                decision = "keep" if (stage == "screen" and gain > 0.05 and kept is None) else "discard"
+                decision = "keep" if (role == "candidate" and gain > 0.05 and kept is None) else "discard"
                 memory.record_decision(
                     run_id,
                     decision,
                     f"gain {gain:.4f} vs threshold 0.05",
-                    {"stage": stage, "gain": gain, "se": 0.01, "threshold": 0.05, "rule": "t_test"},
+                    {
+                        "stage": "screen" if role == "candidate" else "confirm",
+                        "gain": gain,
+                        "se": 0.01,
+                        "threshold": 0.05,
+                        "rule": "t_test",
+                    },
                 )
                 if decision == "keep":
                     kept = (run_id, knobs, value, gain)
@@ -287,8 +293,9 @@ def time_queries(store: Path, repeats: int) -> dict[str, float]:
     """In-process timings, cold (a fresh Memory each time) and warm (the same Memory again)."""
     import tempfile
 
-    from overnight import loop, store_sql
+    from overnight import loop
     from overnight.config import load_config
+    from overnight.memory import sql as store_sql
     from overnight.report import write_report
 
     config = load_config(write_config(store))
@@ -353,7 +360,7 @@ def time_cli(store: Path, repeats: int) -> dict[str, float]:
     # What every command pays before its first query: Python, the imports, opening the store (MLflow checks its
     # schema). Subtract it from the CLI figures to get the queries' share.
     opening = (
-        "import sys, overnight.cli, overnight.loop, overnight.report; from overnight.memory import Memory; "
+        "import sys, overnight.cli, overnight.loop, overnight.report; from overnight.memory.store import Memory; "
         "Memory(sys.argv[1], sys.argv[2], 'minimize', sys.argv[3])"
     )
     uri = f"sqlite:///{store / 'mlflow.db'}"

@@ -58,12 +58,13 @@ import optuna
 
 from overnight import evaluation, stats
 from overnight.config import Knob, load_config
-from overnight.memory import MemorySnapshot, TrialRecord
+from overnight.memory.records import TrialRecord
+from overnight.memory.store import MemorySnapshot
 from overnight.planners.base import PlanContext
 from overnight.planners.offline import OfflinePlanner
 from overnight.program import constants, format_literal
 from overnight.proposals import apply_proposal, fingerprint
-from overnight.results import Outcome
+from overnight.trial import Outcome
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -71,7 +72,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = ROOT / "overnight" / "programs" / "synthetic"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## 2. Search efficiency"
-BUDGET = "1"  # every run has the same training budget and hardware: the engine compares them all
+BUDGET = 1.0  # every run has the same training budget and hardware: the engine compares them all
 EPSILON = 1e-9  # float slack when comparing true scores with the target
 
 
@@ -261,7 +262,7 @@ class Campaign:
         self.files: dict[str, dict[str, str]] = {}  # run id -> files
 
     def run(
-        self, files: dict[str, str], wave: int, stage: str, hypothesis: str = "", measures: str = ""
+        self, files: dict[str, str], wave: int, role: str, hypothesis: str = "", measures: str = ""
     ) -> TrialRecord:
         knobs = {**DEFAULTS, **{n: c.value for n, c in constants(files["train.py"]).items() if n in DEFAULTS}}
         run_id = f"r{len(self.history)}"
@@ -277,13 +278,13 @@ class Campaign:
             params={name: str(value) for name, value in knobs.items()},
             fingerprint=fingerprint(files),
             parent_champion=self.champion.run_id if self.champion else "",
-            decision="baseline" if stage == "baseline" else "",
+            decision="baseline" if role == "baseline" else "",
             reason="",
             duration_s=1.0,
             started_ms=len(self.history),
             hardware="h100",
             budget_s=BUDGET,
-            stage=stage,
+            role=role,
             seed=self.bench.count,
             measures=measures,
         )
@@ -330,11 +331,11 @@ def offline_planner(
         screened = []
         for proposal in plan.proposals:
             files = apply_proposal(campaign.champion_files, proposal, config.editable)
-            screened.append(campaign.run(files, wave, "screen", proposal.hypothesis))
+            screened.append(campaign.run(files, wave, "candidate", proposal.hypothesis))
         time_units += 1
         if engine_rule:
             _engine_keep(campaign, screened, wave, rule, config.decision.confirm_top)
-            extra = sum(t.stage != "screen" for t in campaign.history if t.wave == wave)
+            extra = sum(t.role != "candidate" for t in campaign.history if t.wave == wave)
             time_units += math.ceil(extra / workers)  # the confirmation runs, N at a time
         else:
             best = min(screened, key=lambda t: t.metric)
@@ -361,7 +362,7 @@ def _engine_keep(
     promising, best = promising[:top], None
     for candidate in promising:
         for _ in range(rule.confirm_runs):
-            campaign.run(campaign.files[candidate.run_id], wave, "confirm", measures=candidate.run_id)
+            campaign.run(campaign.files[candidate.run_id], wave, "confirmation", measures=candidate.run_id)
     if promising:
         have = len(evaluation.measurements(campaign.history, champion.fingerprint, BUDGET, "h100"))
         for _ in range(max(0, rule.confirm_runs - have)):
@@ -409,7 +410,7 @@ def offline_pipelined(seed: int, workers: int, target: float, max_waves: int) ->
             verdicts.update({d.run_id: d.decision for d in confirmed})
             if best is not None:
                 campaign.crown(best)
-        screened = [t for t in records if t.stage == "screen"]
+        screened = [t for t in records if t.role == "candidate"]
         decisions, found = evaluation.screen_wave(
             screened, campaign.history, campaign.champion, "minimize", rule
         )
@@ -438,10 +439,10 @@ def _pipelined_plan(
 ) -> list[tuple[str, dict[str, str], str, str]]:
     """Wave `wave` as the pipelined engine plans it during round wave - 1: confirmation runs of the trials waiting
     for it, the champion topped up to as many runs, then the planner's proposals in the slots left. Returns
-    (stage, files, hypothesis, the run it measures) for each run."""
+    (role, files, hypothesis, the run it measures) for each run."""
     runs: list[tuple[str, dict[str, str], str, str]] = []
     for candidate in to_confirm:
-        runs += [("confirm", campaign.files[candidate.run_id], "", candidate.run_id)] * rule.confirm_runs
+        runs += [("confirmation", campaign.files[candidate.run_id], "", candidate.run_id)] * rule.confirm_runs
     champion = campaign.champion
     if to_confirm:
         have = len(evaluation.measurements(campaign.history, champion.fingerprint, BUDGET, "h100"))
@@ -457,7 +458,7 @@ def _pipelined_plan(
     context = PlanContext(wave, max(0, workers - len(runs)), campaign.champion_files, memory)
     for proposal in planner.propose(context).proposals if context.n else []:
         files = apply_proposal(campaign.champion_files, proposal, config.editable)
-        runs.append(("screen", files, proposal.hypothesis, ""))
+        runs.append(("candidate", files, proposal.hypothesis, ""))
     return runs
 
 

@@ -17,7 +17,7 @@ from flows.iteration import wave_flow
 from overnight import loop, progress
 from overnight.backends import close_backend, make_backend
 from overnight.config import CampaignConfig, deadline_after, load_config, resolve_planner
-from overnight.memory import Memory
+from overnight.memory.store import Memory
 from overnight.pipeline import Pipeline, PipelineStopped
 from tasks.report import report
 

@@ -32,7 +32,7 @@ def wave_flow(
     wait for the previous wave's: the campaign plans the next wave while this one runs."""
     memory = loop.open_memory(config)
     planner = make_planner(config)
-    wave_run_id = memory.start_wave(agent_run_id, wave, stage="baseline" if wave == 0 else "search")
+    wave_run_id = memory.start_wave(agent_run_id, wave)
 
     try:
         # --- plan ------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from overnight import progress
 from overnight.config import CampaignConfig, ConfigError, default_config_path, load_config, resolve_planner
 
 if TYPE_CHECKING:
-    from overnight.records import CampaignStatus, TrialRecord
+    from overnight.memory.records import CampaignStatus, TrialRecord
 
 app = typer.Typer(
     name="overnight",
@@ -375,7 +375,7 @@ def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, Trial
     stdlib: importing MLflow and opening the store through it cost about 2 s, ten times the queries."""
     import sqlite3
 
-    from overnight import store_sql
+    from overnight.memory import sql as store_sql
 
     path = store_sql.sqlite_file(campaign.resolved_tracking_uri())
     if path is not None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from overnight import stats
 from overnight.config import CampaignConfig
-from overnight.memory import TrialRecord
-from overnight.results import Outcome
+from overnight.memory.records import TrialRecord
+from overnight.trial import Outcome
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _ok(trial: TrialRecord) -> bool:
 
 
 def measurements(
-    history: list[TrialRecord], fingerprint: str, budget_s: str, hardware: str | None
+    history: list[TrialRecord], fingerprint: str, budget_s: float, hardware: str | None
 ) -> list[float]:
     """The unbiased runs of one set of files under one condition (any hardware when `hardware` is None)."""
     return [
@@ -133,7 +133,7 @@ def confirm_candidates(
     champion: TrialRecord,
     goal: str,
     rule: stats.Rule,
-    budget_s: str,
+    budget_s: float,
 ) -> tuple[list[Decision], TrialRecord | None, stats.Verdict | None]:
     """Confirmation verdicts, each candidate's new-seed runs against the champion's runs on the same hardware.
 
@@ -145,10 +145,13 @@ def confirm_candidates(
         runs = [
             t.metric
             for t in history
-            if _ok(t) and t.stage == "confirm" and t.measures == candidate.run_id and t.budget_s == budget_s
+            if _ok(t)
+            and t.role == "confirmation"
+            and t.measures == candidate.run_id
+            and t.budget_s == budget_s
         ]
         hardware = next(
-            (t.hardware for t in history if t.stage == "confirm" and t.measures == candidate.run_id),
+            (t.hardware for t in history if t.role == "confirmation" and t.measures == candidate.run_id),
             candidate.hardware,
         )
         champ = measurements(history, champion.fingerprint, budget_s, hardware)

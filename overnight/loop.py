@@ -20,13 +20,14 @@ from overnight import evaluation, progress, stats
 from overnight.backends import Backend
 from overnight.config import CampaignConfig, resolve_planner
 from overnight.evaluation import Decision, improvement
-from overnight.memory import Memory, TrialRecord
+from overnight.memory.records import TrialRecord
+from overnight.memory.store import Memory
 from overnight.planners import PlanContext, Planner, Reflection, WaveOutcome
 from overnight.planners.base import wave_report
 from overnight.pricing import Usage
 from overnight.program import constants, read_files
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint, unified_diff
-from overnight.results import Outcome, TrialResult, TrialSpec, tail
+from overnight.trial import Outcome, TrialResult, TrialSpec, tail
 
 DEADLINE_MARGIN_S = 5.0  # planning, evaluation and bookkeeping around a wave's trials
 
@@ -45,8 +46,10 @@ class PlannedTrial:
     files: dict[str, str] | None  # None when the proposal is invalid
     reason: str = ""
     seed: int | None = None  # None: the campaign's trial seed
-    stage: str = "screen"  # baseline | screen | confirm | champion (a re-measurement of the champion)
-    phase: str = "screen"  # the stage settings it runs with: screen | confirm
+    role: str = (
+        "candidate"  # baseline | candidate | confirmation | champion (a re-measurement of the champion)
+    )
+    stage: str = "screen"  # the stage whose settings it runs with: screen | confirm
     hardware: str | None = None  # pinned to this hardware type (confirmation pairs runs on one type)
 
     @property
@@ -64,9 +67,9 @@ def stage_settings(config: CampaignConfig, phase: str) -> tuple[float, float]:
     return budget, timeout
 
 
-def budget_key(config: CampaignConfig, phase: str) -> str:
+def budget_key(config: CampaignConfig, phase: str) -> float:
     """The budget as recorded on each run: metrics are compared only between runs with the same one."""
-    return f"{stage_settings(config, phase)[0]:g}"
+    return stage_settings(config, phase)[0]
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,7 @@ def plan_baseline(config: CampaignConfig, memory: Memory, agent_run_id: str, wav
                 files,
                 files,
                 parent,
-                stage="baseline",
+                role="baseline",
                 seed=seed,
             )
         )
@@ -289,7 +292,7 @@ def plan_wave(
 
     A wave already planned by a process that died is rebuilt from its records instead: the planner is not asked
     again, so a resumed wave runs exactly the trials it had."""
-    recorded = [t for t in memory.wave_trials(wave_run_id) if t.stage in ("screen", "champion")]
+    recorded = [t for t in memory.wave_trials(wave_run_id) if t.role in ("candidate", "champion")]
     if recorded:
         return PlannedWave(
             [planned_from_record(config, memory, t) for t in recorded],
@@ -304,7 +307,7 @@ def plan_wave(
     history = agent_run_trials(memory, agent_run_id)
     # A first night's wave planned while its baseline still runs (`pipeline: true`) changes the program as shipped:
     # the baseline's run is its parent, crowned once it has been measured.
-    parent = champion.run_id if champion else next((t.run_id for t in history if t.stage == "baseline"), "")
+    parent = champion.run_id if champion else next((t.run_id for t in history if t.role == "baseline"), "")
     seen = {t.fingerprint for t in context.history if t.fingerprint}
     planned = []
     for index, proposal in enumerate(plan.proposals[:n]):
@@ -393,12 +396,13 @@ def _record_trial(
     files,
     parent,
     *,
+    role: str = "candidate",
     stage: str = "screen",
     seed: int | None = None,
     hardware: str | None = None,
     measures: str = "",
 ) -> PlannedTrial:
-    phase = "confirm" if stage in ("confirm", "champion_confirm") else "screen"
+    phase = stage
     seed = config.trial.seed if seed is None else seed
     existing = memory.find_trial(agent_run_id, trial_id)
     if existing is not None:  # a resumed agent run: the trial was recorded before the process died
@@ -417,7 +421,7 @@ def _record_trial(
         diff=unified_diff(before, files),
         fingerprint=fingerprint(files),
         parent_champion=parent,
-        stage="champion" if stage == "champion_confirm" else stage,
+        role=role,
         seed=seed,
         budget_s=stage_settings(config, phase)[0],
         measures=measures,
@@ -430,8 +434,8 @@ def _record_trial(
         proposal.hypothesis,
         files,
         seed=seed,
-        stage="champion" if stage == "champion_confirm" else stage,
-        phase=phase,
+        role=role,
+        stage=phase,
         hardware=hardware,
     )
 
@@ -443,8 +447,8 @@ def planned_from_record(config: CampaignConfig, memory: Memory, record: TrialRec
     confirm_only = budget_key(config, "confirm") != budget_key(config, "screen")
     phase = (
         "confirm"
-        if record.stage == "confirm"
-        or (confirm_only and record.stage == "champion" and record.budget_s == budget_key(config, "confirm"))
+        if record.role == "confirmation"
+        or (confirm_only and record.role == "champion" and record.budget_s == budget_key(config, "confirm"))
         else "screen"
     )
     return PlannedTrial(
@@ -453,8 +457,8 @@ def planned_from_record(config: CampaignConfig, memory: Memory, record: TrialRec
         record.hypothesis,
         memory.trial_files(record.run_id),
         seed=record.seed,
-        stage=record.stage,
-        phase=phase,
+        role=record.role,
+        stage=phase,
         hardware=record.pinned or None,
     )
 
@@ -525,7 +529,8 @@ def plan_champion_runs(
                 files,
                 files,
                 champion.run_id,
-                stage="champion_confirm" if phase == "confirm" else "champion",
+                role="champion",
+                stage=phase,
                 seed=seed,
                 hardware=hardware,
                 measures=champion.run_id,
@@ -570,6 +575,7 @@ def plan_confirmation(
                     champion_files,
                     files,
                     champion.run_id,
+                    role="confirmation",
                     stage="confirm",
                     seed=seed,
                     hardware=candidate.hardware or None,
@@ -593,9 +599,7 @@ def plan_confirmation(
             )
             planned += added
             # Seeds now taken by the champion, so the next hardware type's runs draw new ones.
-            history = history + [
-                replace(champion, seed=t.seed, outcome=None, stage="champion") for t in added
-            ]
+            history = history + [replace(champion, seed=t.seed, outcome=None, role="champion") for t in added]
     return PlannedWave(planned)
 
 
@@ -621,7 +625,7 @@ def run_trial(
         name=f"where-{trial.trial_id}",
         daemon=True,
     ).start()
-    budget, stage_timeout = stage_settings(config, trial.phase)
+    budget, stage_timeout = stage_settings(config, trial.stage)
     timeout = stage_timeout
     if deadline_ts is not None:
         timeout = max(1.0, min(timeout, deadline_ts - time.time()))
@@ -634,7 +638,7 @@ def run_trial(
         timeout_s=timeout,
         env=dict(config.trial.env),
         hardware=trial.hardware,
-        stage=trial.phase,
+        stage=trial.stage,
         max_memory_mb=config.trial.max_memory_mb,
         max_disk_mb=config.trial.max_disk_mb,
     )
@@ -722,7 +726,7 @@ def screen(
     """Judge each screening run against the champion's runs under the same budget and hardware; if the wave holds
     a factorial grid, estimate its main effects and interactions against the noise floor."""
     history = agent_run_trials(memory, agent_run_id)
-    run_ids = {t.run_id for t in planned if t.stage == "screen"}
+    run_ids = {t.run_id for t in planned if t.role == "candidate"}
     screened = [t for t in history if t.run_id in run_ids]
     effects = grid_effects(screened, evaluation.noise_floor(history))
     if effects:
@@ -732,7 +736,7 @@ def screen(
     )
     room = config.decision.confirm_top
     if config.budget.trials is not None:  # confirmation runs are trials too: never past the trial budget
-        resumed = {t.measures for t in history if t.stage == "confirm"}  # a resumed wave had planned them
+        resumed = {t.measures for t in history if t.role == "confirmation"}  # a resumed wave had planned them
         already = sum(1 for t in promising if t.run_id in resumed)
         room = min(
             room, already or (config.budget.trials - len(history)) // (2 * config.decision.confirm_runs)
@@ -800,8 +804,8 @@ def evaluate(
         if best is not None:
             memory.set_champion(best.run_id, champion.run_id, verdict.gain, verdict.reason)
     for trial in planned:
-        if trial.stage in ("confirm", "champion"):
-            label = "confirmation" if trial.stage == "confirm" else "champion_run"
+        if trial.role in ("confirmation", "champion"):
+            label = "confirmation" if trial.role == "confirmation" else "champion_run"
             why = (
                 "a new-seed run that confirms a promising trial"
                 if label == "confirmation"

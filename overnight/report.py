@@ -12,8 +12,9 @@ from datetime import date, datetime
 from pathlib import Path
 
 from overnight.evaluation import improvement
-from overnight.memory import AgentRunRecord, ChampionVersion, Memory, TrialRecord
-from overnight.results import Outcome
+from overnight.memory.records import TrialRecord
+from overnight.memory.store import AgentRunRecord, ChampionVersion, Memory
+from overnight.trial import Outcome
 
 CHART_SIZE_PX = (1200, 600)
 

@@ -9,9 +9,9 @@ from prefect.runtime import task_run
 from overnight import loop
 from overnight.backends import Backend
 from overnight.config import CampaignConfig
-from overnight.memory import Memory
+from overnight.memory.store import Memory
 from overnight.pipeline import Slot
-from overnight.results import Outcome, TrialResult
+from overnight.trial import Outcome, TrialResult
 
 INFRA_RETRIES = 2
 

@@ -8,7 +8,7 @@ from prefect.cache_policies import NONE
 
 from overnight import loop
 from overnight.config import CampaignConfig
-from overnight.memory import Memory
+from overnight.memory.store import Memory
 from overnight.report import write_report
 from tasks.reflect import artifact_key
 

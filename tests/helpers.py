@@ -44,7 +44,7 @@ def night_in_flight(memory) -> list[str]:
     wave done, wave 1 running with two trials finished and two running), with planner and compute spend. Returns
     the running trials' ids."""
     from overnight.pricing import Usage
-    from overnight.results import Outcome, TrialResult
+    from overnight.trial import Outcome, TrialResult
 
     def trial(agent, wave_run, wave, name, result=None, where=""):
         run_id = memory.start_trial(
@@ -59,7 +59,7 @@ def night_in_flight(memory) -> list[str]:
             diff="",
             fingerprint=name,
             parent_champion="",
-            stage="baseline" if wave == 0 else "screen",
+            role="baseline" if wave == 0 else "candidate",
         )
         if where:
             memory.record_dispatch(run_id, where)
@@ -71,7 +71,7 @@ def night_in_flight(memory) -> list[str]:
         return TrialResult(name, Outcome.OK, {"loss": loss}, 60.0, 0, f"loss: {loss}\n", cost_usd=cost_usd)
 
     first = memory.start_agent_run("night 1", {"planner": "claude"})
-    wave = memory.start_wave(first, 0, stage="baseline")
+    wave = memory.start_wave(first, 0)
     memory.record_plan(wave, "", Usage(1000, 200, 0, 0, 1), 0.01, "claude")
     baseline = trial(first, wave, 0, "n1-base", ok("n1-base", 0.9))
     memory.record_decision(baseline, "baseline", "the night's starting point")
@@ -80,7 +80,7 @@ def night_in_flight(memory) -> list[str]:
     memory.finish_agent_run(first, {}, "# Night 1\n")
 
     night = memory.start_agent_run("night 2", {"planner": "claude"})
-    wave = memory.start_wave(night, 0, stage="baseline")
+    wave = memory.start_wave(night, 0)
     memory.record_plan(wave, "", Usage(1000, 200, 0, 0, 1), 0.0123, "claude")
     trial(night, wave, 0, "n2-base", ok("n2-base", 0.8))
     memory.record_reflection_usage(wave, Usage(800, 100, 0, 0, 1), 0.0045)

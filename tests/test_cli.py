@@ -230,7 +230,7 @@ def test_status_on_sqlite_shows_the_running_trials_without_importing_mlflow(
 ):
     """A status check costs a fraction of a second: on a SQLite store it reads the file directly, so it never
     pays for importing MLflow (or Prefect) and opening the store through it."""
-    from overnight.memory import Memory
+    from overnight.memory.store import Memory
 
     config = configure_campaign(quadratic, name=campaign_name, tracking_uri=tracking_uri)
     memory = Memory(tracking_uri, campaign_name, "minimize", "loss")

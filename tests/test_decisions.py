@@ -12,16 +12,16 @@ import pytest
 from helpers import load_synthetic
 
 from overnight import evaluation, stats
-from overnight.memory import TrialRecord
-from overnight.results import Outcome
+from overnight.memory.records import TrialRecord
+from overnight.trial import Outcome
 
 synthetic, DEFAULTS = load_synthetic()
 SIGMA = synthetic.NOISE_SIGMA
 RULE = stats.Rule()  # the shipped defaults: t test at alpha 0.05, 3 baseline runs, 4 confirmation runs
-BUDGET = "30"
+BUDGET = 30.0
 
 
-def record(run_id, knobs, seed, hardware, stage, measures="") -> TrialRecord:
+def record(run_id, knobs, seed, hardware, role, measures="") -> TrialRecord:
     value = synthetic.measure(knobs, seed, hardware)
     return TrialRecord(
         run_id=run_id,
@@ -41,7 +41,7 @@ def record(run_id, knobs, seed, hardware, stage, measures="") -> TrialRecord:
         started_ms=0,
         hardware=hardware,
         budget_s=BUDGET,
-        stage=stage,
+        role=role,
         seed=seed,
         measures=measures,
     )
@@ -56,7 +56,7 @@ def decide(candidate_knobs, trial: int, pool=("h100",), rule=RULE) -> str:
         for i in range(rule.baseline_runs)
     ]
     champion = baseline[0]
-    screened = record("t", candidate_knobs, offset, draw.choice(pool), "screen")
+    screened = record("t", candidate_knobs, offset, draw.choice(pool), "candidate")
     history = [*baseline, screened]
     decisions, promising = evaluation.screen_wave([screened], history, champion, "minimize", rule)
     if not promising:
@@ -64,7 +64,7 @@ def decide(candidate_knobs, trial: int, pool=("h100",), rule=RULE) -> str:
     # Confirmation: new seeds for the candidate, the champion topped up, all on the screening run's hardware.
     hardware = screened.hardware
     history += [
-        record(f"t-c{j}", candidate_knobs, offset + 100 + j, hardware, "confirm", measures="t")
+        record(f"t-c{j}", candidate_knobs, offset + 100 + j, hardware, "confirmation", measures="t")
         for j in range(rule.confirm_runs)
     ]
     have = len(evaluation.measurements(history, champion.fingerprint, BUDGET, hardware))
@@ -132,13 +132,13 @@ def test_a_mixed_pool_never_makes_a_champion_out_of_a_hardware_offset():
 def test_a_candidate_screened_on_h200_is_confirmed_against_the_champion_on_h200():
     history = [record(f"b{i}", DEFAULTS, i, "h100", "baseline") for i in range(3)]
     champion = history[0]
-    screened = record("t", NULL_CHANGE, 7, "h200", "screen")
+    screened = record("t", NULL_CHANGE, 7, "h200", "candidate")
     history.append(screened)
     decisions, promising = evaluation.screen_wave([screened], history, champion, "minimize", RULE)
     # No champion run on h200 yet: screened across hardware (the offset makes it look promising) and said so.
     assert promising == [screened]
     assert "no champion run on h200 yet" in decisions[0].reason
-    history += [record(f"c{j}", NULL_CHANGE, 10 + j, "h200", "confirm", measures="t") for j in range(4)]
+    history += [record(f"c{j}", NULL_CHANGE, 10 + j, "h200", "confirmation", measures="t") for j in range(4)]
     history += [record(f"h{j}", DEFAULTS, 20 + j, "h200", "champion", measures="b0") for j in range(4)]
     confirmed, best, _ = evaluation.confirm_candidates(promising, history, champion, "minimize", RULE, BUDGET)
     assert best is None and confirmed[0].decision != "keep"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from helpers import configure_campaign
 
-from overnight.memory import Memory
+from overnight.memory.store import Memory
 from overnight.proposals import unified_diff
 from overnight.report import lineage_table, write_report
-from overnight.results import Outcome, TrialResult
+from overnight.trial import Outcome, TrialResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -7,9 +7,9 @@ import pytest
 from helpers import night_in_flight
 from mlflow.tracking import MlflowClient
 
-from overnight import store_sql
-from overnight.memory import Memory
-from overnight.results import Outcome, TrialResult
+from overnight.memory import sql as store_sql
+from overnight.memory.store import Memory
+from overnight.trial import Outcome, TrialResult
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def history(memory):
             diff="",
             fingerprint="f",
             parent_champion=ok,
-            stage="confirm",
+            role="confirmation",
             seed=7,
             budget_s=30,
             measures=ok,

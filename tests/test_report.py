@@ -7,7 +7,7 @@ from PIL import Image, ImageStat
 from prefect.client.orchestration import get_client
 
 from flows.campaign import campaign_flow
-from overnight.memory import Memory
+from overnight.memory.store import Memory
 from overnight.report import CHART_SIZE_PX, write_report
 
 pytestmark = pytest.mark.slow

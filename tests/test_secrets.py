@@ -1,8 +1,8 @@
 """Secrets never reach MLflow: what a trial prints is scrubbed before it is stored."""
 
-from overnight.memory import Memory
-from overnight.results import Outcome, TrialResult
+from overnight.memory.store import Memory
 from overnight.secrets import scrub
+from overnight.trial import Outcome, TrialResult
 
 
 def test_values_of_secret_variables_and_credential_shapes_are_redacted():

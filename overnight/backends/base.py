@@ -6,7 +6,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from overnight.results import TrialResult, TrialSpec
+from overnight.trial import TrialResult, TrialSpec
 
 # Variables a trial may inherit from the orchestrator. Everything else (API keys, cloud credentials) stays out.
 INHERITED_ENV = (

@@ -22,7 +22,7 @@ from overnight.backends.base import (
     WorkerPool,
 )
 from overnight.program import changed_files, copy_program, file_hashes
-from overnight.results import (
+from overnight.trial import (
     Outcome,
     TrialResult,
     TrialSpec,

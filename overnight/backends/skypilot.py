@@ -21,7 +21,7 @@ from pathlib import Path
 from overnight.backends.base import Backend, NoSuchHardware, TrialInterrupted, Worker, WorkerPool
 from overnight.config import BackendSettings, CampaignConfig, ConfigError, SkyResources
 from overnight.program import changed_files, copy_program, file_hashes
-from overnight.results import (
+from overnight.trial import (
     Outcome,
     TrialResult,
     TrialSpec,

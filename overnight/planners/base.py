@@ -6,10 +6,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from overnight.evaluation import Decision, improvement
-from overnight.memory import MemorySnapshot, TrialRecord
+from overnight.memory.records import TrialRecord
+from overnight.memory.store import MemorySnapshot
 from overnight.pricing import Usage
 from overnight.proposals import Proposal
-from overnight.results import Outcome
+from overnight.trial import Outcome
 
 
 @dataclass(frozen=True)

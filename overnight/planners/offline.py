@@ -28,7 +28,7 @@ from overnight.planners import surrogate
 from overnight.planners.base import Plan, PlanContext, Planner, Reflection, WaveOutcome, wave_report
 from overnight.program import constants, format_literal, set_constant
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint
-from overnight.results import Outcome
+from overnight.trial import Outcome
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -162,7 +162,7 @@ class OfflinePlanner(Planner):
         better = -1 if self.goal == "minimize" else 1
         best: dict[str, tuple[float, object]] = {}  # knob -> (gain, value) of its best single move
         for trial in context.history:
-            if trial.stage != "screen" or trial.outcome is not Outcome.OK or trial.metric is None:
+            if trial.role != "candidate" or trial.outcome is not Outcome.OK or trial.metric is None:
                 continue
             moved = [k for k in current if trial.params.get(k) != champion.params.get(k)]
             if len(moved) != 1:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from overnight.backends import close_backend, make_backend
 from overnight.config import CampaignConfig
-from overnight.results import TrialSpec
+from overnight.trial import TrialSpec
 
 SCRIPTS = {
     "ok": "import os\nprint('loss: 0.5')\nprint('seed', os.environ['OVERNIGHT_SEED'])\n",

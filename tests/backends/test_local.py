@@ -7,7 +7,7 @@ import pytest
 from helpers import alive
 
 from overnight.backends.local import LocalBackend
-from overnight.results import Outcome, TrialSpec
+from overnight.trial import Outcome, TrialSpec
 
 SCRIPTS = {
     "ok": "import os\nprint('step 1')\nprint('loss: 0.5')\nprint('seed:', os.environ['OVERNIGHT_SEED'])\n",

@@ -24,7 +24,7 @@ from overnight.backends.skypilot import (  # noqa: E402 - after the importorskip
 )
 from overnight.config import BackendSettings, CampaignConfig, ConfigError, SkyResources  # noqa: E402
 from overnight.program import copy_program  # noqa: E402
-from overnight.results import Outcome, TrialSpec  # noqa: E402
+from overnight.trial import Outcome, TrialSpec  # noqa: E402
 
 SETTINGS = BackendSettings(
     kind="skypilot",

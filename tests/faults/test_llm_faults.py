@@ -64,7 +64,7 @@ def test_rate_limits_errors_and_garbage_from_the_model_never_stop_the_campaign(
     waves = {int(w.data.tags["overnight.wave"]): w for w in books["waves"]}
     by_wave: dict[int, set[str]] = {}
     for trial in books["trials"].values():
-        if trial.data.tags["overnight.stage"] == "screen":
+        if trial.data.tags["overnight.role"] == "candidate":
             wave = int(trial.data.tags["overnight.wave"])
             by_wave.setdefault(wave, set()).add(trial.data.tags["overnight.proposed_by"])
 

@@ -62,8 +62,8 @@ def test_64_trials_in_flight_all_reach_mlflow(prefect_api, request, tmp_path, st
     client = MlflowClient(uri)
     books = check_books(client, summary.experiment_id, summary.agent_run_id)
     trials = books["trials"]
-    wave_1 = {i: r for i, r in trials.items() if r.data.tags["overnight.stage"] == "screen"}
-    others = Counter(r.data.tags["overnight.stage"] for i, r in trials.items() if i not in wave_1)
+    wave_1 = {i: r for i, r in trials.items() if r.data.tags["overnight.role"] == "candidate"}
+    others = Counter(r.data.tags["overnight.role"] for i, r in trials.items() if i not in wave_1)
     assert len(wave_1) == WAVE and others["baseline"] == 2  # (a promising trial may add confirmation runs)
     assert all(
         r.data.tags["overnight.outcome"] == "ok" and r.data.metrics["loss"] == 1.0 for r in wave_1.values()

@@ -61,17 +61,25 @@ def test_a_tiny_campaign_on_the_default_program(prefect_api, tmp_path):
     assert all("reflection.md" in {a.path for a in client.list_artifacts(w.info.run_id)} for w in waves)
 
     trials = by_kind["trial"]
-    stages = Counter(t.data.tags["overnight.stage"] for t in trials)
+    roles = Counter(t.data.tags["overnight.role"] for t in trials)
     assert (
-        stages["baseline"] == 2 and stages["screen"] == 4
+        roles["baseline"] == 2 and roles["candidate"] == 4
     )  # two baseline copies (seeds 0 and 1) + 2 waves x 2
-    assert stages["confirm"] % 2 == 0 and set(stages) <= {"baseline", "screen", "confirm", "champion"}
+    assert roles["confirmation"] % 2 == 0 and set(roles) <= {
+        "baseline",
+        "candidate",
+        "confirmation",
+        "champion",
+    }
     decisions = Counter(t.data.tags.get("overnight.decision") for t in trials)
     assert decisions["baseline"] == 1 and decisions["baseline_repeat"] == 1
     for trial in trials:  # every screening run has its verdict; confirmation runs are labelled as such
-        expected = {"screen": {"keep", "discard", "inconclusive", "failed"}, "confirm": {"confirmation"}}
-        if trial.data.tags["overnight.stage"] in expected:
-            assert trial.data.tags["overnight.decision"] in expected[trial.data.tags["overnight.stage"]]
+        expected = {
+            "candidate": {"keep", "discard", "inconclusive", "failed"},
+            "confirmation": {"confirmation"},
+        }
+        if trial.data.tags["overnight.role"] in expected:
+            assert trial.data.tags["overnight.decision"] in expected[trial.data.tags["overnight.role"]]
     wave_ids = {w.info.run_id for w in waves}
     for trial in trials:
         assert trial.data.tags["mlflow.parentRunId"] in wave_ids

@@ -167,7 +167,7 @@ def test_a_wave_filled_by_the_offline_planner_is_recorded_as_such(prefect_api, a
         assert "**Planner note:** Claude's answer failed validation 3 times" in reflection.read()
     trials = client.search_runs(
         [summary.experiment_id],
-        "tags.`overnight.wave` = '1' and tags.`overnight.kind` = 'trial' and tags.`overnight.stage` = 'screen'",
+        "tags.`overnight.wave` = '1' and tags.`overnight.kind` = 'trial' and tags.`overnight.role` = 'candidate'",
     )
     assert len(trials) == 2 and {t.data.tags["overnight.proposed_by"] for t in trials} == {"offline"}
 

@@ -65,13 +65,13 @@ def test_a_crashing_baseline_stops_the_campaign_with_the_reason(prefect_api, qua
     (agent,) = client.search_runs([experiment.experiment_id], "tags.`overnight.kind` = 'agent_run'")
     assert agent.info.status == "FAILED"
     trials = client.search_runs([experiment.experiment_id], "tags.`overnight.kind` = 'trial'")
-    baselines = [t for t in trials if t.data.tags["overnight.stage"] == "baseline"]
+    baselines = [t for t in trials if t.data.tags["overnight.role"] == "baseline"]
     assert len(baselines) == 2 and {b.data.tags["overnight.outcome"] for b in baselines} == {"crash"}
     assert all(r.info.status != "RUNNING" for r in client.search_runs([experiment.experiment_id]))
     if not pipeline:
         assert len(trials) == 2
     for trial in trials:  # pipelined: wave 1, planned while the baseline ran, stopped and says why
-        if trial.data.tags["overnight.stage"] != "baseline" and trial.info.status == "KILLED":
+        if trial.data.tags["overnight.role"] != "baseline" and trial.info.status == "KILLED":
             assert "wave 0 failed: the baseline trial failed" in trial.data.tags["overnight.reason"]
 
 

@@ -57,14 +57,14 @@ def test_a_mixed_pool_of_null_changes_never_crowns_a_hardware_offset(prefect_api
     assert summary.champion_trial.endswith("-baseline"), summary.lineage
     assert {t.hardware for t in trials} == {"h100", "h200"}  # the pool really was mixed
 
-    screened = [t for t in trials if t.stage == "screen"]
+    screened = [t for t in trials if t.role == "candidate"]
     assert screened and all(t.decision in ("keep", "discard", "inconclusive") for t in screened)
     by_run = {t.run_id: t for t in trials}
-    confirmations = [t for t in trials if t.stage == "confirm"]
+    confirmations = [t for t in trials if t.role == "confirmation"]
     for run in confirmations:  # every confirmation ran where its candidate was screened ...
         assert run.hardware == by_run[run.measures].hardware
     for hardware in {t.hardware for t in confirmations}:  # ... beside runs of the champion on that hardware
-        champion_runs = [t for t in trials if t.hardware == hardware and t.stage in ("baseline", "champion")]
+        champion_runs = [t for t in trials if t.hardware == hardware and t.role in ("baseline", "champion")]
         assert len(champion_runs) >= 2
 
     # The noise floor is in MLflow and matches the pooled spread of the campaign's repeated runs.
@@ -95,7 +95,7 @@ def test_a_real_effect_is_screened_confirmed_and_crowned_with_its_numbers(
     assert crowned.metrics["confirmed_gain"] == pytest.approx(0.04, abs=0.02)
     assert crowned.metrics["confirm_p_value"] < 0.05 and crowned.metrics["screen_gain"] > 0
     assert crowned.tags["overnight.rule"] == "t_test(alpha=0.05, margin=0)"
-    confirmations = [t for t in trials if t.stage == "confirm" and t.measures == champion.run_id]
+    confirmations = [t for t in trials if t.role == "confirmation" and t.measures == champion.run_id]
     assert len(confirmations) == 4 and len({t.seed for t in confirmations}) == 4
     assert champion.seed not in {t.seed for t in confirmations}  # new seeds, not the screening run again
     # The summary compares means of unbiased runs: the baseline's copies against the champion's confirmations.

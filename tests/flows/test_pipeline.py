@@ -67,7 +67,7 @@ def test_the_next_wave_is_planned_while_the_current_one_runs(prefect_api, tracki
         previous = [
             trial_span(t)
             for t in by_wave[wave - 1]
-            if t.data.tags["overnight.stage"] in ("screen", "baseline")
+            if t.data.tags["overnight.role"] in ("candidate", "baseline")
         ]
         planned_at = waves[wave].info.start_time / 1000
         # Planned while the previous wave's trials still ran: they were pending for the planner.
@@ -77,7 +77,7 @@ def test_the_next_wave_is_planned_while_the_current_one_runs(prefect_api, tracki
 
     # The planner did not repeat the trials it saw running.
     fingerprints = [
-        t.data.tags["overnight.fingerprint"] for t in trials if t.data.tags["overnight.stage"] == "screen"
+        t.data.tags["overnight.fingerprint"] for t in trials if t.data.tags["overnight.role"] == "candidate"
     ]
     assert len(fingerprints) == len(set(fingerprints))
     assert summary.champion <= summary.baseline

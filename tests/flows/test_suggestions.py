@@ -9,7 +9,7 @@ from helpers import configure_campaign
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
-from overnight.memory import Memory
+from overnight.memory.store import Memory
 
 pytestmark = pytest.mark.slow
 

@@ -68,8 +68,8 @@ def test_a_campaign_against_a_tracking_server(prefect_api, tracking_server, quad
     summary = state.result()
     client = MlflowClient(tracking_server)
     trials = client.search_runs([summary.experiment_id], "tags.`overnight.kind` = 'trial'")
-    stages = [t.data.tags["overnight.stage"] for t in trials]
-    assert stages.count("baseline") == 2 and stages.count("screen") == 2  # plus any confirmation runs
+    roles = [t.data.tags["overnight.role"] for t in trials]
+    assert roles.count("baseline") == 2 and roles.count("candidate") == 2  # plus any confirmation runs
     assert all(t.info.status == "FINISHED" for t in trials)
     champion = client.get_experiment(summary.experiment_id).tags["overnight.champion_run_id"]
     with open(client.download_artifacts(champion, "files/train.py")) as files:

@@ -8,12 +8,12 @@ from standins.messages_api import USAGE, error, text_answer, tool_answer
 
 from overnight import loop
 from overnight.config import load_config
-from overnight.memory import Memory
+from overnight.memory.store import Memory
 from overnight.planners.claude import ClaudePlanner, PlannerAuthError
 from overnight.pricing import Usage, cost_usd
 from overnight.program import read_files
 from overnight.proposals import apply_proposal, fingerprint, unified_diff
-from overnight.results import Outcome, TrialResult
+from overnight.trial import Outcome, TrialResult
 
 
 def experiment(hypothesis, search, replace):

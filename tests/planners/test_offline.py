@@ -7,12 +7,12 @@ import pytest
 
 from overnight import loop
 from overnight.config import load_config
-from overnight.memory import Memory
+from overnight.memory.store import Memory
 from overnight.planners import PlanContext
 from overnight.planners.offline import OfflinePlanner
 from overnight.program import constants, read_files
 from overnight.proposals import apply_proposal, fingerprint, unified_diff
-from overnight.results import Outcome, TrialResult
+from overnight.trial import Outcome, TrialResult
 
 
 @pytest.fixture

@@ -10,12 +10,13 @@ from helpers import SYNTHETIC, load_synthetic
 from pydantic import ValidationError
 
 from overnight.config import PlannerSettings, load_config
-from overnight.memory import MemorySnapshot, TrialRecord
+from overnight.memory.records import TrialRecord
+from overnight.memory.store import MemorySnapshot
 from overnight.planners import PlanContext, surrogate
 from overnight.planners.offline import OfflinePlanner
 from overnight.program import constants
 from overnight.proposals import apply_proposal, fingerprint
-from overnight.results import Outcome
+from overnight.trial import Outcome
 
 truth, DEFAULTS = load_synthetic()
 CONFIG = load_config(SYNTHETIC / "campaign.yaml")
@@ -37,7 +38,7 @@ class Campaign:
             self.run(FILES, "baseline", 0)
         self.champion = self.history[0]
 
-    def run(self, files: dict[str, str], stage: str, wave: int, hypothesis: str = "") -> TrialRecord:
+    def run(self, files: dict[str, str], role: str, wave: int, hypothesis: str = "") -> TrialRecord:
         knobs = knobs_of(files)
         record = TrialRecord(
             run_id=f"r{len(self.history)}",
@@ -51,13 +52,13 @@ class Campaign:
             params={name: str(value) for name, value in knobs.items()},
             fingerprint=fingerprint(files),
             parent_champion="r0",
-            decision="baseline" if stage == "baseline" else "",
+            decision="baseline" if role == "baseline" else "",
             reason="",
             duration_s=1.0,
             started_ms=len(self.history),
             hardware="cpu",
-            budget_s="1",
-            stage=stage,
+            budget_s=1.0,
+            role=role,
         )
         self.history.append(record)
         return record
@@ -74,7 +75,7 @@ def screened_campaign(config=CONFIG) -> tuple[Campaign, OfflinePlanner, list]:
     campaign, planner = Campaign(), OfflinePlanner(config)
     first = planner.propose(campaign.context(1, 16)).proposals
     for proposal in first:
-        campaign.run(apply_proposal(FILES, proposal, config.editable), "screen", 1, proposal.hypothesis)
+        campaign.run(apply_proposal(FILES, proposal, config.editable), "candidate", 1, proposal.hypothesis)
     return campaign, planner, first
 
 
@@ -138,7 +139,7 @@ def test_a_wave_planned_while_the_first_one_runs_goes_on_screening():
     first = planner.propose(campaign.context(1, 16)).proposals
     for proposal in first:  # dispatched, not finished: no metric yet
         record = campaign.run(
-            apply_proposal(FILES, proposal, CONFIG.editable), "screen", 1, proposal.hypothesis
+            apply_proposal(FILES, proposal, CONFIG.editable), "candidate", 1, proposal.hypothesis
         )
         campaign.history[-1] = replace(record, status="running", outcome=None, metric=None)
     second = planner.propose(campaign.context(2, 16)).proposals

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from overnight.records import (
+from overnight.memory.records import (
     CHAMPION_TAG,
     KIND,
     READ_TAGS,

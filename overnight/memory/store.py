@@ -26,9 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
-from overnight.pricing import Usage
-from overnight.proposals import unified_diff
-from overnight.records import (
+from overnight.memory.records import (
     CHAMPION_TAG,
     FLOW_RUN,
     KIND,
@@ -47,9 +45,11 @@ from overnight.records import (
     llm_totals,
     trial_record,
 )
-from overnight.results import Outcome, TrialResult
+from overnight.memory.sql import read_runs
+from overnight.pricing import Usage
+from overnight.proposals import unified_diff
 from overnight.secrets import scrub
-from overnight.store_sql import read_runs
+from overnight.trial import Outcome, TrialResult
 
 
 class Memory:
@@ -157,7 +157,7 @@ class Memory:
         with self._lock:
             return [self._record(run) for run in self._runs({KIND: "trial", PARENT_RUN: wave_run_id})]
 
-    def start_wave(self, agent_run_id: str, wave: int, stage: str = "search") -> str:
+    def start_wave(self, agent_run_id: str, wave: int) -> str:
         """The wave's run; a wave that was started by a process that died is picked up again (idempotent)."""
         existing = self.wave_run(agent_run_id, wave)
         if existing and existing[1] == "RUNNING":
@@ -165,12 +165,11 @@ class Memory:
         with self._lock:
             run = self.client.create_run(
                 self.experiment_id,
-                run_name=f"wave {wave}" if stage != "baseline" else "baseline",
+                run_name=f"wave {wave}" if wave else "baseline",
                 tags={
                     KIND: "wave",
                     PARENT_RUN: agent_run_id,
                     PREFIX + "wave": str(wave),
-                    PREFIX + "stage": stage,
                 },
             )
             return run.info.run_id
@@ -191,7 +190,7 @@ class Memory:
         diff: str,
         fingerprint: str,
         parent_champion: str,
-        stage: str = "screen",
+        role: str = "candidate",
         seed: int = 0,
         budget_s: float = 0.0,
         measures: str = "",
@@ -200,8 +199,8 @@ class Memory:
     ) -> str:
         """Record a trial as it is dispatched, with its full files: the champion can be rebuilt from them alone.
 
-        stage: baseline | screen | confirm | champion (a re-measurement of the champion); `measures` is the run id of
-        the trial a confirm or champion run measures again, with a new seed."""
+        role: baseline | candidate | confirmation | champion (a re-measurement of the champion); `measures` is the
+        run id of the trial a confirmation or champion run measures again, with a new seed."""
         with self._lock:
             run = self.client.create_run(
                 self.experiment_id,
@@ -214,9 +213,9 @@ class Memory:
                     PREFIX + "proposed_by": source,
                     PREFIX + "fingerprint": fingerprint,
                     PREFIX + "parent_champion": parent_champion,
-                    PREFIX + "stage": stage,
+                    PREFIX + "role": role,
                     PREFIX + "seed": str(seed),
-                    PREFIX + "budget_s": f"{budget_s:g}",
+                    PREFIX + "budget_s": repr(float(budget_s)),
                     PREFIX + "measures": measures,
                     PREFIX + "pinned": pinned,
                     PREFIX + "factors": json.dumps(factors or {}),
@@ -588,7 +587,7 @@ class Memory:
         """The campaign's active runs whose tags equal `match`, oldest first (as MLflow orders: start time, run id).
 
         On a SQL store (SQLite, PostgreSQL...) this reads the rows it needs in four plain queries on MLflow's tables
-        (`store_sql.read_runs`); behind a tracking server, through MLflow's search."""
+        (`sql.read_runs`); behind a tracking server, through MLflow's search."""
         store = self._sql_store()
         if store is None:
             return self._runs_by_search(match)
@@ -784,14 +783,14 @@ def _trial_tags(
     }
 
 
-def _usage_metrics(stage: str, usage: Usage, cost_usd: float) -> dict[str, float]:
+def _usage_metrics(call: str, usage: Usage, cost_usd: float) -> dict[str, float]:
     return {
-        f"{stage}_input_tokens": usage.input_tokens,
-        f"{stage}_output_tokens": usage.output_tokens,
-        f"{stage}_cache_read_tokens": usage.cache_read_tokens,
-        f"{stage}_cache_creation_tokens": usage.cache_creation_tokens,
-        f"{stage}_llm_calls": usage.calls,
-        f"{stage}_usd": cost_usd,
+        f"{call}_input_tokens": usage.input_tokens,
+        f"{call}_output_tokens": usage.output_tokens,
+        f"{call}_cache_read_tokens": usage.cache_read_tokens,
+        f"{call}_cache_creation_tokens": usage.cache_creation_tokens,
+        f"{call}_llm_calls": usage.calls,
+        f"{call}_usd": cost_usd,
     }
 
 

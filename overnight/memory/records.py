@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from overnight.results import Outcome
+from overnight.trial import Outcome
 
 PREFIX = "overnight."
 KIND, STATUS, OUTCOME = PREFIX + "kind", PREFIX + "status", PREFIX + "outcome"
@@ -37,7 +37,7 @@ RUN_NAME = "mlflow.runName"
     _REASON,
     _WHERE,
     _HARDWARE,
-    _STAGE,
+    _ROLE,
     _SEED,
     _BUDGET_S,
     _MEASURES,
@@ -46,11 +46,14 @@ RUN_NAME = "mlflow.runName"
 ) = (
     PREFIX + key
     for key in (
-        "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware stage "
+        "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware role "
         "seed budget_s measures pinned factors"
     ).split()
 )
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
+# A trial's role in its wave. Stores written before the role had its own tag said `overnight.stage` with these values.
+ROLES = ("baseline", "candidate", "confirmation", "champion")
+_OLD_STAGE, _OLD_ROLES = PREFIX + "stage", {"screen": "candidate", "confirm": "confirmation"}
 # The tags a trial record and the champion's lineage are built from: a query reads these, not the long texts
 # (rationale, description) that no reader of many runs needs.
 READ_TAGS = (
@@ -58,7 +61,7 @@ READ_TAGS = (
         PREFIX + key
         for key in (
             "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware "
-            "stage seed budget_s measures pinned factors champion_parent champion_why was_champion"
+            "role stage seed budget_s measures pinned factors champion_parent champion_why was_champion"
         ).split()
     ),
     KIND,
@@ -106,8 +109,10 @@ class TrialRecord:
     # The accelerator type it really ran on ("cpu" locally) and the training budget it had: metrics are compared
     # only between runs of the same hardware and budget.
     hardware: str = ""
-    budget_s: str = ""
-    stage: str = "screen"  # baseline | screen | confirm | champion (a re-measurement of the champion)
+    budget_s: float = 0.0  # 0 for a proposal that never ran
+    # baseline (a copy of the starting point) | candidate (a proposal's screening run) | confirmation (a new-seed run
+    # of a promising candidate) | champion (a re-measurement of the champion)
+    role: str = "candidate"
     seed: int = 0
     measures: str = ""  # confirm and champion runs: the run id of the trial they measure again
     pinned: str = ""  # the hardware type it must run on ("" = any)
@@ -118,7 +123,7 @@ class TrialRecord:
     @property
     def unbiased(self) -> bool:
         """A run taken as it came (baseline, confirmation, re-measurement), not picked for looking good."""
-        return self.stage != "screen"
+        return self.role != "candidate"
 
 
 @dataclass(frozen=True)
@@ -159,9 +164,9 @@ def trial_record(run: Run, metric: str) -> TrialRecord:
         metrics=dict(metrics),
         where=get(_WHERE, ""),
         hardware=get(_HARDWARE, ""),
-        stage=get(_STAGE, "screen"),
+        role=get(_ROLE) or _OLD_ROLES.get(get(_OLD_STAGE, ""), get(_OLD_STAGE, "candidate")),
         seed=int(get(_SEED, "0") or 0),
-        budget_s=get(_BUDGET_S, ""),
+        budget_s=float(get(_BUDGET_S) or 0),
         measures=get(_MEASURES, ""),
         pinned=get(_PINNED, ""),
         factors=json.loads(factors) if factors and factors != "{}" else {},
@@ -173,8 +178,8 @@ def llm_totals(waves: list[Run]) -> dict[str, float]:
     totals: dict[str, float] = Counter()
     for wave in waves:
         for key in sorted(wave.metrics):  # one order, whatever order the store returned them in
-            stage, _, what = key.partition("_")
-            if stage in ("plan", "reflect") and what:
+            call, _, what = key.partition("_")
+            if call in ("plan", "reflect") and what:
                 totals[what] += wave.metrics[key]
     return dict(totals)
 
