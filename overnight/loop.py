@@ -22,7 +22,7 @@ from overnight.config import CampaignConfig, resolve_planner
 from overnight.evaluation import Decision, improvement
 from overnight.memory.records import TrialRecord
 from overnight.memory.store import Memory
-from overnight.planners import PlanContext, Planner, Reflection, WaveOutcome
+from overnight.planners import PlanContext, Planner, Reflection, FinishedWave
 from overnight.planners.base import wave_report
 from overnight.pricing import Usage
 from overnight.program import constants, read_files
@@ -671,7 +671,7 @@ def record_result(memory: Memory, trial: PlannedTrial, result: TrialResult) -> N
 
 def evaluate_baseline(
     config: CampaignConfig, memory: Memory, agent_run_id: str, planned: list[PlannedTrial]
-) -> WaveOutcome:
+) -> FinishedWave:
     """The baseline becomes the champion the wave's trials are measured against, and its copies give the first noise
     floor; if it fails, the campaign stops."""
     previous = memory.champion()
@@ -706,7 +706,7 @@ def evaluate_baseline(
     progress.emit("noise_floor", sigma=floor.sigma, n=floor.n, dof=floor.dof)
     champion = memory.champion()
     trials = (champion, *repeats)
-    return WaveOutcome(
+    return FinishedWave(
         0, config.metric.name, config.metric.goal, champion, champion, trials, tuple(decisions)
     )
 
@@ -784,7 +784,7 @@ def evaluate(
     wave: int,
     planned: list[PlannedTrial],
     screening: Screening,
-) -> WaveOutcome:
+) -> FinishedWave:
     """Confirm the promising trials; crown the one whose confirmed gain clears the rule by the most."""
     champion = memory.champion()
     history = agent_run_trials(memory, agent_run_id)
@@ -819,7 +819,7 @@ def evaluate(
     after = memory.champion()
     run_ids = {t.run_id for t in planned}
     trials = [t for t in memory.trials(agent_run_id=agent_run_id) if t.run_id in run_ids]
-    return WaveOutcome(
+    return FinishedWave(
         wave,
         config.metric.name,
         config.metric.goal,
@@ -839,7 +839,7 @@ def reflect(
     memory: Memory,
     planner: Planner,
     wave_run_id: str,
-    outcome: WaveOutcome,
+    outcome: FinishedWave,
     note: str = "",
 ) -> tuple[str, list[dict]]:
     """The planner's reflection and the wave's table, stored on the wave run in MLflow; the next plan reads it."""
@@ -864,7 +864,7 @@ def reflect(
     return reflection, table
 
 
-def wave_table(outcome: WaveOutcome) -> list[dict]:
+def wave_table(outcome: FinishedWave) -> list[dict]:
     decisions = {d.run_id: d for d in outcome.decisions}
     rows = []
     for trial in outcome.trials:

@@ -8,7 +8,7 @@ from prefect.cache_policies import NONE
 from overnight import loop
 from overnight.config import CampaignConfig
 from overnight.memory.store import Memory
-from overnight.planners import WaveOutcome
+from overnight.planners import FinishedWave
 
 
 @task(name="screen", task_run_name="screen wave {wave}", cache_policy=NONE)
@@ -32,7 +32,7 @@ def evaluate(
     wave: int,
     planned: list[loop.PlannedTrial],
     screening: loop.Screening | None = None,
-) -> WaveOutcome:
+) -> FinishedWave:
     """Final decisions for every trial of the wave; the baseline wave sets the champion and the noise floor."""
     if wave == 0:
         return loop.evaluate_baseline(config, memory, agent_run_id, planned)

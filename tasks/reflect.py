@@ -9,7 +9,7 @@ from prefect.cache_policies import NONE
 from overnight import loop
 from overnight.config import CampaignConfig
 from overnight.memory.store import Memory
-from overnight.planners import Planner, WaveOutcome
+from overnight.planners import Planner, FinishedWave
 
 
 def artifact_key(campaign: str, suffix: str) -> str:
@@ -24,7 +24,7 @@ def reflect(
     memory: Memory,
     planner: Planner,
     wave_run_id: str,
-    outcome: WaveOutcome,
+    outcome: FinishedWave,
     note: str = "",
 ) -> str:
     """Write the reflection and the wave's trial table to MLflow and to the Prefect UI."""

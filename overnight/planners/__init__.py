@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from overnight.config import CampaignConfig, resolve_planner
-from overnight.planners.base import Plan, PlanContext, Planner, Reflection, WaveOutcome
+from overnight.planners.base import Plan, PlanContext, Planner, Reflection, FinishedWave
 
 
 def make_planner(config: CampaignConfig) -> Planner:
@@ -18,4 +18,4 @@ def make_planner(config: CampaignConfig) -> Planner:
     return OfflinePlanner(config)
 
 
-__all__ = ["Plan", "PlanContext", "Planner", "Reflection", "WaveOutcome", "make_planner"]
+__all__ = ["Plan", "PlanContext", "Planner", "Reflection", "FinishedWave", "make_planner"]

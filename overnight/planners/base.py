@@ -53,7 +53,7 @@ class Reflection:
 
 
 @dataclass(frozen=True)
-class WaveOutcome:
+class FinishedWave:
     """A finished wave as the planner reflects on it."""
 
     wave: int
@@ -74,11 +74,11 @@ class Planner(ABC):
         """Up to `context.n` proposals, none a repeat of a trial in the history."""
 
     @abstractmethod
-    def reflect(self, outcome: WaveOutcome, context: PlanContext | None = None) -> Reflection:
+    def reflect(self, outcome: FinishedWave, context: PlanContext | None = None) -> Reflection:
         """Markdown: what the wave taught (numbers included), for people and for the next plan."""
 
 
-def wave_report(outcome: WaveOutcome) -> str:
+def wave_report(outcome: FinishedWave) -> str:
     """The wave as a markdown table: each change, its effect against the champion, outcomes and failures."""
     metric = outcome.metric
     before, after = outcome.champion_before, outcome.champion_after

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_va
 
 from overnight.config import CampaignConfig
 from overnight.planners import prompts
-from overnight.planners.base import Plan, PlanContext, Planner, Reflection, WaveOutcome, wave_report
+from overnight.planners.base import Plan, PlanContext, Planner, Reflection, FinishedWave, wave_report
 from overnight.planners.offline import OfflinePlanner
 from overnight.pricing import Usage, cost_usd
 from overnight.proposals import Edit, Proposal, ProposalError, apply_proposal, fingerprint
@@ -236,7 +236,7 @@ class ClaudePlanner(Planner):
         total = sum(usage, Usage())
         return Plan(proposals, total, cost_usd(self.settings.model, total), note.strip(), prompt)
 
-    def reflect(self, outcome: WaveOutcome, context: PlanContext | None = None) -> Reflection:
+    def reflect(self, outcome: FinishedWave, context: PlanContext | None = None) -> Reflection:
         report = wave_report(outcome)
         digest = (
             context.memory.digest(best=5, recent=10, failed=5, insights=3, log_lines=3) if context else ""

@@ -25,7 +25,7 @@ from optuna.trial import TrialState, create_trial
 from overnight import stats
 from overnight.config import CampaignConfig, Knob
 from overnight.planners import surrogate
-from overnight.planners.base import Plan, PlanContext, Planner, Reflection, WaveOutcome, wave_report
+from overnight.planners.base import Plan, PlanContext, Planner, Reflection, FinishedWave, wave_report
 from overnight.program import constants, format_literal, set_constant
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint
 from overnight.trial import Outcome
@@ -345,7 +345,7 @@ class OfflinePlanner(Planner):
 
     # --- reflect -------------------------------------------------------------------------------------------------
 
-    def reflect(self, outcome: WaveOutcome, context: PlanContext | None = None) -> Reflection:
+    def reflect(self, outcome: FinishedWave, context: PlanContext | None = None) -> Reflection:
         return Reflection(wave_report(outcome))
 
 
