@@ -22,7 +22,7 @@ from overnight.config import CampaignConfig, resolve_planner
 from overnight.evaluation import Decision, improvement
 from overnight.memory.records import TrialRecord
 from overnight.memory.store import Memory
-from overnight.planners import PlanContext, Planner, Reflection, FinishedWave
+from overnight.planners import FinishedWave, PlanContext, Planner, Reflection
 from overnight.planners.base import wave_report
 from overnight.pricing import Usage
 from overnight.program import constants, read_files

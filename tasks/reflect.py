@@ -9,7 +9,7 @@ from prefect.cache_policies import NONE
 from overnight import loop
 from overnight.config import CampaignConfig
 from overnight.memory.store import Memory
-from overnight.planners import Planner, FinishedWave
+from overnight.planners import FinishedWave, Planner
 
 
 def artifact_key(campaign: str, suffix: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from overnight.config import CampaignConfig, resolve_planner
-from overnight.planners.base import Plan, PlanContext, Planner, Reflection, FinishedWave
+from overnight.planners.base import FinishedWave, Plan, PlanContext, Planner, Reflection
 
 
 def make_planner(config: CampaignConfig) -> Planner:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_va
 
 from overnight.config import CampaignConfig
 from overnight.planners import prompts
-from overnight.planners.base import Plan, PlanContext, Planner, Reflection, FinishedWave, wave_report
+from overnight.planners.base import FinishedWave, Plan, PlanContext, Planner, Reflection, wave_report
 from overnight.planners.offline import OfflinePlanner
 from overnight.pricing import Usage, cost_usd
 from overnight.proposals import Edit, Proposal, ProposalError, apply_proposal, fingerprint

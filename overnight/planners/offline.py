@@ -25,7 +25,7 @@ from optuna.trial import TrialState, create_trial
 from overnight import stats
 from overnight.config import CampaignConfig, Knob
 from overnight.planners import surrogate
-from overnight.planners.base import Plan, PlanContext, Planner, Reflection, FinishedWave, wave_report
+from overnight.planners.base import FinishedWave, Plan, PlanContext, Planner, Reflection, wave_report
 from overnight.program import constants, format_literal, set_constant
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint
 from overnight.trial import Outcome
