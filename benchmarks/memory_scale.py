@@ -296,6 +296,7 @@ def time_queries(store: Path, repeats: int) -> dict[str, float]:
     from overnight import loop
     from overnight.config import load_config
     from overnight.memory import sql as store_sql
+    from overnight.planners.prompts import digest
     from overnight.report import write_report
 
     config = load_config(write_config(store))
@@ -303,7 +304,7 @@ def time_queries(store: Path, repeats: int) -> dict[str, float]:
     scratch = Path(tempfile.mkdtemp())
 
     queries = {
-        "snapshot + digest (planner, each wave)": lambda m: m.snapshot().digest(),
+        "snapshot + digest (planner, each wave)": lambda m: digest(m.snapshot()),
         "agent_run_trials": lambda m: loop.agent_run_trials(m, agent_run),
         "trials_left + budget_left": lambda m: (
             loop.trials_left(config, m, agent_run, 3),

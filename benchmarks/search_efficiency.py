@@ -59,7 +59,7 @@ import optuna
 from overnight import evaluation, stats
 from overnight.config import Knob, load_config
 from overnight.memory.records import TrialRecord
-from overnight.memory.store import MemorySnapshot
+from overnight.memory.snapshot import MemorySnapshot
 from overnight.planners.base import PlanContext
 from overnight.planners.offline import OfflinePlanner
 from overnight.program import constants, format_literal

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from overnight.memory.store import ChampionVersion
+from overnight.memory.records import ChampionVersion
 from overnight.report import lineage_markdown
 
 

@@ -12,8 +12,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from overnight.evaluation import improvement
-from overnight.memory.records import TrialRecord
-from overnight.memory.store import AgentRunRecord, ChampionVersion, Memory
+from overnight.memory.records import AgentRunRecord, ChampionVersion, TrialRecord
+from overnight.memory.store import Memory
 from overnight.trial import Outcome
 
 CHART_SIZE_PX = (1200, 600)

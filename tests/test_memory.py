@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from overnight.memory import sql as store_sql
 from overnight.memory.store import Memory
+from overnight.planners.prompts import digest
 from overnight.trial import Outcome, TrialResult
 
 
@@ -81,8 +82,8 @@ def test_queries_champion_best_failed_and_digest(memory):
     failed = memory.failed()
     assert [(t.trial_id, t.outcome) for t in failed] == [("c", Outcome.CRASH)]
     assert failed[0].reason == "exited with status 1"
-    digest = memory.digest()
-    assert "Champion: b loss=0.4" in digest and "c crash: exited with status 1" in digest
+    text = digest(memory.snapshot())
+    assert "Champion: b loss=0.4" in text and "c crash: exited with status 1" in text
 
 
 def test_the_champion_files_are_rebuilt_from_artifacts_alone(memory, tmp_path):

@@ -1,6 +1,6 @@
 """The campaign's records as plain values, the MLflow tags they are built from, and what `overnight status` shows.
 
-No MLflow import here (nor in `store_sql`): `Memory` builds these records from MLflow, and `overnight status` builds
+No MLflow import here (nor in `sql.py`): `Memory` builds these records from MLflow, and `overnight status` builds
 the same ones from a SQLite store read directly, without paying seconds to import MLflow.
 """
 
@@ -124,6 +124,36 @@ class TrialRecord:
     def unbiased(self) -> bool:
         """A run taken as it came (baseline, confirmation, re-measurement), not picked for looking good."""
         return self.role != "candidate"
+
+
+@dataclass(frozen=True)
+class AgentRunRecord:
+    """An agent run (one execution of the campaign) as a report and a resumption see it."""
+
+    run_id: str
+    name: str
+    started_ms: int
+    params: dict[str, str]
+    metrics: dict[str, float]
+    owner: str = ""  # "host:pid" of the process that runs it
+    flow_run: str = ""  # the Prefect flow run that drives it now ("" if none)
+
+
+@dataclass(frozen=True)
+class ChampionVersion:
+    """One version of the champion's files in its lineage: plain values, ready for a report or an export."""
+
+    version: int  # 0: the program as shipped; then one per change crowned
+    trial_id: str
+    hypothesis: str
+    run_id: str
+    parent_run_id: str  # the version it was built on ("" for the program as shipped)
+    metric: float | None
+    confirmed_gain: float | None  # over its parent, metric units, positive = better; None: not recorded
+    verdict: str  # why it was crowned (tag overnight.champion_why); "" when not recorded
+    files: dict[str, str]  # its editable files
+    step_diff: str  # from its parent's files
+    cumulative_diff: str  # from the program as shipped
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,6 @@ import os
 import tempfile
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
+from overnight.memory import lineage
 from overnight.memory.records import (
     CHAMPION_TAG,
     FLOW_RUN,
@@ -38,16 +37,18 @@ from overnight.memory.records import (
     STATUS,
     SUGGESTION,
     TAKEN,
+    AgentRunRecord,
     CampaignStatus,
+    ChampionVersion,
     Run,
     TrialRecord,
     campaign_status,
     llm_totals,
     trial_record,
 )
+from overnight.memory.snapshot import MemorySnapshot, failures, rank
 from overnight.memory.sql import read_runs
 from overnight.pricing import Usage
-from overnight.proposals import unified_diff
 from overnight.secrets import scrub
 from overnight.trial import Outcome, TrialResult
 
@@ -354,9 +355,9 @@ class Memory:
             if gain is not None:
                 self.client.log_metric(run_id, "confirmed_gain", gain)
             if why:
-                self.client.set_tag(run_id, PREFIX + "champion_why", why[:4000])
-            self.client.set_tag(run_id, PREFIX + "champion_parent", previous)
-            self.client.set_tag(run_id, PREFIX + "was_champion", "true")
+                self.client.set_tag(run_id, lineage.WHY, why[:4000])
+            self.client.set_tag(run_id, lineage.PARENT, previous)
+            self.client.set_tag(run_id, lineage.CROWNED, "true")
             self.client.set_experiment_tag(self.experiment_id, CHAMPION_TAG, run_id)
 
     def record_plan(self, wave_run_id: str, note: str, usage: Usage, cost_usd: float, planner: str) -> None:
@@ -465,58 +466,30 @@ class Memory:
 
     def champion(self) -> TrialRecord | None:
         with self._lock:
-            run_id = self.client.get_experiment(self.experiment_id).tags.get(CHAMPION_TAG)
+            run_id = self._champion_id()
             return self._record(self._get(run_id)) if run_id else None
 
     def lineage(self) -> list[TrialRecord]:
         """The champion and its predecessors, newest first."""
         return [self._record(run) for run in self._lineage_runs()]
 
+    def champion_versions(self) -> list[ChampionVersion]:
+        """The champion's lineage for a person to review, oldest first (`lineage.versions`): the program as
+        shipped, then each change that was crowned, with its files and diffs. Empty when there is no champion."""
+        runs = self._lineage_runs()
+        files = {run.run_id: self.trial_files(run.run_id) for run in runs}
+        return lineage.versions(runs, files, self.metric)
+
     def _lineage_runs(self) -> list[Run]:
         """The champion's run and its predecessors', newest first: one query for every run ever crowned, then the
-        walk along their `champion_parent` tags (a run the query missed, e.g. a deleted one, is read by id)."""
+        walk along their parent tags (`lineage.chain`)."""
         with self._lock:
-            run_id = self.client.get_experiment(self.experiment_id).tags.get(CHAMPION_TAG)
-            crowned = (
-                {run.run_id: run for run in self._runs({PREFIX + "was_champion": "true"})} if run_id else {}
-            )
-            chain = []
-            while run_id:
-                run = crowned.get(run_id) or self._get(run_id)
-                chain.append(run)
-                run_id = run.tags.get(PREFIX + "champion_parent")
-            return chain
+            run_id = self._champion_id()
+            crowned = {run.run_id: run for run in self._runs({lineage.CROWNED: "true"})} if run_id else {}
+            return lineage.chain(run_id or "", crowned, self._get)
 
-    def champion_versions(self) -> list[ChampionVersion]:
-        """The champion's lineage for a person to review, oldest first: the program as shipped (version 0), then
-        each change that was crowned, with its files and its diffs from its parent and from the program as shipped.
-
-        A later night's baseline re-measures the champion without changing it: it is folded into the version it
-        measured (same files), so every version after the first is a real change. Empty when there is no champion.
-        """
-        versions: list[ChampionVersion] = []
-        for run in reversed(self._lineage_runs()):
-            trial = self._record(run)
-            files = self.trial_files(trial.run_id)
-            parent = versions[-1] if versions else None
-            if parent is not None and files == parent.files:
-                continue  # a re-measurement of the same version
-            versions.append(
-                ChampionVersion(
-                    version=len(versions),
-                    trial_id=trial.trial_id,
-                    hypothesis=trial.hypothesis,
-                    run_id=trial.run_id,
-                    parent_run_id=parent.run_id if parent else "",
-                    metric=trial.metric,
-                    confirmed_gain=run.metrics.get("confirmed_gain") if parent else None,
-                    verdict=run.tags.get(PREFIX + "champion_why", ""),
-                    files=files,
-                    step_diff=unified_diff(parent.files, files) if parent else "",
-                    cumulative_diff=unified_diff(versions[0].files, files) if parent else "",
-                )
-            )
-        return versions
+    def _champion_id(self) -> str | None:
+        return self.client.get_experiment(self.experiment_id).tags.get(CHAMPION_TAG)
 
     def champion_files(self) -> dict[str, str]:
         """Rebuild the champion's editable files from its MLflow artifacts alone."""
@@ -550,7 +523,7 @@ class Memory:
         return rank(self.trials(), self.goal)[:n]
 
     def failed(self, n: int = 5) -> list[TrialRecord]:
-        return [t for t in self.trials() if t.outcome not in (None, Outcome.OK)][-n:]
+        return failures(self.trials())[-n:]
 
     def insights(self, n: int = 8) -> list[str]:
         """Reflections of the last n finished waves, oldest first."""
@@ -576,9 +549,6 @@ class Memory:
             insights=tuple(self.insights(n_insights)),
             failure_logs={t.run_id: self.read_artifact(t.run_id, "log_tail.txt") for t in failed},
         )
-
-    def digest(self) -> str:
-        return self.snapshot().digest()
 
     def ui_url(self, base: str = "http://127.0.0.1:5000") -> str:
         return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
@@ -670,103 +640,6 @@ def _plain(run) -> Run:
         dict(run.data.params),
         dict(run.data.metrics),
     )
-
-
-@dataclass(frozen=True)
-class ChampionVersion:
-    """One version of the champion's files in its lineage: plain values, ready for a report or an export."""
-
-    version: int  # 0: the program as shipped; then one per change crowned
-    trial_id: str
-    hypothesis: str
-    run_id: str
-    parent_run_id: str  # the version it was built on ("" for the program as shipped)
-    metric: float | None
-    confirmed_gain: float | None  # over its parent, metric units, positive = better; None: not recorded
-    verdict: str  # why it was crowned (tag overnight.champion_why); "" when not recorded
-    files: dict[str, str]  # its editable files
-    step_diff: str  # from its parent's files
-    cumulative_diff: str  # from the program as shipped
-
-
-@dataclass(frozen=True)
-class AgentRunRecord:
-    run_id: str
-    name: str
-    started_ms: int
-    params: dict[str, str]
-    metrics: dict[str, float]
-    owner: str = ""  # "host:pid" of the process that runs it
-    flow_run: str = ""  # the Prefect flow run that drives it now ("" if none)
-
-
-@dataclass(frozen=True)
-class MemorySnapshot:
-    """The campaign's memory at one moment, and its rendering as compact text for a prompt."""
-
-    metric: str
-    goal: str
-    trials: tuple[TrialRecord, ...]
-    champion: TrialRecord | None
-    lineage: tuple[TrialRecord, ...]
-    insights: tuple[str, ...]
-    failure_logs: dict[str, str]
-
-    def best(self, n: int) -> list[TrialRecord]:
-        return rank(self.trials, self.goal)[:n]
-
-    def digest(
-        self, best: int = 5, recent: int = 10, failed: int = 5, insights: int = 3, log_lines: int = 5
-    ) -> str:
-        """Whole records, newest first to stay; older history is summarised as counts, never cut mid-record."""
-        metric, finished = self.metric, [t for t in self.trials if t.status == "finished"]
-        lines = [
-            f"{len(finished)} trials finished so far; metric {metric} ({self.goal}, so "
-            f"{'lower' if self.goal == 'minimize' else 'higher'} is better)."
-        ]
-        if self.champion and self.champion.metric is not None:
-            lines.append(f"Champion: {self.champion.trial_id} {metric}={self.champion.metric:.6g}")
-            lines.append("Champion lineage (newest first):")
-            lines += [f"  {_describe(t, metric)}" for t in self.lineage]
-        if self.best(best):
-            lines.append(f"Best trials (top {best}):")
-            lines += [f"  {_describe(t, metric)}" for t in self.best(best)]
-        shown = finished[-recent:]
-        older = finished[: len(finished) - len(shown)]
-        if older:
-            counts = Counter(t.outcome.value if t.outcome else "running" for t in older)
-            summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
-            lines.append(f"Older trials not listed: {len(older)} ({summary}).")
-        if shown:
-            lines.append(f"Recent trials (last {len(shown)}, oldest first):")
-            lines += [f"  {_describe(t, metric)}" for t in shown]
-        failures = [t for t in finished if t.outcome not in (None, Outcome.OK)][-failed:] if failed else []
-        if failures:
-            lines.append("Failed trials, with why:")
-            for t in failures:
-                lines.append(f"  {t.trial_id} {t.outcome.value}: {t.reason} ({t.hypothesis})")
-                log = [line for line in self.failure_logs.get(t.run_id, "").splitlines() if line.strip()]
-                lines += [f"    | {line}" for line in log[-log_lines:]] if log_lines else []
-        running = [t for t in self.trials if t.status == "running"]
-        if running:
-            lines.append("Trials still running (treat as pending; do not repeat them):")
-            lines += [f"  {t.trial_id}: {t.hypothesis}" for t in running]
-        if insights and self.insights:
-            lines.append("Insights from earlier waves (newest last):")
-            lines += [f"--- \n{text.strip()}" for text in self.insights[-insights:]]
-        return "\n".join(lines)
-
-
-def rank(trials, goal: str) -> list[TrialRecord]:
-    """The ok trials, best first."""
-    ok = [t for t in trials if t.outcome is Outcome.OK and t.metric is not None]
-    return sorted(ok, key=lambda t: t.metric if goal == "minimize" else -t.metric)
-
-
-def _describe(trial: TrialRecord, metric: str) -> str:
-    value = f"{metric}={trial.metric:.6g}" if trial.metric is not None else (trial.outcome or "running")
-    outcome = trial.outcome.value if trial.outcome else "running"
-    return f"{trial.trial_id} [{outcome}{', ' + trial.decision if trial.decision else ''}] {value} {trial.hypothesis}"
 
 
 def _trial_tags(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from overnight.evaluation import Decision, improvement
 from overnight.memory.records import TrialRecord
-from overnight.memory.store import MemorySnapshot
+from overnight.memory.snapshot import MemorySnapshot
 from overnight.pricing import Usage
 from overnight.proposals import Proposal
 from overnight.trial import Outcome

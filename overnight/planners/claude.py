@@ -181,17 +181,10 @@ class ClaudePlanner(Planner):
     def prompt(self, context: PlanContext) -> str:
         """The plan prompt, with as much history as fits the token limit (older history shrinks first)."""
         for level in prompts.LEVELS:
-            digest = context.memory.digest(
-                best=level.best,
-                recent=level.recent,
-                failed=level.failed,
-                insights=level.insights,
-                log_lines=level.log_lines,
-            )
             text = prompts.plan_prompt(
                 brief=context.brief,
                 champion_files=context.champion_files,
-                digest=digest,
+                digest=prompts.digest(context.memory, level),
                 n=context.n,
                 editable=self.config.editable,
                 metric=self.config.metric.name,
@@ -238,9 +231,7 @@ class ClaudePlanner(Planner):
 
     def reflect(self, outcome: FinishedWave, context: PlanContext | None = None) -> Reflection:
         report = wave_report(outcome)
-        digest = (
-            context.memory.digest(best=5, recent=10, failed=5, insights=3, log_lines=3) if context else ""
-        )
+        digest = prompts.digest(context.memory, prompts.REFLECT) if context else ""
         prompt = prompts.reflect_prompt(
             brief=context.brief if context else "", wave_report=report, digest=digest
         )

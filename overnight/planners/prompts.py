@@ -1,13 +1,18 @@
 """Every word overnight sends to a language model is written here, and nowhere else.
 
 The plan prompt is built from: the program's brief (program.md), the champion's editable files, the memory digest
-(champion and lineage, best, recent, failed trials with log tails, insights, running trials), the wave size and the
-budget left. It must fit a token limit: the digest shrinks older history first (whole records become counts).
+(`digest` of a `MemorySnapshot`: champion and lineage, best, recent, failed trials with log tails, running trials,
+insights), the wave size and the budget left. It must fit a token limit: the digest shrinks older history first
+(whole records become counts).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+
+from overnight.memory.records import TrialRecord
+from overnight.memory.snapshot import MemorySnapshot, failures
 
 CHARS_PER_TOKEN = 4  # a conservative estimate for English and code; the limit is a guard, not an accounting
 
@@ -48,17 +53,78 @@ class DigestLevel:
     log_lines: int
 
 
-LEVELS = (
+LEVELS = (  # the plan prompt's
     DigestLevel(best=10, recent=30, failed=10, insights=8, log_lines=15),
     DigestLevel(best=8, recent=15, failed=6, insights=5, log_lines=8),
     DigestLevel(best=5, recent=8, failed=4, insights=3, log_lines=4),
     DigestLevel(best=3, recent=4, failed=2, insights=2, log_lines=2),
     DigestLevel(best=1, recent=2, failed=1, insights=1, log_lines=0),
 )
+# A digest asked for without a level, and the reflect prompt's.
+DIGEST = DigestLevel(best=5, recent=10, failed=5, insights=3, log_lines=5)
+REFLECT = DigestLevel(best=5, recent=10, failed=5, insights=3, log_lines=3)
 
 
 def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN + 1
+
+
+def digest(snapshot: MemorySnapshot, level: DigestLevel = DIGEST) -> str:
+    """The memory as compact text: whole records, newest first to stay; older history is summarised as counts,
+    never cut mid-record."""
+    metric, finished = snapshot.metric, snapshot.finished
+    lines = [
+        f"{len(finished)} trials finished so far; metric {metric} ({snapshot.goal}, so "
+        f"{'lower' if snapshot.goal == 'minimize' else 'higher'} is better)."
+    ]
+    if snapshot.champion and snapshot.champion.metric is not None:
+        lines.append(f"Champion: {snapshot.champion.trial_id} {metric}={snapshot.champion.metric:.6g}")
+        lines.append("Champion lineage (newest first):")
+        lines += [f"  {_describe(t, metric)}" for t in snapshot.lineage]
+    if snapshot.best(level.best):
+        lines.append(f"Best trials (top {level.best}):")
+        lines += [f"  {_describe(t, metric)}" for t in snapshot.best(level.best)]
+    lines += _recent(finished, level.recent, metric)
+    lines += _failed(snapshot, level.failed, level.log_lines)
+    if snapshot.running:
+        lines.append("Trials still running (treat as pending; do not repeat them):")
+        lines += [f"  {t.trial_id}: {t.hypothesis}" for t in snapshot.running]
+    if level.insights and snapshot.insights:
+        lines.append("Insights from earlier waves (newest last):")
+        lines += [f"--- \n{text.strip()}" for text in snapshot.insights[-level.insights :]]
+    return "\n".join(lines)
+
+
+def _recent(finished: list[TrialRecord], recent: int, metric: str) -> list[str]:
+    """The last `recent` finished trials whole, and the older ones as counts by outcome."""
+    shown = finished[-recent:]
+    older = finished[: len(finished) - len(shown)]
+    lines = []
+    if older:
+        counts = Counter(t.outcome.value if t.outcome else "running" for t in older)
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+        lines.append(f"Older trials not listed: {len(older)} ({summary}).")
+    if shown:
+        lines.append(f"Recent trials (last {len(shown)}, oldest first):")
+        lines += [f"  {_describe(t, metric)}" for t in shown]
+    return lines
+
+
+def _failed(snapshot: MemorySnapshot, failed: int, log_lines: int) -> list[str]:
+    """The last `failed` finished trials that did not end ok, with why, and the last lines of their logs."""
+    shown = failures(snapshot.finished)[-failed:] if failed else []
+    lines = ["Failed trials, with why:"] if shown else []
+    for t in shown:
+        lines.append(f"  {t.trial_id} {t.outcome.value}: {t.reason} ({t.hypothesis})")
+        log = [line for line in snapshot.failure_logs.get(t.run_id, "").splitlines() if line.strip()]
+        lines += [f"    | {line}" for line in log[-log_lines:]] if log_lines else []
+    return lines
+
+
+def _describe(trial: TrialRecord, metric: str) -> str:
+    value = f"{metric}={trial.metric:.6g}" if trial.metric is not None else (trial.outcome or "running")
+    outcome = trial.outcome.value if trial.outcome else "running"
+    return f"{trial.trial_id} [{outcome}{', ' + trial.decision if trial.decision else ''}] {value} {trial.hypothesis}"
 
 
 def files_block(files: dict[str, str]) -> str:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from overnight.config import PlannerSettings, load_config
 from overnight.memory.records import TrialRecord
-from overnight.memory.store import MemorySnapshot
+from overnight.memory.snapshot import MemorySnapshot
 from overnight.planners import PlanContext, surrogate
 from overnight.planners.offline import OfflinePlanner
 from overnight.program import constants
