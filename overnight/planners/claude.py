@@ -39,7 +39,9 @@ class EditBlock(BaseModel):
     replace: str = Field(description="the new text")
 
 
-class Experiment(BaseModel):
+# One change as Claude proposes it: `WaveAnswer.proposals()` turns each into a Proposal. (A comment, not a docstring:
+# a docstring would become part of the schema Claude reads.)
+class ProposedChange(BaseModel):
     hypothesis: str = Field(description="one line: what changes and why it should help")
     rationale: str = Field(description="the reasoning, grounded in the results so far")
     expected_effect: str = Field(description="the effect expected on the metric, e.g. '-0.02 val_bpb'")
@@ -69,7 +71,8 @@ class FactorialGrid(BaseModel):
 class WaveAnswer(BaseModel):
     """The next wave: single experiments and, optionally, one factorial grid; in all exactly the number asked."""
 
-    experiments: list[Experiment] = Field(default_factory=list)
+    # "experiments" is the word the prompt asks for (prompts.PLAN_TASK) and the key Claude answers with.
+    experiments: list[ProposedChange] = Field(default_factory=list)
     factorial: FactorialGrid | None = None
 
     def proposals(self) -> list[Proposal]:
