@@ -95,68 +95,12 @@ class Memory:
             self._log_params(run.info.run_id, params)
             return run.info.run_id
 
-    def _running_agent_run(self):
-        """The newest agent run MLflow marks RUNNING (an MLflow Run), or None."""
-        with self._lock:
-            runs = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{KIND}` = 'agent_run' and attributes.status = 'RUNNING'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-        return runs[0] if runs else None
-
-    def unfinished_agent_run(self) -> AgentRunRecord | None:
-        """The newest agent run still marked running: its process is alive, or it died and can be resumed."""
-        run = self._running_agent_run()
-        if run is None:
-            return None
-        return AgentRunRecord(
-            run.info.run_id,
-            run.info.run_name or "",
-            run.info.start_time,
-            dict(run.data.params),
-            dict(run.data.metrics),
-            owner=run.data.tags.get(OWNER, ""),
-            flow_run=run.data.tags.get(FLOW_RUN, run.data.params.get("prefect_flow_run_id", "")).strip("-"),
-        )
-
     def take_over(self, agent_run_id: str, owner: str, note: str, flow_run: str = "") -> None:
         """This process resumes an agent run whose owner died; the note says when and why."""
         with self._lock:
             self.client.set_tag(agent_run_id, OWNER, owner)
             self.client.set_tag(agent_run_id, FLOW_RUN, flow_run)
             self.client.set_tag(agent_run_id, PREFIX + "resumed", note[:4000])
-
-    def wave_run(self, agent_run_id: str, wave: int) -> tuple[str, str] | None:
-        """The run id and MLflow status of an agent run's wave, if it was started."""
-        with self._lock:
-            runs = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{KIND}` = 'wave' and tags.`{PARENT_RUN}` = '{agent_run_id}' "
-                f"and tags.`{PREFIX}wave` = '{wave}'",
-                max_results=10,
-            )
-        return (runs[0].info.run_id, runs[0].info.status) if runs else None
-
-    def find_trial(self, agent_run_id: str, trial_id: str) -> TrialRecord | None:
-        """A trial of this agent run by its stable id (`<agent>-w<wave>-t<i>`...), if it was recorded."""
-        match = {KIND: "trial", PREFIX + "agent_run_id": agent_run_id, PREFIX + "trial_id": trial_id}
-        with self._lock:
-            runs = self._runs(match)
-        return self._record(runs[0]) if runs else None
-
-    def find_trial_by_run(self, run_id: str) -> TrialRecord | None:
-        with self._lock:
-            try:
-                return self._record(self._get(run_id))
-            except MlflowException:
-                return None
-
-    def wave_trials(self, wave_run_id: str) -> list[TrialRecord]:
-        """The trials recorded under a wave run, oldest first."""
-        with self._lock:
-            return [self._record(run) for run in self._runs({KIND: "trial", PARENT_RUN: wave_run_id})]
 
     def start_wave(self, agent_run_id: str, wave: int) -> str:
         """The wave's run; a wave that was started by a process that died is picked up again (idempotent)."""
@@ -258,6 +202,11 @@ class Memory:
             self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
             return run.info.run_id
 
+    def record_dispatch(self, run_id: str, where: str) -> None:
+        """Where the trial runs (backend, host, folder or cluster), as soon as it starts."""
+        with self._lock:
+            self.client.set_tag(run_id, PREFIX + "where", where)
+
     def finish_trial(self, run_id: str, result: TrialResult) -> None:
         with self._lock:
             metrics = {k: v for k, v in result.metrics.items() if math.isfinite(v)}
@@ -276,37 +225,6 @@ class Memory:
             self.client.log_text(run_id, scrub(result.log_tail) or "(no output)\n", "log_tail.txt")
             status = RunStatus.FINISHED if result.outcome is Outcome.OK else RunStatus.FAILED
             self.client.set_terminated(run_id, RunStatus.to_string(status))
-
-    def add_suggestion(self, text: str) -> str:
-        """Queue a person's hypothesis for the next wave (an experiment tag, so it outlives any run)."""
-        key = f"{SUGGESTION}{time.time_ns()}"
-        with self._lock:
-            self.client.set_experiment_tag(self.experiment_id, key, text[:4000])
-        return key
-
-    def pending_suggestions(self) -> dict[str, str]:
-        """Suggestions no wave has taken up yet, oldest first: key -> text."""
-        with self._lock:
-            tags = self.client.get_experiment(self.experiment_id).tags
-        return {
-            k: v
-            for k, v in sorted(tags.items())
-            if k.startswith(SUGGESTION) and not k.endswith(TAKEN) and f"{k}{TAKEN}" not in tags
-        }
-
-    def take_suggestion(self, key: str, note: str) -> None:
-        with self._lock:
-            self.client.set_experiment_tag(self.experiment_id, f"{key}{TAKEN}", note[:4000])
-
-    def record_dispatch(self, run_id: str, where: str) -> None:
-        """Where the trial runs (backend, host, folder or cluster), as soon as it starts."""
-        with self._lock:
-            self.client.set_tag(run_id, PREFIX + "where", where)
-
-    def status(self) -> CampaignStatus | None:
-        """What runs now: the newest running agent run, its current wave, its running trials, its spend so far."""
-        with self._lock:
-            return campaign_status(self._runs, self.metric)
 
     def record_decision(
         self, run_id: str, decision: str, reason: str, numbers: dict[str, float | int | str] | None = None
@@ -337,17 +255,6 @@ class Memory:
             self.client.log_batch(wave_run_id, metrics=_metric_list(values))
             self.client.log_text(wave_run_id, json.dumps(effects, indent=2), "effects.json")
 
-    def record_noise_floor(self, agent_run_id: str, floor, wave: int) -> None:
-        """The noise floor as it stands after a wave (metrics noise_sigma, noise_n, noise_dof at step = wave)."""
-        with self._lock:
-            self.client.log_batch(agent_run_id, metrics=_metric_list(floor.as_dict(), step=wave))
-
-    def noise_floor(self, agent_run_id: str) -> dict[str, float]:
-        """The latest noise floor of an agent run: {noise_sigma, noise_n, noise_dof}, empty before the baseline."""
-        with self._lock:
-            metrics = self.client.get_run(agent_run_id).data.metrics
-        return {k: v for k, v in metrics.items() if k.startswith("noise_")}
-
     def set_champion(self, run_id: str, previous: str, gain: float | None = None, why: str = "") -> None:
         """Crown a trial; its parent link makes the champion's lineage walkable. `gain`: its confirmed improvement
         over the previous champion (metric units, positive = better), `why`: the verdict behind it."""
@@ -359,6 +266,11 @@ class Memory:
             self.client.set_tag(run_id, lineage.PARENT, previous)
             self.client.set_tag(run_id, lineage.CROWNED, "true")
             self.client.set_experiment_tag(self.experiment_id, CHAMPION_TAG, run_id)
+
+    def record_noise_floor(self, agent_run_id: str, floor, wave: int) -> None:
+        """The noise floor as it stands after a wave (metrics noise_sigma, noise_n, noise_dof at step = wave)."""
+        with self._lock:
+            self.client.log_batch(agent_run_id, metrics=_metric_list(floor.as_dict(), step=wave))
 
     def record_plan(self, wave_run_id: str, note: str, usage: Usage, cost_usd: float, planner: str) -> None:
         """What planning the wave cost, and the planner's note (e.g. a fallback to the offline planner)."""
@@ -375,40 +287,16 @@ class Memory:
                 wave_run_id, metrics=_metric_list(_usage_metrics("reflect", usage, cost_usd))
             )
 
-    def spend_usd(self, agent_run_id: str) -> float:
-        """Dollars the agent run's planner has spent so far (plans and reflections of all its waves)."""
-        return self.llm_totals(agent_run_id).get("usd", 0.0)
-
-    def llm_totals(self, agent_run_id: str) -> dict[str, float]:
-        """Tokens and dollars of the agent run's planner calls: input_tokens, output_tokens, ..., usd."""
+    def add_suggestion(self, text: str) -> str:
+        """Queue a person's hypothesis for the next wave (an experiment tag, so it outlives any run)."""
+        key = f"{SUGGESTION}{time.time_ns()}"
         with self._lock:
-            return llm_totals(self._runs({KIND: "wave", PARENT_RUN: agent_run_id}))
+            self.client.set_experiment_tag(self.experiment_id, key, text[:4000])
+        return key
 
-    def agent_run_on(self, night: date | None = None) -> AgentRunRecord:
-        """The newest agent run, or the newest one started on the given date."""
+    def take_suggestion(self, key: str, note: str) -> None:
         with self._lock:
-            runs = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{KIND}` = 'agent_run'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1000,
-            )
-        for run in runs:
-            started = datetime.fromtimestamp(run.info.start_time / 1000).date()
-            if night is None or started == night:
-                return AgentRunRecord(
-                    run.info.run_id,
-                    run.info.run_name or "",
-                    run.info.start_time,
-                    dict(run.data.params),
-                    dict(run.data.metrics),
-                )
-        raise LookupError(f"no agent run {'on ' + str(night) if night else 'yet'} in this campaign")
-
-    def log_report(self, agent_run_id: str, markdown: str, chart: Path) -> None:
-        with self._lock:
-            self.client.log_text(agent_run_id, markdown, "report/report.md")
-            self.client.log_artifact(agent_run_id, str(chart), "report")
+            self.client.set_experiment_tag(self.experiment_id, f"{key}{TAKEN}", note[:4000])
 
     def finish_wave(
         self, wave_run_id: str, metrics: dict[str, float], reflection: str, table: list[dict]
@@ -446,12 +334,105 @@ class Memory:
                 run_id, RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
             )
 
+    def log_report(self, agent_run_id: str, markdown: str, chart: Path) -> None:
+        with self._lock:
+            self.client.log_text(agent_run_id, markdown, "report/report.md")
+            self.client.log_artifact(agent_run_id, str(chart), "report")
+
     def _log_params(self, run_id: str, params: dict[str, object]) -> None:
         items = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(run_id, params=items[start : start + 100])
 
     # --- reading -------------------------------------------------------------------------------------------------
+
+    def unfinished_agent_run(self) -> AgentRunRecord | None:
+        """The newest agent run still marked running: its process is alive, or it died and can be resumed."""
+        run = self._running_agent_run()
+        if run is None:
+            return None
+        return AgentRunRecord(
+            run.info.run_id,
+            run.info.run_name or "",
+            run.info.start_time,
+            dict(run.data.params),
+            dict(run.data.metrics),
+            owner=run.data.tags.get(OWNER, ""),
+            flow_run=run.data.tags.get(FLOW_RUN, run.data.params.get("prefect_flow_run_id", "")).strip("-"),
+        )
+
+    def _running_agent_run(self):
+        """The newest agent run MLflow marks RUNNING (an MLflow Run), or None."""
+        with self._lock:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'agent_run' and attributes.status = 'RUNNING'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+        return runs[0] if runs else None
+
+    def agent_run_on(self, night: date | None = None) -> AgentRunRecord:
+        """The newest agent run, or the newest one started on the given date."""
+        with self._lock:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'agent_run'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1000,
+            )
+        for run in runs:
+            started = datetime.fromtimestamp(run.info.start_time / 1000).date()
+            if night is None or started == night:
+                return AgentRunRecord(
+                    run.info.run_id,
+                    run.info.run_name or "",
+                    run.info.start_time,
+                    dict(run.data.params),
+                    dict(run.data.metrics),
+                )
+        raise LookupError(f"no agent run {'on ' + str(night) if night else 'yet'} in this campaign")
+
+    def wave_run(self, agent_run_id: str, wave: int) -> tuple[str, str] | None:
+        """The run id and MLflow status of an agent run's wave, if it was started."""
+        with self._lock:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{KIND}` = 'wave' and tags.`{PARENT_RUN}` = '{agent_run_id}' "
+                f"and tags.`{PREFIX}wave` = '{wave}'",
+                max_results=10,
+            )
+        return (runs[0].info.run_id, runs[0].info.status) if runs else None
+
+    def status(self) -> CampaignStatus | None:
+        """What runs now: the newest running agent run, its current wave, its running trials, its spend so far."""
+        with self._lock:
+            return campaign_status(self._runs, self.metric)
+
+    def noise_floor(self, agent_run_id: str) -> dict[str, float]:
+        """The latest noise floor of an agent run: {noise_sigma, noise_n, noise_dof}, empty before the baseline."""
+        with self._lock:
+            metrics = self.client.get_run(agent_run_id).data.metrics
+        return {k: v for k, v in metrics.items() if k.startswith("noise_")}
+
+    def spend_usd(self, agent_run_id: str) -> float:
+        """Dollars the agent run's planner has spent so far (plans and reflections of all its waves)."""
+        return self.llm_totals(agent_run_id).get("usd", 0.0)
+
+    def llm_totals(self, agent_run_id: str) -> dict[str, float]:
+        """Tokens and dollars of the agent run's planner calls: input_tokens, output_tokens, ..., usd."""
+        with self._lock:
+            return llm_totals(self._runs({KIND: "wave", PARENT_RUN: agent_run_id}))
+
+    def pending_suggestions(self) -> dict[str, str]:
+        """Suggestions no wave has taken up yet, oldest first: key -> text."""
+        with self._lock:
+            tags = self.client.get_experiment(self.experiment_id).tags
+        return {
+            k: v
+            for k, v in sorted(tags.items())
+            if k.startswith(SUGGESTION) and not k.endswith(TAKEN) and f"{k}{TAKEN}" not in tags
+        }
 
     def trials(self, agent_run_id: str = "", decision: str = "") -> list[TrialRecord]:
         """Every trial of the campaign (all agent runs), oldest first; only one agent run's, or only those with one
@@ -463,6 +444,31 @@ class Memory:
             match[PREFIX + "decision"] = decision
         with self._lock:
             return [self._record(run) for run in self._runs(match)]
+
+    def find_trial(self, agent_run_id: str, trial_id: str) -> TrialRecord | None:
+        """A trial of this agent run by its stable id (`<agent>-w<wave>-t<i>`...), if it was recorded."""
+        match = {KIND: "trial", PREFIX + "agent_run_id": agent_run_id, PREFIX + "trial_id": trial_id}
+        with self._lock:
+            runs = self._runs(match)
+        return self._record(runs[0]) if runs else None
+
+    def find_trial_by_run(self, run_id: str) -> TrialRecord | None:
+        with self._lock:
+            try:
+                return self._record(self._get(run_id))
+            except MlflowException:
+                return None
+
+    def wave_trials(self, wave_run_id: str) -> list[TrialRecord]:
+        """The trials recorded under a wave run, oldest first."""
+        with self._lock:
+            return [self._record(run) for run in self._runs({KIND: "trial", PARENT_RUN: wave_run_id})]
+
+    def best(self, n: int = 5) -> list[TrialRecord]:
+        return rank(self.trials(), self.goal)[:n]
+
+    def failed(self, n: int = 5) -> list[TrialRecord]:
+        return failures(self.trials())[-n:]
 
     def champion(self) -> TrialRecord | None:
         with self._lock:
@@ -519,12 +525,6 @@ class Memory:
             except (OSError, MlflowException):
                 return ""
 
-    def best(self, n: int = 5) -> list[TrialRecord]:
-        return rank(self.trials(), self.goal)[:n]
-
-    def failed(self, n: int = 5) -> list[TrialRecord]:
-        return failures(self.trials())[-n:]
-
     def insights(self, n: int = 8) -> list[str]:
         """Reflections of the last n finished waves, oldest first."""
         with self._lock:
@@ -552,6 +552,8 @@ class Memory:
 
     def ui_url(self, base: str = "http://127.0.0.1:5000") -> str:
         return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+
+    # --- the store underneath ------------------------------------------------------------------------------------
 
     def _runs(self, match: dict[str, str]) -> list[Run]:
         """The campaign's active runs whose tags equal `match`, oldest first (as MLflow orders: start time, run id).
