@@ -7,7 +7,9 @@ import pytest
 from helpers import night_in_flight
 from mlflow.tracking import MlflowClient
 
+from overnight.memory import lineage
 from overnight.memory import sql as store_sql
+from overnight.memory.records import Run
 from overnight.memory.store import Memory
 from overnight.planners.prompts import digest
 from overnight.trial import Outcome, TrialResult
@@ -235,6 +237,35 @@ def test_lineage_walks_past_a_deleted_champion(memory):
         ("n1-ok", None, "night 1"),
         ("n2-ok", 0.1, "night 2"),
     ]
+
+
+def crowned_run(run_id: str, parent: str, loss: float, gain: float | None = None) -> Run:
+    tags = {lineage.CROWNED: "true", lineage.PARENT: parent, lineage.WHY: f"why {run_id}"}
+    tags["overnight.trial_id"] = run_id
+    metrics = {"loss": loss, **({"confirmed_gain": gain} if gain is not None else {})}
+    return Run(run_id, run_id, 0, "FINISHED", "", tags, {}, metrics)
+
+
+def test_the_lineage_is_assembled_from_plain_runs():
+    """No store: the walk and the versions are functions of the runs; a run missing from the crowned ones is read
+    by id, and a re-measurement of the same files is folded into the version it measured."""
+    shipped, remeasured, better = (
+        crowned_run("a", "", 0.9),
+        crowned_run("b", "a", 0.88),
+        crowned_run("c", "b", 0.5, gain=0.4),
+    )
+    read = []
+    chain = lineage.chain("c", {"c": better, "b": remeasured}, lambda run_id: read.append(run_id) or shipped)
+    assert [run.run_id for run in chain] == ["c", "b", "a"] and read == ["a"]
+    files = {"a": {"train.py": "X = 1\n"}, "b": {"train.py": "X = 1\n"}, "c": {"train.py": "X = 2\n"}}
+    versions = lineage.versions(chain, files, "loss")
+    assert [(v.version, v.trial_id, v.parent_run_id, v.confirmed_gain) for v in versions] == [
+        (0, "a", "", None),
+        (1, "c", "a", 0.4),
+    ]
+    assert versions[1].verdict == "why c" and "+X = 2" in versions[1].step_diff
+    assert versions[1].cumulative_diff == versions[1].step_diff  # its parent is the program as shipped
+    assert lineage.chain("", {}, read.append) == [] and lineage.versions([], {}, "loss") == []
 
 
 def test_artifacts_are_read_in_place_or_not_at_all(memory):
