@@ -1,12 +1,17 @@
-"""The backend contract: run one trial, return its result. Exceptions never escape as outcomes elsewhere."""
+"""The backend contract (run one trial, return its result) and what every backend does the same way: the trial's
+folder, its environment, and turning what it saw of a run into a result through the one judge."""
 
 from __future__ import annotations
 
+import shutil
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
-from overnight.trial import TrialResult, TrialSpec
+from overnight.program import copy_program
+from overnight.trial import Outcome, TrialFacts, TrialResult, TrialSpec, judge, tail
 
 # Variables a trial may inherit from the orchestrator. Everything else (API keys, cloud credentials) stays out.
 INHERITED_ENV = (
@@ -20,6 +25,73 @@ INHERITED_ENV = (
     "CUDA_VISIBLE_DEVICES",
     "VIRTUAL_ENV",
 )
+
+
+def prepare_trial_folder(program: Path, workdir: Path, files: dict[str, str]) -> str:
+    """Make `workdir` a clean copy of the program with the trial's files; a retried or resumed trial's old folder
+    is removed first. Returns "" when it is ready, else why not (the reason of an infra error)."""
+    try:
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        copy_program(program, workdir, files)
+    except OSError as error:
+        return f"could not prepare the trial folder {workdir}: {error}"
+    return ""
+
+
+def trial_env(spec: TrialSpec, **engine: str) -> dict[str, str]:
+    """The variables a trial runs with on every backend: its own, then the engine's (`engine`, the OVERNIGHT_* ones).
+
+    Nothing of the orchestrator's environment is in it; a backend that must pass some on (PATH) adds them itself.
+    """
+    env = dict(spec.env)
+    env.update(engine)
+    env.update(
+        OVERNIGHT_TIME_BUDGET=str(spec.time_budget_s),
+        OVERNIGHT_SEED=str(spec.seed),
+        OVERNIGHT_TRIAL_ID=spec.trial_id,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def trial_result(
+    spec: TrialSpec,
+    metric: str,
+    facts: TrialFacts,
+    started: float,
+    placement: dict[str, str],
+    cost_usd: float | None = None,
+) -> TrialResult:
+    """The result of a run the backend saw to its end: the judge's outcome and reason, with the run's timing."""
+    outcome, reason = judge(metric, facts)
+    return TrialResult(
+        trial_id=spec.trial_id,
+        outcome=outcome,
+        metrics=facts.metrics,
+        duration_s=time.monotonic() - started,
+        exit_code=facts.exit_code,
+        log_tail=tail(facts.log),
+        reason=reason,
+        placement=dict(placement),
+        cost_usd=cost_usd,
+    )
+
+
+def infra_error(
+    spec: TrialSpec, started: float, reason: str, placement: dict[str, str] | None = None, log_tail: str = ""
+) -> TrialResult:
+    """The result of a trial the backend could not run (retryable; never the experiment's fault)."""
+    return TrialResult(
+        trial_id=spec.trial_id,
+        outcome=Outcome.INFRA_ERROR,
+        metrics={},
+        duration_s=time.monotonic() - started,
+        exit_code=None,
+        log_tail=log_tail,
+        reason=reason,
+        placement=dict(placement or {}),
+    )
 
 
 class NoSuchHardware(RuntimeError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,39 +19,19 @@ from overnight.backends.base import (
     TrialInterrupted,
     Worker,
     WorkerPool,
+    infra_error,
+    prepare_trial_folder,
+    trial_env,
+    trial_result,
 )
-from overnight.program import changed_files, copy_program, file_hashes
-from overnight.trial import (
-    Outcome,
-    TrialResult,
-    TrialSpec,
-    classify,
-    parse_metrics,
-    read_only_changed,
-    tail,
-)
+from overnight.program import changed_files, file_hashes
+from overnight.trial import TrialFacts, TrialResult, TrialSpec
 
 KILL_GRACE_S = 5.0
 RUN_LOG, RESULT_FILE = "run.log", ".overnight_result.json"
 PID_FILE = (
     ".overnight_pid"  # the trial's process group, so a resumed campaign can stop what a dead one left running
 )
-
-# Every trial process this orchestrator started and that still runs, so that an interrupted campaign (Ctrl-C) can
-# stop them all at once: they live in their own process groups and never see the terminal's SIGINT themselves.
-_live: dict[int, subprocess.Popen] = {}
-_live_lock = threading.Lock()
-_stopping = threading.Event()
-
-
-def stop_all_trials() -> int:
-    """Stop every running trial of this process (SIGTERM, then SIGKILL); returns how many were running."""
-    _stopping.set()
-    with _live_lock:
-        processes = list(_live.values())
-    for process in processes:
-        _kill_group(process)
-    return len(processes)
 
 
 class LocalBackend(Backend):
@@ -78,6 +57,11 @@ class LocalBackend(Backend):
             if simulate_hardware
             else None
         )
+        # Every trial process this backend started and that still runs, so that an interrupted campaign (Ctrl-C)
+        # can stop them all at once: they live in their own process groups and never see the terminal's SIGINT.
+        self._live: dict[int, subprocess.Popen] = {}
+        self._live_lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def trial_dir(self, trial_id: str) -> Path:
         return self.work_root / trial_id
@@ -91,7 +75,7 @@ class LocalBackend(Backend):
         try:
             worker = self.pool.acquire(spec.hardware)
         except NoSuchHardware as error:
-            return _infra_error(spec, time.monotonic(), str(error))
+            return infra_error(spec, time.monotonic(), str(error))
         try:
             return self._run(spec, worker.hardware, {"OVERNIGHT_HARDWARE": worker.hardware})
         finally:
@@ -100,25 +84,13 @@ class LocalBackend(Backend):
     def _run(self, spec: TrialSpec, hardware: str, worker_env: dict[str, str] | None = None) -> TrialResult:
         workdir = self.trial_dir(spec.trial_id)
         started = time.monotonic()
-        try:
-            if workdir.exists():  # a retried or resumed trial starts from clean files
-                _kill_orphan(workdir)
-                shutil.rmtree(workdir)
-            copy_program(self.program, workdir, spec.files)
-        except OSError as error:
-            return _infra_error(spec, started, f"could not prepare the trial folder {workdir}: {error}")
+        _kill_orphan(workdir)  # a resumed trial's process may outlive the campaign that started it
+        if reason := prepare_trial_folder(self.program, workdir, spec.files):
+            return infra_error(spec, started, reason)
 
         result_path = workdir / RESULT_FILE
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
-        env.update(spec.env)
-        env.update(worker_env or {})
-        env.update(
-            OVERNIGHT_TIME_BUDGET=str(spec.time_budget_s),
-            OVERNIGHT_SEED=str(spec.seed),
-            OVERNIGHT_TRIAL_ID=spec.trial_id,
-            OVERNIGHT_RESULT=str(result_path),
-            PYTHONUNBUFFERED="1",
-        )
+        env.update(trial_env(spec, **(worker_env or {}), OVERNIGHT_RESULT=str(result_path)))
         log_path = workdir / RUN_LOG
         try:
             with open(log_path, "wb") as log:
@@ -131,8 +103,8 @@ class LocalBackend(Backend):
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # its own process group, so a timeout kills every child too
                 )
-                with _live_lock:
-                    _live[process.pid] = process
+                with self._live_lock:
+                    self._live[process.pid] = process
                 (workdir / PID_FILE).write_text(str(process.pid))
                 timed_out, over_limit = False, ""
                 try:
@@ -142,32 +114,22 @@ class LocalBackend(Backend):
                     exit_code = _kill_group(process)
                 finally:
                     _kill_leftovers(process.pid)
-                    with _live_lock:
-                        _live.pop(process.pid, None)
+                    with self._live_lock:
+                        self._live.pop(process.pid, None)
         except OSError as error:
-            return _infra_error(spec, started, f"could not start {spec.command!r}: {error}")
-        if _stopping.is_set():
+            return infra_error(spec, started, f"could not start {spec.command!r}: {error}")
+        if self._stopping.is_set():
             raise TrialInterrupted(f"trial {spec.trial_id} was stopped: the campaign was interrupted")
 
-        log_text = log_path.read_text(errors="replace")
-        result_json = result_path.read_text(errors="replace") if result_path.exists() else None
-        metrics = parse_metrics(log_text, result_json)
-        outcome, reason = classify(self.metric, metrics, exit_code, timed_out)
-        if over_limit:
-            outcome, reason = Outcome.OVER_LIMIT, over_limit
-        tampered = self.changed_read_only_files(workdir, editable=set(spec.files))
-        if tampered:
-            outcome, reason = read_only_changed(tampered)
-        return TrialResult(
-            trial_id=spec.trial_id,
-            outcome=outcome,
-            metrics=metrics,
-            duration_s=time.monotonic() - started,
+        facts = TrialFacts(
             exit_code=exit_code,
-            log_tail=tail(log_text),
-            reason=reason,
-            placement={"hardware": hardware},
+            timed_out=timed_out,
+            over_limit=over_limit,
+            log=log_path.read_text(errors="replace"),
+            result_json=result_path.read_text(errors="replace") if result_path.exists() else None,
+            changed_read_only=tuple(self.changed_read_only_files(workdir, editable=set(spec.files))),
         )
+        return trial_result(spec, self.metric, facts, started, {"hardware": hardware})
 
     def changed_read_only_files(self, workdir: Path, editable: set[str]) -> list[str]:
         """Files of the program, other than the editable ones, that the run modified or removed."""
@@ -176,7 +138,13 @@ class LocalBackend(Backend):
         )
 
     def interrupt(self) -> int:
-        return stop_all_trials()
+        """Stop every running trial of this backend (SIGTERM, then SIGKILL); returns how many were running."""
+        self._stopping.set()
+        with self._live_lock:
+            processes = list(self._live.values())
+        for process in processes:
+            _kill_group(process)
+        return len(processes)
 
 
 def _argv(command: str) -> list[str]:
@@ -270,7 +238,3 @@ def _kill_leftovers(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _infra_error(spec: TrialSpec, started: float, reason: str) -> TrialResult:
-    return TrialResult(spec.trial_id, Outcome.INFRA_ERROR, {}, time.monotonic() - started, None, "", reason)

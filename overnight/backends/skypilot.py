@@ -12,29 +12,30 @@ from __future__ import annotations
 import io
 import re
 import shlex
-import shutil
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from overnight.backends.base import Backend, NoSuchHardware, TrialInterrupted, Worker, WorkerPool
-from overnight.config import BackendSettings, CampaignConfig, ConfigError, SkyResources
-from overnight.program import changed_files, copy_program, file_hashes
-from overnight.trial import (
-    Outcome,
-    TrialResult,
-    TrialSpec,
-    classify,
-    parse_metrics,
-    read_only_changed,
-    tail,
+from overnight.backends.base import (
+    Backend,
+    NoSuchHardware,
+    TrialInterrupted,
+    Worker,
+    WorkerPool,
+    infra_error,
+    prepare_trial_folder,
+    trial_env,
+    trial_result,
 )
+from overnight.config import BackendSettings, CampaignConfig, ConfigError, SkyResources
+from overnight.program import changed_files, file_hashes
+from overnight.trial import Outcome, TrialFacts, TrialResult, TrialSpec, tail
 
 INSTALL_HINT = "pip install 'overnight[skypilot]'"
 RESULT_FILE = ".overnight_result.json"
-# Lines the job's wrapper prints after the script, so that the log alone carries the exit code, the result file
-# and the hashes of the read-only files (the engine never trusts the script to report them).
+# Lines the job's wrapper prints after the script, so that the log alone carries the result file, the hashes of the
+# read-only files and, last, the exit code (the engine never trusts the script to report them). The exit code line
+# comes last: where it is in the log, the wrapper ran to its end and the hashes before it are complete.
 MARK = "[overnight]"
 _EXIT = re.compile(rf"^{re.escape(MARK)} exit code (-?\d+)\s*$", re.M)
 _RESULT = re.compile(rf"^{re.escape(MARK)} result (.*)$", re.M)
@@ -87,23 +88,16 @@ def trial_task_config(
             f'export OVERNIGHT_RESULT="$PWD/{RESULT_FILE}"',
             spec.command,
             "code=$?",
-            f'echo "{MARK} exit code $code"',
             f'if [ -f {RESULT_FILE} ]; then echo "{MARK} result $(tr -d "\\n" < {RESULT_FILE})"; fi',
             f"sha256sum -- {hashes} 2>/dev/null | sed 's/^/{MARK} sha256 /'" if read_only else ":",
+            f'echo "{MARK} exit code $code"',
             "exit $code",
         ]
-    )
-    envs = dict(spec.env)
-    envs.update(
-        OVERNIGHT_TIME_BUDGET=str(spec.time_budget_s),
-        OVERNIGHT_SEED=str(spec.seed),
-        OVERNIGHT_TRIAL_ID=spec.trial_id,
-        PYTHONUNBUFFERED="1",
     )
     task: dict[str, object] = {
         "name": spec.trial_id,
         "workdir": str(workdir),
-        "envs": envs,
+        "envs": trial_env(spec),  # OVERNIGHT_RESULT is set by the run script: only the cluster knows the path
         "resources": resources.to_sky(),
         "run": run,
     }
@@ -152,17 +146,13 @@ class SkyPilotBackend(Backend):
     def run(self, spec: TrialSpec) -> TrialResult:
         started = time.monotonic()
         workdir = self.work_root / spec.trial_id
-        try:
-            if workdir.exists():  # a retried trial starts from clean files
-                shutil.rmtree(workdir)
-            copy_program(self.program, workdir, spec.files)
-        except OSError as error:
-            return _infra_error(spec, started, f"could not prepare the trial folder {workdir}: {error}")
+        if reason := prepare_trial_folder(self.program, workdir, spec.files):
+            return infra_error(spec, started, reason)
         pool = self.pools.get(spec.stage, self.pools["screen"])
         try:
             cluster = pool.acquire(spec.hardware)
         except NoSuchHardware as error:
-            return _infra_error(spec, started, str(error))
+            return infra_error(spec, started, str(error))
         healthy = False
         try:
             result, healthy = self._run_on(cluster, spec, workdir, started)
@@ -200,18 +190,16 @@ class SkyPilotBackend(Backend):
             Exception
         ) as error:  # no capacity, quota, preemption, an unreachable cluster: never the trial's fault
             verb = "run on" if cluster.up else "launch"
-            return _infra_error(
+            return infra_error(
                 spec, started, f"SkyPilot could not {verb} {cluster.name}: {_one_line(error)}", placement
             ), False
         if job_id is None:
-            return _infra_error(
-                spec, started, f"SkyPilot returned no job on {cluster.name}", placement
-            ), False
+            return infra_error(spec, started, f"SkyPilot returned no job on {cluster.name}", placement), False
         cluster.job_id = job_id
         placement.update(job_id=str(job_id), hardware=cluster.hardware, accelerator=cluster.accelerator)
         if self._stopping.is_set():  # Ctrl-C came while the job was being submitted: it must not run on
             self._cancel(cluster.name, job_id)
-            return _infra_error(spec, started, "the campaign was interrupted", placement), True
+            return infra_error(spec, started, "the campaign was interrupted", placement), True
 
         # Follow the job to its end; past the timeout it is cancelled.
         timed_out = threading.Event()
@@ -229,7 +217,7 @@ class SkyPilotBackend(Backend):
             sky.tail_logs(cluster.name, job_id, follow=True, output_stream=log)
             statuses = sky.get(sky.job_status(cluster.name, [job_id]))
         except Exception as error:  # the cluster died under the trial
-            return _infra_error(
+            return infra_error(
                 spec, started, f"lost {cluster.name} while job {job_id} ran: {_one_line(error)}", placement
             ), False
         finally:
@@ -240,39 +228,46 @@ class SkyPilotBackend(Backend):
 
         text = clean_log(log.getvalue())
         (workdir / "run.log").write_text(text)
-        result = self._result(spec, text, state, timed_out.is_set(), started, placement)
-        if cluster.hourly_usd is not None:
-            result = _with_cost(result, cluster.hourly_usd * job_seconds / 3600)
+        cost = None if cluster.hourly_usd is None else round(cluster.hourly_usd * job_seconds / 3600, 6)
+        result = self._result(spec, text, state, timed_out.is_set(), started, placement, cost)
         # A job that failed for infrastructure reasons leaves the cluster suspect: relaunch it next time.
         return result, result.outcome is not Outcome.INFRA_ERROR
 
     def _result(
-        self, spec: TrialSpec, text: str, state: str, timed_out: bool, started: float, placement: dict
+        self,
+        spec: TrialSpec,
+        text: str,
+        state: str,
+        timed_out: bool,
+        started: float,
+        placement: dict,
+        cost_usd: float | None = None,
     ) -> TrialResult:
-        exit_match = _EXIT.search(text)
-        exit_code = int(exit_match.group(1)) if exit_match else None
+        """The trial's result from its job's log and final state: an infra error, or what the judge makes of it."""
         if state in _INFRA_STATES:
-            return _infra_error(
+            return infra_error(
                 spec, started, f"the job ended {state} on {placement['cluster']}", placement, tail(text)
             )
+        return trial_result(
+            spec, self.metric, self._facts(text, state, timed_out), started, placement, cost_usd
+        )
+
+    def _facts(self, text: str, state: str, timed_out: bool) -> TrialFacts:
+        """What a job's log and final state say of the run. The wrapper's last line is the exit code: without it the
+        job ended before the script did (cancelled, killed), and its read-only files were never hashed, so none
+        counts as changed (the engine cannot know)."""
+        exit_match = _EXIT.search(text)
         result_json = _RESULT.search(text)
-        metrics = parse_metrics(text, result_json.group(1) if result_json else None)
-        outcome, reason = classify(self.metric, metrics, exit_code, timed_out)
-        if not timed_out and exit_code is None and state != "SUCCEEDED":
-            outcome, reason = Outcome.CRASH, f"the job ended {state or 'unknown'} before the script finished"
+        finished = exit_match is not None
         found = {path: digest for digest, path in _HASH.findall(text)}
-        tampered = changed_files({p: self.fingerprints[p] for p in self.read_only}, found, set())
-        if outcome is not Outcome.TIMEOUT and exit_code is not None and tampered:
-            outcome, reason = read_only_changed(tampered)
-        return TrialResult(
-            trial_id=spec.trial_id,
-            outcome=outcome,
-            metrics=metrics,
-            duration_s=time.monotonic() - started,
-            exit_code=exit_code,
-            log_tail=tail(_without_marks(text)),
-            reason=reason,
-            placement=placement,
+        expected = {path: self.fingerprints[path] for path in self.read_only}
+        return TrialFacts(
+            exit_code=int(exit_match.group(1)) if finished else None,
+            timed_out=timed_out,
+            log=_without_marks(text),
+            result_json=result_json.group(1) if result_json else None,
+            changed_read_only=tuple(changed_files(expected, found, set())) if finished else (),
+            ended_early="" if finished else (state or "unknown"),
         )
 
     def _learn_hardware(self, cluster: Worker, handle) -> None:
@@ -354,22 +349,3 @@ def _one_line(error: Exception) -> str:
 
 def _without_marks(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith(MARK))
-
-
-def _with_cost(result: TrialResult, cost: float) -> TrialResult:
-    return replace(result, cost_usd=round(cost, 6))
-
-
-def _infra_error(
-    spec: TrialSpec, started: float, reason: str, placement: dict | None = None, log_tail: str = ""
-) -> TrialResult:
-    return TrialResult(
-        spec.trial_id,
-        Outcome.INFRA_ERROR,
-        {},
-        time.monotonic() - started,
-        None,
-        log_tail,
-        reason,
-        placement=dict(placement or {}),
-    )
