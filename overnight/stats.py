@@ -19,7 +19,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 Goal = Literal["minimize", "maximize"]
-Decision = Literal["keep", "discard", "inconclusive", "promising"]
+VerdictLabel = Literal["keep", "discard", "inconclusive", "promising"]  # what a verdict says of a candidate
 
 
 # --- The Student t distribution (integer degrees of freedom; the stdlib has none) --------------------------------
@@ -147,7 +147,7 @@ class Rule:
 class Verdict:
     """A decision with the numbers behind it (gain: mean improvement over the champion, positive = better)."""
 
-    decision: Decision
+    decision: VerdictLabel
     stage: Literal["screen", "confirm"]
     gain: float
     se: float  # standard error of the gain, from the floor's σ
@@ -204,7 +204,7 @@ def _judge(
         versus = "<" if p_value < rule.alpha else ">="
         test = f"p = {p_value:.3g} {versus} α {rule.alpha:g} (t = {statistic:.3g}, {floor.dof} dof), margin {rule.margin:g}"
     if passed:
-        decision: Decision = "promising" if stage == "screen" else "keep"
+        decision: VerdictLabel = "promising" if stage == "screen" else "keep"
         reason = f"gain {gain:.4g} > {threshold:.4g}: {test}; {where}"
     elif gain <= 0:
         decision = "discard"
