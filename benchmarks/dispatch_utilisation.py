@@ -104,7 +104,7 @@ def campaign(
         "wave_size": workers,
         "pipeline": pipeline,
         "baseline_repeats": workers,
-        "budget.iterations": waves,
+        "budget.waves": waves,
         "trial.time_budget_s": trial_s,
         "trial.timeout_s": trial_s * 4 + 60,
         "planner.kind": "claude",

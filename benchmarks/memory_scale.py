@@ -4,7 +4,7 @@ One command writes a realistic store through the real `Memory` API (nights x wav
 metrics, tags, a diff, its files and a log tail, decisions, champions and their lineage; the newest night left running
 with a wave and some trials in flight), then times what is read from it:
 
-- the planner's read of a wave: `memory.snapshot()` (what `loop.plan_context` calls) and its `digest()`;
+- the planner's read of a wave: `memory.snapshot()` (what `overnight.wave.plan.plan_context` calls) and its `digest()`;
 - the per-wave loop queries: `agent_run_trials`, `trials_left`, `budget_left`, `summarise`'s queries;
 - `overnight report` (in process, and the CLI end to end as a subprocess);
 - `overnight status`: `Memory.status()`, the direct read of the SQLite file the command makes (`store_sql`, no MLflow),
@@ -94,7 +94,7 @@ def write_store(store: Path, trials: int, seed: int = 0) -> dict:
         last_night = night == nights - 1
         agent = memory.start_agent_run(
             f"offline 2026-11-{night + 1:02d} 22:00",
-            {"planner": "offline", "wave_size": per_wave, "budget_iterations": waves - 1, "metric": METRIC},
+            {"planner": "offline", "wave_size": per_wave, "budget_waves": waves - 1, "metric": METRIC},
             description=f"Agent run of campaign {CAMPAIGN}",
             owner=f"bench:{night}",
         )
@@ -293,7 +293,7 @@ def time_queries(store: Path, repeats: int) -> dict[str, float]:
     """In-process timings, cold (a fresh Memory each time) and warm (the same Memory again)."""
     import tempfile
 
-    from overnight import loop
+    from overnight.budget import budget_left, trials_left
     from overnight.config import load_config
     from overnight.memory import sql as store_sql
     from overnight.planners.prompts import digest
@@ -305,13 +305,13 @@ def time_queries(store: Path, repeats: int) -> dict[str, float]:
 
     queries = {
         "snapshot + digest (planner, each wave)": lambda m: digest(m.snapshot()),
-        "agent_run_trials": lambda m: loop.agent_run_trials(m, agent_run),
+        "agent_run_trials": lambda m: m.trials(agent_run_id=agent_run),
         "trials_left + budget_left": lambda m: (
-            loop.trials_left(config, m, agent_run, 3),
-            loop.budget_left(config, m, agent_run, 3),
+            trials_left(config, m, agent_run, 3),
+            budget_left(config, m, agent_run, 3),
         ),
         "summarise's queries": lambda m: (
-            loop.agent_run_trials(m, agent_run),
+            m.trials(agent_run_id=agent_run),
             m.champion(),
             m.champion_files(),
             m.spend_usd(agent_run),
@@ -361,7 +361,7 @@ def time_cli(store: Path, repeats: int) -> dict[str, float]:
     # What every command pays before its first query: Python, the imports, opening the store (MLflow checks its
     # schema). Subtract it from the CLI figures to get the queries' share.
     opening = (
-        "import sys, overnight.cli, overnight.loop, overnight.report; from overnight.memory.store import Memory; "
+        "import sys, overnight.cli, overnight.agent_run, overnight.report; from overnight.memory.store import Memory; "
         "Memory(sys.argv[1], sys.argv[2], 'minimize', sys.argv[3])"
     )
     uri = f"sqlite:///{store / 'mlflow.db'}"

@@ -20,7 +20,7 @@ Strategies, all starting from the shipped defaults:
 - plain Optuna TPE: the default TPESampler over all knobs, N asked per wave, told the measured scores;
 - overnight's offline planner: the real `OfflinePlanner.propose`, fed the TrialRecords the engine would write,
   with N proposals per wave, kept either by the engine's own rule (screen, confirm the promising ones with new seeds,
-  t test against the noise floor: overnight.evaluation with overnight.stats.Rule()) or by "best if it measures
+  t test against the noise floor: overnight.policy.DecisionPolicy with overnight.stats.Rule()) or by "best if it measures
   better"; with its default search after the first wave (the surrogate) and, for comparison, `search: tpe`;
 - the same under the engine's rule, pipelined as the parallel engine plans to run: wave r + 1 is planned while wave
   r runs (its trials pending), and the confirmation runs of wave r's promising trials take slots in wave r + 2 beside
@@ -56,12 +56,13 @@ from pathlib import Path
 
 import optuna
 
-from overnight import evaluation, stats
+from overnight import stats
 from overnight.config import Knob, load_config
 from overnight.memory.records import TrialRecord
 from overnight.memory.snapshot import MemorySnapshot
 from overnight.planners.base import PlanContext
 from overnight.planners.offline import OfflinePlanner
+from overnight.policy import DecisionPolicy, RunsWanted
 from overnight.program import constants, format_literal
 from overnight.proposals import apply_proposal, fingerprint
 from overnight.trial import Outcome
@@ -317,6 +318,7 @@ def offline_planner(
     planner_settings = CONFIG.planner.model_copy(update={"seed": seed, "search": search})
     config = CONFIG.model_copy(update={"planner": planner_settings})
     planner, rule = OfflinePlanner(config), stats.Rule()
+    policy = engine_policy(rule, config.decision.confirm_top)
     campaign = Campaign(seed)
     baseline = [
         campaign.run(campaign.champion_files, 0, "baseline")
@@ -334,7 +336,7 @@ def offline_planner(
             screened.append(campaign.run(files, wave, "candidate", proposal.hypothesis))
         time_units += 1
         if engine_rule:
-            _engine_keep(campaign, screened, wave, rule, config.decision.confirm_top)
+            _engine_keep(campaign, screened, wave, policy)
             extra = sum(t.role != "candidate" for t in campaign.history if t.wave == wave)
             time_units += math.ceil(extra / workers)  # the confirmation runs, N at a time
         else:
@@ -351,26 +353,30 @@ def offline_planner(
     return trace
 
 
-def _engine_keep(
-    campaign: Campaign, screened: list[TrialRecord], wave: int, rule: stats.Rule, top: int
-) -> None:
+def engine_policy(rule: stats.Rule, top: int) -> DecisionPolicy:
+    """The engine's decision policy, as a campaign builds it from its config (one budget, one hardware type)."""
+    return DecisionPolicy("minimize", rule, top, screen_budget_s=BUDGET, confirm_budget_s=BUDGET)
+
+
+def _run_wanted(campaign: Campaign, wave: int, wanted: tuple[RunsWanted, ...]) -> None:
+    """The new-seed runs the policy asks for: the candidates' confirmations first, then the champion's."""
+    for runs in sorted(wanted, key=lambda runs: runs.role == "champion"):
+        for _ in runs.seeds:
+            campaign.run(campaign.files[runs.measures.run_id], wave, runs.role, measures=runs.measures.run_id)
+
+
+def _engine_keep(campaign: Campaign, screened: list[TrialRecord], wave: int, policy: DecisionPolicy) -> None:
     """The engine's decision: screen every run against the champion's runs, confirm the most promising with new
     seeds beside the champion topped up to as many runs, crown the largest confirmed gain."""
     champion = campaign.champion
-    decisions, promising = evaluation.screen_wave(screened, campaign.history, champion, "minimize", rule)
-    verdicts = {d.run_id: d.decision for d in decisions}
-    promising, best = promising[:top], None
-    for candidate in promising:
-        for _ in range(rule.confirm_runs):
-            campaign.run(campaign.files[candidate.run_id], wave, "confirmation", measures=candidate.run_id)
-    if promising:
-        have = len(evaluation.measurements(campaign.history, champion.fingerprint, BUDGET, "h100"))
-        for _ in range(max(0, rule.confirm_runs - have)):
-            campaign.run(campaign.champion_files, wave, "champion", measures=champion.run_id)
-        confirmed, best, _ = evaluation.confirm_candidates(
-            promising, campaign.history, champion, "minimize", rule, BUDGET
-        )
-        verdicts.update({d.run_id: d.decision for d in confirmed})
+    screening = policy.screen(campaign.history, champion, screened)
+    verdicts = {d.run_id: d.decision for d in screening.decisions}
+    best = None
+    if screening.to_confirm:
+        _run_wanted(campaign, wave, screening.wanted)
+        crowning = policy.confirm(campaign.history, champion, list(screening.to_confirm))
+        verdicts.update({d.run_id: d.decision for d in crowning.decisions})
+        best = crowning.champion
     campaign.history = [replace(t, decision=verdicts.get(t.run_id, t.decision)) for t in campaign.history]
     if best is not None:
         campaign.crown(best)
@@ -386,12 +392,13 @@ def offline_pipelined(seed: int, workers: int, target: float, max_waves: int) ->
     the promising ones wait for wave r + 2.
     """
     config = CONFIG.model_copy(update={"planner": CONFIG.planner.model_copy(update={"seed": seed})})
-    planner, rule, top = OfflinePlanner(config), stats.Rule(), config.decision.confirm_top
+    planner, rule = OfflinePlanner(config), stats.Rule()
+    policy = engine_policy(rule, config.decision.confirm_top)
     campaign = Campaign(seed)
     baseline = [campaign.run(campaign.champion_files, 0, "baseline") for _ in range(rule.baseline_runs)]
     campaign.crown(baseline[0])
     promising: dict[int, list[TrialRecord]] = {}  # wave -> its promising trials, confirmed in wave + 2
-    planned = _pipelined_plan(campaign, planner, config, 1, workers, [], rule)
+    planned = _pipelined_plan(campaign, planner, config, 1, workers, [], policy)
     trace = Trace()
     for wave in range(1, max_waves + 1):
         records = []
@@ -399,23 +406,19 @@ def offline_pipelined(seed: int, workers: int, target: float, max_waves: int) ->
             records.append(campaign.run(files, wave, kind, hypothesis, measures))
         # Planned while this round runs: it knows every earlier round, sees this one's trials pending.
         planned = _pipelined_plan(
-            campaign, planner, config, wave + 1, workers, promising.get(wave - 1, []), rule
+            campaign, planner, config, wave + 1, workers, promising.get(wave - 1, []), policy
         )
         verdicts: dict[str, str] = {}
         confirming = promising.pop(wave - 2, [])
         if confirming:
-            confirmed, best, _ = evaluation.confirm_candidates(
-                confirming, campaign.history, campaign.champion, "minimize", rule, BUDGET
-            )
-            verdicts.update({d.run_id: d.decision for d in confirmed})
-            if best is not None:
-                campaign.crown(best)
+            crowning = policy.confirm(campaign.history, campaign.champion, confirming)
+            verdicts.update({d.run_id: d.decision for d in crowning.decisions})
+            if crowning.champion is not None:
+                campaign.crown(crowning.champion)
         screened = [t for t in records if t.role == "candidate"]
-        decisions, found = evaluation.screen_wave(
-            screened, campaign.history, campaign.champion, "minimize", rule
-        )
-        verdicts.update({d.run_id: d.decision for d in decisions})
-        promising[wave] = found[:top]
+        screening = policy.screen(campaign.history, campaign.champion, screened)
+        verdicts.update({d.run_id: d.decision for d in screening.decisions})
+        promising[wave] = list(screening.to_confirm)
         keep = {r.run_id for r in records} | {t.run_id for t in confirming}
         campaign.history = [
             replace(t, decision=verdicts.get(t.run_id, t.decision)) if t.run_id in keep else t
@@ -435,20 +438,18 @@ def _pipelined_plan(
     wave: int,
     workers: int,
     to_confirm: list[TrialRecord],
-    rule: stats.Rule,
+    policy: DecisionPolicy,
 ) -> list[tuple[str, dict[str, str], str, str]]:
     """Wave `wave` as the pipelined engine plans it during round wave - 1: confirmation runs of the trials waiting
     for it, the champion topped up to as many runs, then the planner's proposals in the slots left. Returns
     (role, files, hypothesis, the run it measures) for each run."""
-    runs: list[tuple[str, dict[str, str], str, str]] = []
-    for candidate in to_confirm:
-        runs += [("confirmation", campaign.files[candidate.run_id], "", candidate.run_id)] * rule.confirm_runs
     champion = campaign.champion
-    if to_confirm:
-        have = len(evaluation.measurements(campaign.history, champion.fingerprint, BUDGET, "h100"))
-        runs += [("champion", campaign.champion_files, "", champion.run_id)] * max(
-            0, rule.confirm_runs - have
-        )
+    wanted = policy.confirmation_runs(campaign.history, champion, tuple(to_confirm))
+    runs = [
+        (w.role, campaign.files[w.measures.run_id], "", w.measures.run_id)
+        for w in sorted(wanted, key=lambda w: w.role == "champion")  # the candidates' runs first
+        for _ in w.seeds
+    ]
     pending = {t.run_id for t in campaign.history if t.wave == wave - 1}
     history = tuple(
         replace(t, status="running", outcome=None, metric=None) if t.run_id in pending else t

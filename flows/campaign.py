@@ -14,8 +14,9 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.iteration import wave_flow
-from overnight import loop, progress
+from overnight import agent_run, progress
 from overnight.backends import close_backend, make_backend
+from overnight.budget import budget_left, trials_left
 from overnight.config import CampaignConfig, deadline_after, load_config, resolve_planner
 from overnight.memory.store import Memory
 from overnight.pipeline import Pipeline, PipelineStopped
@@ -37,37 +38,23 @@ def _run_name() -> str:
 
 
 @flow(name="campaign", flow_run_name=_run_name, validate_parameters=False)
-def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.CampaignSummary:
+def campaign_flow(config_path: str, overrides: dict | None = None) -> agent_run.CampaignSummary:
     """Run the campaign described by a YAML config (dotted-key overrides allowed); returns the agent run's summary."""
     started = datetime.now()
     config = load_config(Path(config_path), overrides)
-    memory = loop.open_memory(config)
-    planner, _ = resolve_planner(config)
-    name = f"{planner} {datetime.now():%Y-%m-%d %H:%M}"
-    resumed = loop.resumable_agent_run(memory)  # an agent run whose process died: pick it up where it stopped
-    backend = make_backend(config, loop.work_root(config))  # one for the campaign: its clusters stay warm
-    if resumed:
-        agent_run_id = resumed.agent_run_id
-        memory.take_over(
-            agent_run_id,
-            loop.this_process(),
-            f"resumed {datetime.now():%Y-%m-%d %H:%M:%S} by {loop.this_process()}: {resumed.previous_owner} had died",
-            flow_run=str(flow_run.id or ""),
-        )
-        _mark_crashed(resumed.orchestrator_run, f"its process died; resumed by flow run {flow_run.id}")
-        progress.emit("resumed", agent_run_id=agent_run_id, waves_done=resumed.waves_done)
-        waves, baseline_done = resumed.waves_done, resumed.baseline_done
-    else:
-        agent_run_id = loop.start_agent_run(config, memory, name, orchestrator_run=str(flow_run.id or ""))
-        waves, baseline_done = 0, False
-
+    memory = agent_run.open_memory(config)
+    resumed = agent_run.resumable_agent_run(memory)  # a dead process's agent run: picked up where it stopped
+    backend = make_backend(
+        config, agent_run.work_root(config)
+    )  # one for the campaign: its clusters stay warm
+    agent_run_id, waves, baseline_done = _start_or_resume(config, memory, resumed)
     deadline_ts = (
         deadline_after(started, config.budget.deadline).timestamp() if config.budget.deadline else None
     )
 
     def run_wave(wave: int, size: int, pipeline: Pipeline | None = None) -> dict:
         runner = ThreadPoolTaskRunner(max_workers=max(1, size))
-        left = loop.budget_left(config, memory, agent_run_id, wave - 1) if wave else ""
+        left = budget_left(config, memory, agent_run_id, wave - 1) if wave else ""
         return wave_flow.with_options(task_runner=runner)(
             config=config,
             backend=backend,
@@ -79,39 +66,75 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> loop.Campa
             pipeline=pipeline,
         )
 
-    stopped_by = ""
     try:
-        if config.pipeline:
-            waves, stopped_by = _overlapping_waves(
-                config, memory, agent_run_id, waves, baseline_done, deadline_ts, run_wave
-            )
-        else:
-            if not baseline_done:
-                run_wave(0, config.baseline_repeats)
-            while True:
-                size, stopped_by = loop.trials_left(config, memory, agent_run_id, waves, deadline_ts)
-                if size == 0:
-                    break
-                waves += 1
-                run_wave(waves, size)
-        summary = loop.summarise(config, memory, agent_run_id, waves, stopped_by)
-        loop.finish_agent_run(memory, summary)
+        run_waves = _overlapping_waves if config.pipeline else _waves_in_turn
+        waves, stopped_by = run_waves(
+            config, memory, agent_run_id, waves, baseline_done, deadline_ts, run_wave
+        )
+        summary = agent_run.summarise(config, memory, agent_run_id, waves, stopped_by)
+        agent_run.finish_agent_run(memory, summary)
     except BaseException as error:
         memory.finish_agent_run(agent_run_id, {"waves": waves}, f"The agent run failed: {error}", failed=True)
         raise
     finally:  # at the end, on failure and on Ctrl-C alike: no forgotten clusters
-        try:
-            close_backend(backend)
-        except (
-            Exception
-        ) as error:  # the night's results stand; the message names the clusters to remove by hand
-            get_run_logger().error(f"Teardown failed: {error}")
+        _close(backend)
     report_state = report(config, memory, agent_run_id, return_state=True)
     if (
         report_state.is_failed()
     ):  # the night's results are recorded; a broken chart must not fail the campaign
         get_run_logger().warning(f"The morning report could not be written: {report_state.message}")
     return summary
+
+
+def _start_or_resume(
+    config: CampaignConfig, memory: Memory, resumed: agent_run.Resumption | None
+) -> tuple[str, int, bool]:
+    """The agent run this flow run drives (a new one, or the dead process's, taken over), the waves it has done
+    after the baseline, and whether its baseline is done."""
+    me = agent_run.this_process()
+    if resumed is None:
+        planner, _ = resolve_planner(config)
+        name = f"{planner} {datetime.now():%Y-%m-%d %H:%M}"
+        return (
+            agent_run.start_agent_run(config, memory, name, orchestrator_run=str(flow_run.id or "")),
+            0,
+            False,
+        )
+    note = f"resumed {datetime.now():%Y-%m-%d %H:%M:%S} by {me}: {resumed.previous_owner} had died"
+    memory.take_over(resumed.agent_run_id, me, note, flow_run=str(flow_run.id or ""))
+    _mark_crashed(resumed.orchestrator_run, f"its process died; resumed by flow run {flow_run.id}")
+    progress.emit("resumed", agent_run_id=resumed.agent_run_id, waves_done=resumed.waves_done)
+    return resumed.agent_run_id, resumed.waves_done, resumed.baseline_done
+
+
+def _close(backend) -> None:
+    """Release the backend's clusters; a failure is logged with what to remove by hand, the night's results stand."""
+    try:
+        close_backend(backend)
+    except Exception as error:
+        get_run_logger().error(f"Teardown failed: {error}")
+
+
+def _waves_in_turn(
+    config: CampaignConfig,
+    memory: Memory,
+    agent_run_id: str,
+    waves_done: int,
+    baseline_done: bool,
+    deadline_ts: float | None,
+    run_wave: Callable[[int, int], dict],
+) -> tuple[int, str]:
+    """The baseline (unless a resumed agent run has it), then one wave after another until a budget ends. Returns
+    the waves run after the baseline and the budget that ended them."""
+    if not baseline_done:
+        run_wave(0, config.baseline_repeats)
+    waves = waves_done
+    while True:
+        size, stopped_by = trials_left(config, memory, agent_run_id, waves, deadline_ts)
+        if size == 0:
+            return waves, stopped_by
+        waves += 1
+        run_wave(waves, size)
 
 
 def _overlapping_waves(
@@ -147,7 +170,7 @@ def _overlapping_waves(
             if waves < 0:
                 size = config.baseline_repeats
             else:
-                size, stopped_by = loop.trials_left(
+                size, stopped_by = trials_left(
                     config, memory, agent_run_id, waves, deadline_ts, pipeline.waves_in_flight()
                 )
                 if size == 0:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from prefect import flow
 
-from overnight import loop, progress
+from overnight import progress
+from overnight.agent_run import open_memory
 from overnight.backends import Backend
 from overnight.config import CampaignConfig
 from overnight.pipeline import Pipeline, PipelineStopped
 from overnight.planners import make_planner
+from overnight.wave.scope import WaveScope
 from tasks.dispatch import run_trial
-from tasks.evaluate import evaluate, screen
-from tasks.plan import plan, plan_confirmation
+from tasks.evaluate import evaluate, evaluate_baseline, screen
+from tasks.plan import plan, plan_baseline, plan_confirmation
 from tasks.reflect import reflect
 
 
@@ -30,46 +32,41 @@ def wave_flow(
 
     With a pipeline (`pipeline: true`), the wave's trials wait for the campaign's worker slots, and its decisions
     wait for the previous wave's: the campaign plans the next wave while this one runs."""
-    memory = loop.open_memory(config)
+    memory = open_memory(config)
     planner = make_planner(config)
-    wave_run_id = memory.start_wave(agent_run_id, wave)
+    scope = WaveScope(config, memory, agent_run_id, memory.start_wave(agent_run_id, wave), wave)
+
+    def dispatch(trials) -> None:
+        _dispatch(config, memory, backend, trials, deadline_ts, pipeline, wave)
 
     try:
         # --- plan ------------------------------------------------------------------------------------------------
-        planned_wave = plan(config, memory, planner, agent_run_id, wave_run_id, wave, size, budget_left)
+        planned_wave = plan_baseline(scope) if scope.is_baseline else plan(scope, planner, size, budget_left)
         planned = planned_wave.trials
         if pipeline:
             pipeline.planned(wave)
-        progress.emit("wave_started", wave=wave, trials=len(planned), note=planned_wave.note)
-        for trial in planned:
-            if not trial.valid:
-                progress.emit(
-                    "trial_finished",
-                    trial_id=trial.trial_id,
-                    outcome="invalid",
-                    metric=None,
-                    reason=trial.reason,
-                )
+        _announce(wave, planned_wave)
 
         # --- dispatch: one task run per trial, all at once -------------------------------------------------------
-        _dispatch(config, memory, backend, planned, deadline_ts, pipeline, wave)
-
-        # --- evaluate: screen on one run each, confirm the promising ones with new seeds -------------------------
+        dispatch(planned)
         if pipeline:
             pipeline.screened(wave)
             pipeline.wait_turn(wave)  # waves decide in order: the champion this wave meets is final
-        screening = None
-        if wave > 0:
-            screening = screen(config, memory, agent_run_id, wave_run_id, wave, planned)
-            if screening.promising:
-                confirmation = plan_confirmation(config, memory, agent_run_id, wave_run_id, wave, screening)
+
+        # --- evaluate: screen on one run each, confirm the promising ones with new seeds -------------------------
+        if scope.is_baseline:
+            outcome = evaluate_baseline(scope, planned)
+        else:
+            screening = screen(scope, planned)
+            if screening.wanted:
+                confirmation = plan_confirmation(scope, screening)
                 progress.emit("confirming", wave=wave, trials=len(confirmation.trials))
-                _dispatch(config, memory, backend, confirmation.trials, deadline_ts, pipeline, wave)
+                dispatch(confirmation.trials)
                 planned = planned + confirmation.trials
-        outcome = evaluate(config, memory, agent_run_id, wave, planned, screening)
+            outcome = evaluate(scope, planned, screening)
 
         # --- reflect ---------------------------------------------------------------------------------------------
-        reflect(config, memory, planner, wave_run_id, outcome, planned_wave.note)
+        reflect(scope, planner, outcome, planned_wave.note)
     except BaseException as error:  # nothing may stay RUNNING in MLflow
         if isinstance(error, KeyboardInterrupt):
             why = "interrupted by the user"
@@ -77,7 +74,7 @@ def wave_flow(
             why = str(error)
         else:
             why = f"{type(error).__name__}: {error}"
-        memory.abandon_wave(wave_run_id, why)
+        memory.abandon_wave(scope.wave_run_id, why)
         raise
     return {
         "wave": wave,
@@ -85,6 +82,16 @@ def wave_flow(
         "champion_run_id": outcome.champion_after.run_id,
         "champion": outcome.champion_after.metric,
     }
+
+
+def _announce(wave: int, planned_wave) -> None:
+    """Progress events for the CLI: the wave's trials, and the invalid proposals that will never run."""
+    progress.emit("wave_started", wave=wave, trials=len(planned_wave.trials), note=planned_wave.note)
+    for trial in planned_wave.trials:
+        if not trial.valid:
+            progress.emit(
+                "trial_finished", trial_id=trial.trial_id, outcome="invalid", metric=None, reason=trial.reason
+            )
 
 
 def _dispatch(config, memory, backend, planned, deadline_ts, pipeline=None, wave=0) -> None:

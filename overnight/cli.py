@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,7 +26,14 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from overnight import progress
-from overnight.config import CampaignConfig, ConfigError, default_config_path, load_config, resolve_planner
+from overnight.config import (
+    CampaignConfig,
+    ConfigError,
+    ConfigWarning,
+    default_config_path,
+    load_config,
+    resolve_planner,
+)
 
 if TYPE_CHECKING:
     from overnight.memory.records import CampaignStatus, TrialRecord
@@ -52,7 +60,7 @@ ConfigArg = Annotated[
 def run(
     config: ConfigArg = None,
     waves: Annotated[
-        int | None, typer.Option(help="Waves after the baseline (overrides budget.iterations).")
+        int | None, typer.Option(help="Waves after the baseline (overrides budget.waves).")
     ] = None,
     wave_size: Annotated[
         int | None, typer.Option(help="Trials per wave, run at once (overrides wave_size).")
@@ -66,7 +74,7 @@ def run(
     path = (config or default_config_path()).resolve()
     overrides: dict[str, object] = {}
     if waves is not None:
-        overrides["budget.iterations"] = waves
+        overrides["budget.waves"] = waves
     if wave_size is not None:
         overrides["wave_size"] = wave_size
     if time_budget is not None:
@@ -77,7 +85,7 @@ def run(
     planner, why = resolve_planner(campaign)
     console.print(
         f"Campaign [bold]{campaign.name}[/bold]: program {campaign.program}, metric {campaign.metric.name} "
-        f"({campaign.metric.goal}), {campaign.budget.iterations} waves x {campaign.wave_size} trials, "
+        f"({campaign.metric.goal}), {campaign.budget.waves} waves x {campaign.wave_size} trials, "
         f"{campaign.trial.time_budget_s:g} s per trial."
     )
     model = f" ({campaign.planner.model})" if planner == "claude" else ""
@@ -91,7 +99,7 @@ def run(
 
     _quiet_prefect_console(verbose)
     signal.signal(signal.SIGINT, _stop_on_interrupt)
-    with _ProgressDisplay(campaign.budget.iterations, campaign.wave_size, campaign.pipeline) as display:
+    with _ProgressDisplay(campaign.budget.waves, campaign.wave_size, campaign.pipeline) as display:
         progress.subscribe(display.on_event)
         try:
             state = campaign_flow(config_path=str(path), overrides=overrides, return_state=True)
@@ -155,16 +163,17 @@ def plan(
     ] = False,
 ) -> None:
     """Print the next wave's proposals (hypothesis, rationale, diff) without running or recording them."""
-    from overnight import loop
+    from overnight import agent_run
     from overnight.planners import make_planner
     from overnight.proposals import apply_proposal, unified_diff
+    from overnight.wave.plan import plan_context
 
     campaign = _campaign(config, planner=True, store=True)
     kind, why = resolve_planner(campaign)
-    memory = loop.open_memory(campaign)
+    memory = agent_run.open_memory(campaign)
     _quiet_libraries()
     waves_done = len({t.wave for t in memory.trials() if t.wave > 0})
-    context = loop.plan_context(campaign, memory, waves_done + 1, campaign.wave_size)
+    context = plan_context(campaign, memory, waves_done + 1, campaign.wave_size)
     planner = make_planner(campaign)
     if show_prompt:
         if kind != "claude":
@@ -216,7 +225,7 @@ def report(
     """Write the morning report: the progress chart, improvements, outcomes, top changes, spend, links."""
     from datetime import date
 
-    from overnight import loop
+    from overnight import agent_run
     from overnight.report import write_report
 
     try:
@@ -225,11 +234,11 @@ def report(
         console.print(f"[red]--night:[/red] {night!r} is not a date like 2026-11-27")
         raise typer.Exit(2) from None
     campaign = _campaign(config, store=True)
-    memory = loop.open_memory(campaign)
+    memory = agent_run.open_memory(campaign)
     _quiet_libraries()
     try:
         agent = memory.agent_run_on(day)
-        written = write_report(memory, out or loop.report_dir(campaign, agent.run_id), day)
+        written = write_report(memory, out or agent_run.report_dir(campaign, agent.run_id), day)
     except LookupError as error:
         console.print(f"[red]No report:[/red] {error}")
         raise typer.Exit(1) from None
@@ -254,7 +263,7 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Write into --out even if it is not empty.")] = False,
 ) -> None:
     """Write the champion for review: its files, lineage and patch to a folder, or its lineage as a git branch."""
-    from overnight import loop
+    from overnight import agent_run
     from overnight.export import ExportError, check_folder, export_branch, export_folder, git_target
 
     if (out is None) == (branch is None):
@@ -269,7 +278,7 @@ def export(
     except ExportError as error:
         console.print(f"[red]Not exported:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None
-    memory = loop.open_memory(campaign)
+    memory = agent_run.open_memory(campaign)
     _quiet_libraries()
     versions = memory.champion_versions()
     if not versions:
@@ -327,10 +336,10 @@ def suggest(
     config: ConfigArg = None,
 ) -> None:
     """Queue a hypothesis of yours: the next wave includes it (Claude turns it into edits; offline, named knobs)."""
-    from overnight import loop
+    from overnight import agent_run
 
     campaign = _campaign(config, store=True)
-    memory = loop.open_memory(campaign)
+    memory = agent_run.open_memory(campaign)
     memory.add_suggestion(hypothesis)
     pending = len(memory.pending_suggestions())
     console.print(
@@ -383,9 +392,9 @@ def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, Trial
             return store_sql.read_status(path, campaign.name, campaign.metric.name)
         except sqlite3.Error:
             pass  # not a store these queries know (e.g. one MLflow has yet to upgrade): MLflow reads it below
-    from overnight import loop
+    from overnight import agent_run
 
-    memory = loop.open_memory(campaign)
+    memory = agent_run.open_memory(campaign)
     _quiet_libraries()
     now = memory.status()
     return now, memory.champion() if now is None else None
@@ -613,7 +622,21 @@ def ui_commands(tracking_uri: str, experiment_id: str, flow_run_id: str) -> list
     return mlflow_lines + prefect_lines
 
 
+def _show_config_warnings() -> None:
+    """A config warning is one line for the user (`warning: ...`), not Python's file:line report."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, ConfigWarning):
+            console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main() -> None:
+    _show_config_warnings()
     try:
         app(prog_name="overnight")
     except KeyboardInterrupt:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,6 +26,10 @@ API_KEY_ENV = "ANTHROPIC_API_KEY"
 
 class ConfigError(ValueError):
     """A campaign config that cannot be used; the message names the field and the fix."""
+
+
+class ConfigWarning(UserWarning):
+    """A config that still works but should change (e.g. a renamed key); the message names the new form."""
 
 
 class _Strict(BaseModel):
@@ -66,7 +72,7 @@ class TrialSettings(_Strict):
 
 
 class Budget(_Strict):
-    iterations: Annotated[int, Field(ge=0)] = Field(10, description="waves after the baseline")
+    waves: Annotated[int, Field(ge=0)] = Field(10, description="waves after the baseline")
     trials: Annotated[int, Field(ge=1)] | None = Field(None, description="total trials, baseline included")
     trial_hours: Annotated[float, Field(gt=0)] | None = Field(
         None, description="total trial time in hours (GPU-hours on a GPU backend)"
@@ -308,6 +314,20 @@ class CampaignConfig(_Strict):
             raise ValueError(f"knobs: {', '.join(duplicates)} declared more than once")
         return self
 
+    def stage(self, name: str) -> Stage:
+        """A stage's settings as numbers: its own keys, else the campaign's trial and backend settings. Unset, a
+        stage's timeout grows with its budget in the proportion of trial.timeout_s to trial.time_budget_s."""
+        own = self.decision.confirm if name == "confirm" else self.decision.screen
+        budget = own.time_budget_s or self.trial.time_budget_s
+        timeout = own.timeout_s or max(
+            self.trial.timeout_s, budget * self.trial.timeout_s / self.trial.time_budget_s
+        )
+        screen_resources = self.decision.screen.resources or self.backend.resources
+        resources = (
+            (self.decision.confirm.resources or screen_resources) if name == "confirm" else screen_resources
+        )
+        return Stage(name, budget, timeout, resources)
+
     def resolved_tracking_uri(self) -> str:
         """Config wins, then MLFLOW_TRACKING_URI, then a SQLite file in the state folder."""
         if self.tracking_uri:
@@ -315,6 +335,37 @@ class CampaignConfig(_Strict):
         if os.environ.get("MLFLOW_TRACKING_URI"):
             return os.environ["MLFLOW_TRACKING_URI"]
         return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """How the trials of one stage of a wave run: screen (one run per candidate) or confirm (new-seed runs)."""
+
+    name: str  # screen | confirm
+    budget_s: float  # the training budget (OVERNIGHT_TIME_BUDGET); runs are compared only under the same one
+    timeout_s: float  # the hard limit
+    resources: SkyResources  # skypilot: the clusters it runs on
+
+
+RENAMED_KEYS = {("budget", "iterations"): "waves"}  # old key -> its new name; the old one still loads
+
+
+def _renamed_keys(data: dict, source: str) -> None:
+    """Move renamed keys to their new names, with a warning naming the new one."""
+    for (section, old), new in RENAMED_KEYS.items():
+        node = data.get(section)
+        if not isinstance(node, dict) or old not in node:
+            continue
+        if new in node:
+            raise ConfigError(
+                f"{source}: {section}.{old} is the old name of {section}.{new}; keep only {new}"
+            )
+        node[new] = node.pop(old)
+        warnings.warn(
+            f"{source}: {section}.{old} is now {section}.{new}; rename it (the old name still works for now)",
+            ConfigWarning,
+            stacklevel=3,
+        )
 
 
 def _describe(error: ValidationError) -> str:
@@ -355,6 +406,7 @@ def parse_config(data: object, base_dir: Path, source: str = "config") -> Campai
     """Validate a config mapping; relative paths are resolved against base_dir."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values at the top level")
+    _renamed_keys(data, source)
     try:
         config = CampaignConfig.model_validate(data)
     except ValidationError as error:
@@ -379,7 +431,7 @@ def parse_config(data: object, base_dir: Path, source: str = "config") -> Campai
 
 
 def load_config(path: Path | str, overrides: dict[str, object] | None = None) -> CampaignConfig:
-    """Read and validate a campaign YAML file; `overrides` sets dotted keys first (e.g. {"budget.iterations": 2})."""
+    """Read and validate a campaign YAML file; `overrides` sets dotted keys first (e.g. {"budget.waves": 2})."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")

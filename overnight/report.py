@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from overnight.evaluation import improvement
 from overnight.memory.records import AgentRunRecord, ChampionVersion, TrialRecord
 from overnight.memory.store import Memory
+from overnight.policy import improvement
 from overnight.trial import Outcome
 
 CHART_SIZE_PX = (1200, 600)

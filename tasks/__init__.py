@@ -1,1 +1,1 @@
-"""Prefect tasks: thin wrappers over the core stages in overnight.loop (retries, artifacts; no domain logic)."""
+"""Prefect tasks: thin wrappers over the stages of a wave in overnight/wave/ (retries, artifacts; no domain logic)."""

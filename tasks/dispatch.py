@@ -6,12 +6,13 @@ from prefect import task
 from prefect.cache_policies import NONE
 from prefect.runtime import task_run
 
-from overnight import loop
 from overnight.backends import Backend
 from overnight.config import CampaignConfig
 from overnight.memory.store import Memory
 from overnight.pipeline import Slot
 from overnight.trial import Outcome, TrialResult
+from overnight.wave import dispatch as core
+from overnight.wave.scope import PlannedTrial
 
 INFRA_RETRIES = 2
 
@@ -42,20 +43,20 @@ def run_trial(
     config: CampaignConfig,
     memory: Memory,
     backend: Backend,
-    trial: loop.PlannedTrial,
+    trial: PlannedTrial,
     deadline_ts: float | None = None,
     slot: Slot | None = None,
 ) -> TrialResult:
     """Run one trial on the backend and record its outcome in MLflow (a trial that already ended is not rerun).
     `slot`: the pipelined campaign's worker it holds, freed for the next trial once the process has ended."""
-    finished = loop.finished_result(memory, trial)
+    finished = core.finished_result(memory, trial)
     if finished is not None:  # a resumed wave: it ended before the campaign process died
         return finished
-    result = loop.run_trial(config, memory, backend, trial, deadline_ts, slot.started if slot else None)
+    result = core.run_trial(config, memory, backend, trial, deadline_ts, slot.started if slot else None)
     if result.outcome is Outcome.INFRA_ERROR and task_run.run_count <= INFRA_RETRIES:
         raise InfraError(result.reason)  # retried on the worker it holds
     if slot is not None:
         slot.release()
         slot.let_others_start()
-    loop.record_result(memory, trial, result)
+    core.record_result(memory, trial, result)
     return result

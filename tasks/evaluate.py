@@ -5,35 +5,25 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NONE
 
-from overnight import loop
-from overnight.config import CampaignConfig
-from overnight.memory.store import Memory
 from overnight.planners import FinishedWave
+from overnight.policy import Screening
+from overnight.wave import evaluate as core
+from overnight.wave.scope import PlannedTrial, WaveScope
 
 
-@task(name="screen", task_run_name="screen wave {wave}", cache_policy=NONE)
-def screen(
-    config: CampaignConfig,
-    memory: Memory,
-    agent_run_id: str,
-    wave_run_id: str,
-    wave: int,
-    planned: list[loop.PlannedTrial],
-) -> loop.Screening:
+@task(name="evaluate-baseline", task_run_name="evaluate the baseline", cache_policy=NONE)
+def evaluate_baseline(scope: WaveScope, planned: list[PlannedTrial]) -> FinishedWave:
+    """The baseline becomes the champion and its copies measure the first noise floor; a failed baseline stops."""
+    return core.evaluate_baseline(scope, planned)
+
+
+@task(name="screen", task_run_name="screen wave {scope.wave}", cache_policy=NONE)
+def screen(scope: WaveScope, planned: list[PlannedTrial]) -> Screening:
     """Screening verdicts for the wave's trials (promising ones go on to confirmation), and a grid's effects."""
-    return loop.screen(config, memory, agent_run_id, wave_run_id, planned)
+    return core.screen(scope, planned)
 
 
-@task(name="evaluate", task_run_name="evaluate wave {wave}", cache_policy=NONE)
-def evaluate(
-    config: CampaignConfig,
-    memory: Memory,
-    agent_run_id: str,
-    wave: int,
-    planned: list[loop.PlannedTrial],
-    screening: loop.Screening | None = None,
-) -> FinishedWave:
-    """Final decisions for every trial of the wave; the baseline wave sets the champion and the noise floor."""
-    if wave == 0:
-        return loop.evaluate_baseline(config, memory, agent_run_id, planned)
-    return loop.evaluate(config, memory, agent_run_id, wave, planned, screening)
+@task(name="evaluate", task_run_name="evaluate wave {scope.wave}", cache_policy=NONE)
+def evaluate(scope: WaveScope, planned: list[PlannedTrial], screening: Screening) -> FinishedWave:
+    """Final decisions for every trial of the wave: confirmed, crowned or not."""
+    return core.evaluate(scope, planned, screening)

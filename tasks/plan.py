@@ -6,44 +6,32 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from overnight import loop
-from overnight.config import CampaignConfig
-from overnight.memory.store import Memory
 from overnight.planners import Planner
+from overnight.policy import Screening
+from overnight.wave import plan as core
+from overnight.wave.scope import PlannedWave, WaveScope
 from tasks.reflect import artifact_key
 
 
-@task(name="plan", task_run_name="plan wave {wave}", cache_policy=NONE)
-def plan(
-    config: CampaignConfig,
-    memory: Memory,
-    planner: Planner,
-    agent_run_id: str,
-    wave_run_id: str,
-    wave: int,
-    n: int,
-    budget_left: str = "",
-) -> loop.PlannedWave:
+@task(name="plan-baseline", task_run_name="plan the baseline", cache_policy=NONE)
+def plan_baseline(scope: WaveScope) -> PlannedWave:
+    """Copies of the starting point (the champion, or the program as shipped), each with its own seed."""
+    return core.plan_baseline(scope)
+
+
+@task(name="plan", task_run_name="plan wave {scope.wave}", cache_policy=NONE)
+def plan(scope: WaveScope, planner: Planner, n: int, budget_left: str = "") -> PlannedWave:
     """Propose n trials for this wave and record them (invalid ones with their reason)."""
-    if wave == 0:
-        return loop.plan_baseline(config, memory, agent_run_id, wave_run_id)
-    planned = loop.plan_wave(config, memory, planner, agent_run_id, wave_run_id, wave, n, budget_left)
+    planned = core.plan_wave(scope, planner, n, budget_left)
     create_markdown_artifact(
-        markdown=loop.plan_markdown(wave, planner.name, planned, memory),
-        key=artifact_key(config.name, "wave-plan"),
-        description=f"Proposals of wave {wave} of campaign {config.name}",
+        markdown=core.plan_markdown(scope, planner.name, planned),
+        key=artifact_key(scope.config.name, "wave-plan"),
+        description=f"Proposals of wave {scope.wave} of campaign {scope.config.name}",
     )
     return planned
 
 
-@task(name="plan-confirmation", task_run_name="confirmations for wave {wave}", cache_policy=NONE)
-def plan_confirmation(
-    config: CampaignConfig,
-    memory: Memory,
-    agent_run_id: str,
-    wave_run_id: str,
-    wave: int,
-    screening: loop.Screening,
-) -> loop.PlannedWave:
+@task(name="plan-confirmation", task_run_name="confirmations for wave {scope.wave}", cache_policy=NONE)
+def plan_confirmation(scope: WaveScope, screening: Screening) -> PlannedWave:
     """New-seed runs of the promising trials and of the champion, on the same hardware, recorded before they run."""
-    return loop.plan_confirmation(config, memory, agent_run_id, wave_run_id, wave, list(screening.promising))
+    return PlannedWave(core.plan_wanted_runs(scope, list(screening.wanted)))

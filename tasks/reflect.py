@@ -6,10 +6,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from overnight import loop
-from overnight.config import CampaignConfig
-from overnight.memory.store import Memory
 from overnight.planners import FinishedWave, Planner
+from overnight.wave import reflect as core
+from overnight.wave.scope import WaveScope
 
 
 def artifact_key(campaign: str, suffix: str) -> str:
@@ -19,18 +18,11 @@ def artifact_key(campaign: str, suffix: str) -> str:
 
 
 @task(name="reflect", task_run_name="reflect on wave {outcome.wave}", cache_policy=NONE)
-def reflect(
-    config: CampaignConfig,
-    memory: Memory,
-    planner: Planner,
-    wave_run_id: str,
-    outcome: FinishedWave,
-    note: str = "",
-) -> str:
+def reflect(scope: WaveScope, planner: Planner, outcome: FinishedWave, note: str = "") -> str:
     """Write the reflection and the wave's trial table to MLflow and to the Prefect UI."""
-    campaign = config.name
-    reflection, table = loop.reflect(config, memory, planner, wave_run_id, outcome, note)
-    link = memory.ui_url()
+    campaign = scope.config.name
+    reflection, table = core.reflect(scope, planner, outcome, note)
+    link = scope.memory.ui_url()
     create_table_artifact(
         table=table,
         key=artifact_key(campaign, "wave-trials"),

@@ -106,7 +106,7 @@ def test_the_campaign_is_on_screen_in_both_uis(quadratic, tmp_path):
     )
     try:
         path = configure_campaign(
-            quadratic, tracking_uri=f"http://127.0.0.1:{mlflow_port}", budget={"iterations": 1}
+            quadratic, tracking_uri=f"http://127.0.0.1:{mlflow_port}", budget={"waves": 1}
         )
         run_env = {**base_env, "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api"}
         ran = subprocess.run(

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from overnight.config import ConfigError, default_config_path, load_config
+from overnight.config import ConfigError, ConfigWarning, default_config_path, load_config
 
 
 def write(tmp_path: Path, data: dict, program: Path) -> Path:
@@ -26,8 +26,25 @@ def test_relative_program_resolves_against_the_config_file(quadratic):
 
 
 def test_overrides_set_dotted_keys(quadratic):
-    config = load_config(quadratic / "campaign.yaml", {"budget.iterations": 7, "wave_size": 3})
-    assert (config.budget.iterations, config.wave_size) == (7, 3)
+    config = load_config(quadratic / "campaign.yaml", {"budget.waves": 7, "wave_size": 3})
+    assert (config.budget.waves, config.wave_size) == (7, 3)
+
+
+def test_the_old_key_budget_iterations_still_loads_and_names_its_new_name(tmp_path, quadratic):
+    path = write(tmp_path, {"budget": {"iterations": 5}}, quadratic)
+    with pytest.warns(ConfigWarning, match=r"budget.iterations is now budget.waves"):
+        assert load_config(path).budget.waves == 5
+    both = write(tmp_path, {"budget": {"iterations": 5, "waves": 3}}, quadratic)
+    with pytest.raises(ConfigError, match="keep only waves"):
+        load_config(both)
+
+
+def test_a_stage_without_settings_of_its_own_takes_the_trial_settings_as_numbers(tmp_path, quadratic):
+    data = {"trial": {"time_budget_s": 10, "timeout_s": 30}, "decision": {"confirm": {"time_budget_s": 20}}}
+    config = load_config(write(tmp_path, data, quadratic))
+    screen, confirm = config.stage("screen"), config.stage("confirm")
+    assert (screen.budget_s, screen.timeout_s) == (10.0, 30.0)
+    assert (confirm.budget_s, confirm.timeout_s) == (20.0, 60.0)  # the timeout grows with the budget
 
 
 @pytest.mark.parametrize(

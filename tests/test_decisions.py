@@ -1,8 +1,9 @@
-"""Keep decisions as the engine makes them (overnight.evaluation), on the synthetic program's known truth.
+"""Keep decisions as the engine makes them (overnight.policy.DecisionPolicy), on the synthetic program's known truth.
 
-Each simulated wave builds the same records the loop writes to MLflow (baseline copies, one screening run,
-confirmation runs paired with champion runs on one hardware type) from the synthetic program's own `measure`, then
-asks the evaluation module to decide. Thousands of decisions take a second, so the rates mean something.
+Each simulated wave builds the same records a campaign writes to MLflow from the synthetic program's own `measure`:
+the baseline copies and one screening run, then exactly the new-seed runs the policy asks for (confirmations and the
+champion's runs on the candidate's hardware), and the policy decides. Thousands of decisions take a second, so the
+rates mean something.
 """
 
 import math
@@ -11,14 +12,19 @@ import random
 import pytest
 from helpers import load_synthetic
 
-from overnight import evaluation, stats
+from overnight import stats
 from overnight.memory.records import TrialRecord
+from overnight.policy import DecisionPolicy
 from overnight.trial import Outcome
 
 synthetic, DEFAULTS = load_synthetic()
 SIGMA = synthetic.NOISE_SIGMA
 RULE = stats.Rule()  # the shipped defaults: t test at alpha 0.05, 3 baseline runs, 4 confirmation runs
 BUDGET = 30.0
+
+
+def policy(rule=RULE) -> DecisionPolicy:
+    return DecisionPolicy("minimize", rule, confirm_top=2, screen_budget_s=BUDGET, confirm_budget_s=BUDGET)
 
 
 def record(run_id, knobs, seed, hardware, role, measures="") -> TrialRecord:
@@ -58,22 +64,20 @@ def decide(candidate_knobs, trial: int, pool=("h100",), rule=RULE) -> str:
     champion = baseline[0]
     screened = record("t", candidate_knobs, offset, draw.choice(pool), "candidate")
     history = [*baseline, screened]
-    decisions, promising = evaluation.screen_wave([screened], history, champion, "minimize", rule)
-    if not promising:
-        return decisions[0].decision
-    # Confirmation: new seeds for the candidate, the champion topped up, all on the screening run's hardware.
-    hardware = screened.hardware
-    history += [
-        record(f"t-c{j}", candidate_knobs, offset + 100 + j, hardware, "confirmation", measures="t")
-        for j in range(rule.confirm_runs)
-    ]
-    have = len(evaluation.measurements(history, champion.fingerprint, BUDGET, hardware))
-    history += [
-        record(f"champ{j}", DEFAULTS, offset + 200 + j, hardware, "champion", measures="b0")
-        for j in range(max(0, rule.confirm_runs - have))
-    ]
-    confirmed, best, _ = evaluation.confirm_candidates(promising, history, champion, "minimize", rule, BUDGET)
-    return confirmed[0].decision
+    judge = policy(rule)
+    screening = judge.screen(history, champion, [screened])
+    if not screening.to_confirm:
+        return screening.decisions[0].decision
+    for runs in screening.wanted:  # the runs the policy asks for, on the hardware it pins them to
+        knobs, draws = (candidate_knobs, 100) if runs.role == "confirmation" else (DEFAULTS, 200)
+        history += [  # (noise drawn apart from the baseline's: the simulator's seeds are not the policy's)
+            record(
+                f"{runs.role}{j}", knobs, offset + draws + j, runs.hardware, runs.role, runs.measures.run_id
+            )
+            for j in range(len(runs.seeds))
+        ]
+    crowning = judge.confirm(history, champion, list(screening.to_confirm))
+    return crowning.decisions[0].decision
 
 
 def rate(decisions: list[str]) -> float:
@@ -134,14 +138,18 @@ def test_a_candidate_screened_on_h200_is_confirmed_against_the_champion_on_h200(
     champion = history[0]
     screened = record("t", NULL_CHANGE, 7, "h200", "candidate")
     history.append(screened)
-    decisions, promising = evaluation.screen_wave([screened], history, champion, "minimize", RULE)
+    screening = policy().screen(history, champion, [screened])
     # No champion run on h200 yet: screened across hardware (the offset makes it look promising) and said so.
-    assert promising == [screened]
-    assert "no champion run on h200 yet" in decisions[0].reason
+    assert screening.to_confirm == (screened,)
+    assert "no champion run on h200 yet" in screening.decisions[0].reason
+    # The policy wants the candidate's new-seed runs and four champion runs, all pinned to h200.
+    wanted = {(runs.role, runs.hardware, len(runs.seeds)) for runs in screening.wanted}
+    assert wanted == {("confirmation", "h200", 4), ("champion", "h200", 4)}
     history += [record(f"c{j}", NULL_CHANGE, 10 + j, "h200", "confirmation", measures="t") for j in range(4)]
     history += [record(f"h{j}", DEFAULTS, 20 + j, "h200", "champion", measures="b0") for j in range(4)]
-    confirmed, best, _ = evaluation.confirm_candidates(promising, history, champion, "minimize", RULE, BUDGET)
-    assert best is None and confirmed[0].decision != "keep"
+    crowning = policy().confirm(history, champion, list(screening.to_confirm))
+    confirmed = crowning.decisions
+    assert crowning.champion is None and confirmed[0].decision != "keep"
     assert "vs 4 champion runs on h200" in confirmed[0].reason
     assert confirmed[0].numbers["n_champion"] == 4 and "p_value" in confirmed[0].numbers
 

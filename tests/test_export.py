@@ -46,10 +46,10 @@ def campaign(prefect_api, tmp_path_factory) -> Path:
         program,
         tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
         state_dir=str(root / "state"),
-        budget={"iterations": 2},
+        budget={"waves": 2},
     )
     campaign_flow(config_path=str(config))
-    campaign_flow(config_path=str(config), overrides={"budget.iterations": 1})  # night 2 re-measures it first
+    campaign_flow(config_path=str(config), overrides={"budget.waves": 1})  # night 2 re-measures it first
     return config
 
 

@@ -18,7 +18,7 @@ def test_the_campaign_writes_a_report_whose_numbers_match_mlflow(prefect_api, qu
         quadratic,
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         state_dir=str(tmp_path / "state"),
-        budget={"iterations": 3},
+        budget={"waves": 3},
     )
     summary = campaign_flow(config_path=str(path))
 

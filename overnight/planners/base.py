@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from overnight.evaluation import Decision, improvement
+from overnight.policy import Decision, improvement
 from overnight.memory.records import TrialRecord
 from overnight.memory.snapshot import MemorySnapshot
 from overnight.pricing import Usage
@@ -68,6 +68,9 @@ class FinishedWave:
 
 class Planner(ABC):
     name: str
+    reads_memory_to_reflect: bool = (
+        False  # reflect() is handed a PlanContext (a snapshot of memory) when True
+    )
 
     @abstractmethod
     def propose(self, context: PlanContext) -> Plan:

@@ -171,6 +171,7 @@ def check_wave(
 
 class ClaudePlanner(Planner):
     name = "claude"
+    reads_memory_to_reflect = True  # the reflection prompt carries a digest of the campaign's memory
 
     def __init__(self, config: CampaignConfig, client: anthropic.Anthropic | None = None):
         self.config = config

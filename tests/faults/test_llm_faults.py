@@ -52,7 +52,7 @@ def test_rate_limits_errors_and_garbage_from_the_model_never_stop_the_campaign(
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         state_dir=str(tmp_path / "state"),
         planner={"kind": "auto", "http_retries": 2, "validation_retries": 2},
-        budget={"iterations": 4},
+        budget={"waves": 4},
     )
     state = campaign_flow(config_path=str(path), return_state=True)
     assert state.is_completed(), state

@@ -44,7 +44,7 @@ def test_64_trials_in_flight_all_reach_mlflow(prefect_api, request, tmp_path, st
             "metric": {"name": "loss", "goal": "minimize"},
             "trial": {"time_budget_s": 1, "timeout_s": 120, "env": {"FAULT_MARKS": str(marks)}},
             "wave_size": WAVE,
-            "budget": {"iterations": 1},
+            "budget": {"waves": 1},
             "baseline_repeats": 2,
             "decision": {"confirm_runs": 1, "confirm_top": 1},
             "planner": {"kind": "offline"},

@@ -38,7 +38,7 @@ def test_a_campaign_survives_its_tracking_server_restarting(prefect_api, trackin
             "metric": {"name": "loss", "goal": "minimize"},
             "trial": {"time_budget_s": 1, "timeout_s": 60, "env": {"FAULT_MARKS": str(marks)}},
             "wave_size": 2,
-            "budget": {"iterations": 2},
+            "budget": {"waves": 2},
             "baseline_repeats": 2,
             "decision": {"confirm_runs": 1, "confirm_top": 1},
             "planner": {"kind": "offline"},

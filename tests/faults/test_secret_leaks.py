@@ -68,7 +68,7 @@ def test_no_secret_of_the_orchestrator_is_stored_or_seen_by_a_trial(prefect_api,
             "metric": {"name": "loss", "goal": "minimize"},
             "trial": {"time_budget_s": 1, "timeout_s": 30, "env": {"FAULT_MARKS": str(marks)}},
             "wave_size": 3,
-            "budget": {"iterations": 1},
+            "budget": {"waves": 1},
             "baseline_repeats": 2,
             "decision": {"confirm_runs": 1, "confirm_top": 1},
             "planner": {"kind": "offline"},  # the key would otherwise switch the planner to Claude

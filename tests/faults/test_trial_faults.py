@@ -52,7 +52,7 @@ CONFIG = {
     "metric": {"name": "loss", "goal": "minimize"},
     "trial": {"time_budget_s": 1, "timeout_s": 3},
     "wave_size": 6,
-    "budget": {"iterations": 1},
+    "budget": {"waves": 1},
     "baseline_repeats": 2,
     "decision": {"confirm_runs": 1, "confirm_top": 1},
     "planner": {"kind": "offline"},

@@ -33,7 +33,7 @@ def test_a_tiny_campaign_on_the_default_program(prefect_api, tmp_path):
         "state_dir": str(tmp_path / "state"),
         "trial.time_budget_s": 3,
         "trial.timeout_s": 120,
-        "budget.iterations": 2,
+        "budget.waves": 2,
         "wave_size": 2,
     }
     state = campaign_flow(config_path=str(default_config_path()), overrides=overrides, return_state=True)

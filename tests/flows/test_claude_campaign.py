@@ -49,13 +49,13 @@ def api(messages_api):
     return messages_api
 
 
-def configure(quadratic, tmp_path, iterations=2):
+def configure(quadratic, tmp_path, waves=2):
     path = configure_campaign(
         quadratic,
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         state_dir=str(tmp_path / "state"),
         planner={"kind": "auto", "http_retries": 1},
-        budget={"iterations": iterations},
+        budget={"waves": waves},
     )
     return path
 
@@ -140,7 +140,7 @@ def test_a_rejected_key_stops_the_campaign_and_keeps_the_baseline(prefect_api, a
 def test_a_wave_that_would_pass_the_dollar_budget_is_not_planned(prefect_api, api, quadratic, tmp_path):
     api.script("WaveAnswer", tool_answer(WAVE_1), tool_answer(WAVE_2))
     api.script("Insights", tool_answer(INSIGHTS))
-    path = configure(quadratic, tmp_path, iterations=5)
+    path = configure(quadratic, tmp_path, waves=5)
     one_wave = 2 * cost_usd("claude-sonnet-4-5", Usage(1200, 300, 50, 100, 1))  # a plan and a reflection
     state = campaign_flow(
         config_path=str(path), overrides={"budget.max_usd": 1.5 * one_wave}, return_state=True
@@ -154,7 +154,7 @@ def test_a_wave_that_would_pass_the_dollar_budget_is_not_planned(prefect_api, ap
 def test_a_wave_filled_by_the_offline_planner_is_recorded_as_such(prefect_api, api, quadratic, tmp_path):
     api.script("WaveAnswer", text_answer("no tools today"))
     api.script("Insights", tool_answer(INSIGHTS))
-    state = campaign_flow(config_path=str(configure(quadratic, tmp_path, iterations=1)), return_state=True)
+    state = campaign_flow(config_path=str(configure(quadratic, tmp_path, waves=1)), return_state=True)
     summary = state.result()
     client = MlflowClient(summary.tracking_uri)
     runs = client.search_runs(
@@ -177,7 +177,7 @@ def test_the_next_night_starts_from_the_champion_and_reads_the_first_nights_insi
 ):
     api.script("WaveAnswer", tool_answer(WAVE_1), tool_answer(WAVE_2))
     api.script("Insights", tool_answer(INSIGHTS))
-    path = configure(quadratic, tmp_path, iterations=1)
+    path = configure(quadratic, tmp_path, waves=1)
     first = campaign_flow(config_path=str(path))
     assert first.champion == 5.0  # Y = 0 kept
     second = campaign_flow(config_path=str(path))

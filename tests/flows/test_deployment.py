@@ -21,7 +21,7 @@ def test_a_served_campaign_runs_when_triggered_and_writes_to_mlflow(prefect_api,
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = configure_campaign(
-        quadratic, tracking_uri=uri, state_dir=str(tmp_path / "state"), budget={"iterations": 1}
+        quadratic, tracking_uri=uri, state_dir=str(tmp_path / "state"), budget={"waves": 1}
     )
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     env["PREFECT_API_URL"] = PREFECT_API_URL.value()
@@ -116,7 +116,7 @@ def test_prefect_yaml_deploys_to_a_process_work_pool(prefect_api, quadratic, tmp
             deployment = client.read_deployment_by_name("campaign/nightly")
         assert deployment.parameters["config_path"] == str(root / "overnight/programs/tiny_gpt/campaign.yaml")
         assert deployment.schedules[0].schedule.cron == "0 1 * * *"
-        overrides = {"budget.iterations": 1, "state_dir": str(tmp_path / "state"), "tracking_uri": uri}
+        overrides = {"budget.waves": 1, "state_dir": str(tmp_path / "state"), "tracking_uri": uri}
         flow_run = run_deployment(
             "campaign/nightly",
             parameters={"config_path": str(quadratic / "campaign.yaml"), "overrides": overrides},

@@ -26,7 +26,7 @@ def test_a_crashing_trial_is_recorded_and_not_retried(prefect_api, quadratic, tm
     train.write_text(
         train.read_text() + "if X > 1.5:\n    raise RuntimeError('X too large for this program')\n"
     )
-    path = configure(quadratic, tmp_path, budget={"iterations": 1})
+    path = configure(quadratic, tmp_path, budget={"waves": 1})
     state = campaign_flow(config_path=str(path), return_state=True)
     assert state.is_completed()
     summary = state.result()
@@ -80,7 +80,7 @@ def test_a_deadline_stops_starting_waves_and_the_run_still_reports(prefect_api, 
 
     train = quadratic / "train.py"  # each trial takes about a second
     train.write_text(train.read_text().replace("import os\n", "import os\nimport time\ntime.sleep(1)\n", 1))
-    path = configure(quadratic, tmp_path, budget={"iterations": 1000, "deadline": "25s"})
+    path = configure(quadratic, tmp_path, budget={"waves": 1000, "deadline": "25s"})
     started = time.monotonic()
     state = campaign_flow(config_path=str(path), return_state=True)
     elapsed = time.monotonic() - started

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
-from overnight import loop
+from overnight.agent_run import open_memory
 from overnight.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def run_campaign(tmp_path: Path, tracking_uri: str, name: str, knobs: list[dict]
     state = campaign_flow(config_path=str(program / "campaign.yaml"), overrides=settings, return_state=True)
     assert state.is_completed(), state
     config = load_config(program / "campaign.yaml", settings)
-    memory = loop.open_memory(config)
+    memory = open_memory(config)
     return (
         state.result(),
         memory,
@@ -49,7 +49,7 @@ def test_a_mixed_pool_of_null_changes_never_crowns_a_hardware_offset(prefect_api
         null_knobs,
         wave_size=4,
         **{
-            "budget.iterations": 3,
+            "budget.waves": 3,
             "backend.simulate_hardware": {"h100": 2, "h200": 2},
             "decision.alpha": 0.01,
         },
@@ -83,7 +83,7 @@ def test_a_real_effect_is_screened_confirmed_and_crowned_with_its_numbers(
     """LEARNING_RATE 1e-3 -> 3e-3 lowers the score by 4σ; the other levels are worse."""
     knobs = [{"name": "LEARNING_RATE", "type": "choice", "choices": [1e-3, 3e-3, 1e-2, 3e-4]}]
     summary, memory, trials = run_campaign(
-        tmp_path, tracking_uri, "real-effect", knobs, wave_size=3, **{"budget.iterations": 1}
+        tmp_path, tracking_uri, "real-effect", knobs, wave_size=3, **{"budget.waves": 1}
     )
     champion = memory.champion()
     assert champion.params["LEARNING_RATE"] == "0.003", summary.lineage
@@ -116,7 +116,7 @@ def test_a_factorial_wave_measures_the_planted_interaction(prefect_api, tracking
         wave_size=4,
         # A strict rule, so the first wave keeps nothing and the grid is built around the baseline.
         **{
-            "budget.iterations": 2,
+            "budget.waves": 2,
             "planner.factorial": True,
             "planner.kind": "offline",
             "decision.alpha": 0.001,

@@ -38,7 +38,7 @@ def test_the_next_wave_is_planned_while_the_current_one_runs(prefect_api, tracki
         "state_dir": str(quadratic.parent / "state"),
         "pipeline": True,
         "wave_size": 2,
-        "budget.iterations": 4,
+        "budget.waves": 4,
         "trial.time_budget_s": 6,
     }
     state = campaign_flow(

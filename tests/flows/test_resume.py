@@ -29,7 +29,7 @@ def test_sigkill_at_a_random_point_then_the_same_command_resumes(
         name=name,
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         state_dir=str(tmp_path / "state"),
-        budget={"iterations": 3},
+        budget={"waves": 3},
         pipeline=pipeline,  # with overlapping waves, two may be cut short at once
     )
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "COLUMNS": "100"}

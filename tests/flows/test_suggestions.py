@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_the_next_wave_includes_the_suggestions_or_says_why_not(prefect_api, quadratic, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = configure_campaign(
-        quadratic, tracking_uri=uri, state_dir=str(tmp_path / "state"), budget={"iterations": 1}
+        quadratic, tracking_uri=uri, state_dir=str(tmp_path / "state"), budget={"waves": 1}
     )
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     for text in ("try a lower X", "paint it blue"):

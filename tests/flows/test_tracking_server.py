@@ -61,7 +61,7 @@ def tracking_server(tmp_path):
 def test_a_campaign_against_a_tracking_server(prefect_api, tracking_server, quadratic, tmp_path):
     assert tracking_problem(tracking_server) == ""
     path = configure_campaign(
-        quadratic, tracking_uri=tracking_server, state_dir=str(tmp_path / "state"), budget={"iterations": 1}
+        quadratic, tracking_uri=tracking_server, state_dir=str(tmp_path / "state"), budget={"waves": 1}
     )
     state = campaign_flow(config_path=str(path), return_state=True)
     assert state.is_completed(), state

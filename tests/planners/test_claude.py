@@ -6,7 +6,7 @@ import pytest
 from standins.messages_api import TEST_KEY as KEY
 from standins.messages_api import USAGE, error, text_answer, tool_answer
 
-from overnight import loop
+from overnight.wave import plan as wave_plan
 from overnight.config import load_config
 from overnight.memory.store import Memory
 from overnight.planners.claude import ClaudePlanner, PlannerAuthError
@@ -79,7 +79,7 @@ def record(memory, config, agent, wave, trial_id, before, files, outcome, loss, 
         wave=1,
         hypothesis=hypothesis or f"hypothesis of {trial_id}",
         rationale="",
-        params=loop.knob_values(config, files),
+        params=wave_plan.knob_values(config, files),
         files=files,
         diff=unified_diff(before, files),
         fingerprint=fingerprint(files),
@@ -92,7 +92,7 @@ def record(memory, config, agent, wave, trial_id, before, files, outcome, loss, 
 
 
 def propose(config, memory, n=2):
-    context = loop.plan_context(config, memory, 2, n, "3 more waves")
+    context = wave_plan.plan_context(config, memory, 2, n, "3 more waves")
     return ClaudePlanner(config).propose(context), context
 
 
@@ -210,11 +210,11 @@ def test_the_prompt_shrinks_older_history_to_fit(api, setup):
         record(
             memory, config, agent, wave, f"old-{i:02d}", files, text, Outcome.OK, 12.0 - i / 100, "", wordy
         )
-    roomy = ClaudePlanner(config).prompt(loop.plan_context(config, memory, 2, 2))
+    roomy = ClaudePlanner(config).prompt(wave_plan.plan_context(config, memory, 2, 2))
     small = config.model_copy(
         update={"planner": config.planner.model_copy(update={"max_prompt_tokens": 2000})}
     )
-    tight = ClaudePlanner(small).prompt(loop.plan_context(small, memory, 2, 2))
+    tight = ClaudePlanner(small).prompt(wave_plan.plan_context(small, memory, 2, 2))
     assert len(roomy) // 4 > 2000 >= len(tight) // 4  # it had to shrink, and it fits
     assert "old-10 " in roomy and "old-10 " not in tight  # the oldest records went first, whole
     assert "Older trials not listed:" in tight  # and are still counted
@@ -273,7 +273,7 @@ def test_a_human_suggestion_must_be_in_the_wave(api, setup):
         ]
     }
     api.script("WaveAnswer", tool_answer(GOOD), tool_answer(suggested))
-    context = loop.plan_context(config, memory, 2, 2, "", ("try X near 3",))
+    context = wave_plan.plan_context(config, memory, 2, 2, "", ("try X near 3",))
     plan = ClaudePlanner(config).propose(context)
     assert plan.proposals[0].hypothesis == "Suggestion: X toward 3"
     first, retry = api.for_tool("WaveAnswer")

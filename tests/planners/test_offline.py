@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from overnight import loop
+from overnight.wave import plan as wave_plan
 from overnight.config import load_config
 from overnight.memory.store import Memory
 from overnight.planners import PlanContext
@@ -40,7 +40,7 @@ def record(memory, config, agent, wave, trial_id, before, files, wave_index=1):
         wave=wave_index,
         hypothesis=trial_id,
         rationale="",
-        params=loop.knob_values(config, files),
+        params=wave_plan.knob_values(config, files),
         files=files,
         diff=unified_diff(before, files),
         fingerprint=fingerprint(files),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anthropic
 
-from overnight import loop
+from overnight.wave import plan as wave_plan
 from overnight.config import default_config_path, load_config
 from overnight.memory.store import Memory
 from overnight.planners.claude import ClaudePlanner
@@ -131,7 +131,7 @@ def golden_prompt(memory: Memory) -> str:
     night.finish(discarded, Outcome.OK, 2.9387, "discard", "worse than the champion by 0.0375")
     night.trial(2, "n1-w2-t1", "WARMDOWN_FRAC 0.3 -> 0.5", with_constant(faster, "WARMDOWN_FRAC", 0.5))
 
-    context = loop.plan_context(
+    context = wave_plan.plan_context(
         config,
         memory,
         3,

@@ -1,0 +1,259 @@
+"""Plan: the planner proposes a wave; each proposal is validated and recorded in MLflow before any trial runs.
+
+Also the runs the engine plans itself: the baseline copies of wave 0, and the new-seed runs the decision policy
+wants (confirmations, re-measurements of the champion)."""
+
+from __future__ import annotations
+
+from overnight.config import CampaignConfig
+from overnight.memory.records import TrialRecord
+from overnight.memory.store import Memory
+from overnight.planners import PlanContext, Planner
+from overnight.policy import RunsWanted
+from overnight.program import constants, read_files
+from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint, unified_diff
+from overnight.trial import Outcome
+from overnight.wave.scope import PlannedTrial, PlannedWave, WaveScope
+
+
+def knob_values(config: CampaignConfig, files: dict[str, str]) -> dict[str, object]:
+    """The values of every UPPER_CASE constant in the editable scripts: the trial's params in MLflow."""
+    values: dict[str, object] = {}
+    for path in config.editable:
+        if path.endswith(".py") and path in files:
+            values.update({name: c.value for name, c in constants(files[path]).items()})
+    return values
+
+
+def plan_context(
+    config: CampaignConfig, memory: Memory, wave: int, n: int, budget_left: str = "", suggestions: tuple = ()
+) -> PlanContext:
+    """What the planner may read: the champion's files, a frozen snapshot of memory, the program's brief."""
+    snapshot = memory.snapshot()
+    files = memory.champion_files() if snapshot.champion else read_files(config.program, config.editable)
+    brief_path = config.program / "program.md"
+    brief = brief_path.read_text() if brief_path.is_file() else ""
+    return PlanContext(wave, n, files, snapshot, brief, budget_left, tuple(suggestions))
+
+
+def plan_baseline(scope: WaveScope) -> PlannedWave:
+    """The first wave of every agent run measures the starting point: the last champion, or the program as shipped.
+
+    It runs `baseline_repeats` copies at once with seeds seed, seed+1, ...: the copy with the campaign's seed is the
+    champion the waves are compared with (same seed, same load of parallel trials); the spread of the copies is the
+    seed noise, shown beside the margin.
+    """
+    config, memory = scope.config, scope.memory
+    previous = memory.champion()
+    files = memory.champion_files() if previous else read_files(config.program, config.editable)
+    hypothesis = "baseline: the champion as it stands" if previous else "baseline: the program as shipped"
+    trials = []
+    for copy in range(config.baseline_repeats):
+        seed = config.trial.seed + copy
+        proposal = Proposal(
+            hypothesis=hypothesis if copy == 0 else f"{hypothesis} (seed {seed})",
+            rationale="measures the starting point of this agent run",
+            source="baseline",
+        )
+        trial_id = scope.trial_id("baseline" + (f"-s{seed}" if copy else ""))
+        parent = previous.run_id if previous else ""
+        trials.append(
+            record_trial(scope, trial_id, proposal, files, files, parent, role="baseline", seed=seed)
+        )
+    return PlannedWave(trials)
+
+
+def plan_wave(scope: WaveScope, planner: Planner, n: int, budget_left: str = "") -> PlannedWave:
+    """Ask the planner for n proposals, validate each against the champion, record every one in MLflow.
+
+    A wave already planned by a process that died is rebuilt from its records instead: the planner is not asked
+    again, so a resumed wave runs exactly the trials it had."""
+    memory = scope.memory
+    recorded = [t for t in memory.wave_trials(scope.wave_run_id) if t.role in ("candidate", "champion")]
+    if recorded:
+        return PlannedWave(
+            [planned_from_record(scope, t) for t in recorded],
+            note="resumed: the wave as it was planned before the campaign process died",
+        )
+    pending = memory.pending_suggestions()  # a person's hypotheses: this wave must include them
+    context = plan_context(scope.config, memory, scope.wave, n, budget_left, tuple(pending.values()))
+    plan = planner.propose(context)
+    for key in pending:
+        memory.take_suggestion(key, f"wave {scope.wave}" + (f": {plan.note}" if plan.note else ""))
+    planned = _record_proposals(scope, context, plan.proposals[:n])
+    # A champion crowned under another budget is measured at this one first (policy.remeasure_champion).
+    champion = context.champion
+    if champion:
+        wanted = scope.policy.remeasure_champion(scope.history(), champion)
+        planned += plan_wanted_runs(scope, [wanted] if wanted else [])
+    memory.record_plan(scope.wave_run_id, plan.note, plan.usage, plan.cost_usd, planner.name)
+    return PlannedWave(planned, plan.note, plan.usage, plan.cost_usd)
+
+
+def _record_proposals(
+    scope: WaveScope, context: PlanContext, proposals: list[Proposal]
+) -> list[PlannedTrial]:
+    """Each proposal applied to the champion's files and recorded; one that cannot apply, or repeats a trial
+    already run, is recorded as invalid with the reason and never runs."""
+    champion, champion_files = context.champion, context.champion_files
+    # A first night's wave planned while its baseline still runs (`pipeline: true`) changes the program as shipped:
+    # the baseline's run is its parent, crowned once it has been measured.
+    history = scope.history()
+    parent = champion.run_id if champion else next((t.run_id for t in history if t.role == "baseline"), "")
+    seen = {t.fingerprint for t in context.history if t.fingerprint}
+    planned = []
+    for index, proposal in enumerate(proposals):
+        trial_id = scope.trial_id(f"w{scope.wave}-t{index}")
+        try:
+            files = apply_proposal(champion_files, proposal, scope.config.editable)
+            if fingerprint(files) in seen and not proposal.factors:  # grid cells may repeat (the low corner)
+                raise ProposalError("it repeats a trial already run (same files)")
+        except ProposalError as error:
+            run_id = scope.memory.record_invalid(
+                wave_run_id=scope.wave_run_id,
+                agent_run_id=scope.agent_run_id,
+                trial_id=trial_id,
+                wave=scope.wave,
+                hypothesis=proposal.hypothesis,
+                reason=str(error),
+                proposal_json=proposal.model_dump_json(indent=2),
+            )
+            planned.append(PlannedTrial(trial_id, run_id, proposal.hypothesis, None, str(error)))
+            continue
+        seen.add(fingerprint(files))
+        planned.append(record_trial(scope, trial_id, proposal, champion_files, files, parent))
+    return planned
+
+
+def plan_wanted_runs(scope: WaveScope, wanted: list[RunsWanted]) -> list[PlannedTrial]:
+    """The new-seed runs the decision policy wants (confirmations, re-measurements of the champion), recorded."""
+    memory = scope.memory
+    champion = memory.champion()
+    champion_files = memory.champion_files()
+    planned = []
+    for runs in wanted:
+        files = memory.trial_files(runs.measures.run_id)
+        for number, seed in enumerate(runs.seeds):
+            trial_id, proposal = _wanted_run(scope, runs, number, seed)
+            planned.append(
+                record_trial(
+                    scope,
+                    trial_id,
+                    proposal,
+                    champion_files,
+                    files,
+                    champion.run_id,
+                    role=runs.role,
+                    stage=runs.stage,
+                    seed=seed,
+                    pinned=runs.hardware,
+                    measures=runs.measures.run_id,
+                )
+            )
+    return planned
+
+
+def _wanted_run(scope: WaveScope, runs: RunsWanted, number: int, seed: int) -> tuple[str, Proposal]:
+    """The trial id and the words of one run the policy wants."""
+    measured = runs.measures
+    if runs.role == "confirmation":
+        proposal = Proposal(
+            hypothesis=f"{measured.hypothesis} (confirmation, seed {seed})",
+            rationale=f"confirms {measured.trial_id} with a new seed on {measured.hardware}",
+            source="engine",
+        )
+        return f"{measured.trial_id}-c{number}", proposal
+    where = f" on {runs.hardware}" if runs.hardware else ""
+    proposal = Proposal(
+        hypothesis=f"champion {measured.trial_id} re-measured (seed {seed}{where})",
+        rationale="the champion's metric under this stage's condition, to compare with",
+        source="engine",
+    )
+    label = f"-{runs.hardware}" if runs.stage == "confirm" and runs.hardware else ""
+    return scope.trial_id(f"w{scope.wave}-champion{label}-{number}"), proposal
+
+
+def record_trial(
+    scope: WaveScope,
+    trial_id: str,
+    proposal: Proposal,
+    before: dict[str, str],
+    files: dict[str, str],
+    parent: str,
+    *,
+    role: str = "candidate",
+    stage: str = "screen",
+    seed: int | None = None,
+    pinned: str | None = None,
+    measures: str = "",
+) -> PlannedTrial:
+    """Record a trial in MLflow as it is planned (its files, diff, knobs, role and stage); a trial a resumed agent
+    run had recorded before its process died is taken as it was."""
+    config, memory = scope.config, scope.memory
+    seed = config.trial.seed if seed is None else seed
+    existing = memory.find_trial(scope.agent_run_id, trial_id)
+    if existing is not None:
+        return planned_from_record(scope, existing)
+    run_id = memory.start_trial(
+        wave_run_id=scope.wave_run_id,
+        agent_run_id=scope.agent_run_id,
+        trial_id=trial_id,
+        wave=scope.wave,
+        hypothesis=proposal.hypothesis,
+        rationale=proposal.rationale,
+        expected=proposal.expected,
+        source=proposal.source,
+        params=knob_values(config, files),
+        files=files,
+        diff=unified_diff(before, files),
+        fingerprint=fingerprint(files),
+        parent_champion=parent,
+        role=role,
+        seed=seed,
+        budget_s=config.stage(stage).budget_s,
+        measures=measures,
+        pinned=pinned or "",
+        factors=proposal.factors,
+    )
+    return PlannedTrial(trial_id, run_id, proposal.hypothesis, files, "", seed, role, stage, pinned)
+
+
+def planned_from_record(scope: WaveScope, record: TrialRecord) -> PlannedTrial:
+    """A recorded trial as the wave dispatches it: how a resumed agent run picks up what it had planned."""
+    if record.outcome is Outcome.INVALID and not record.budget_s:  # a proposal that never ran (no files)
+        return PlannedTrial(record.trial_id, record.run_id, record.hypothesis, None, record.reason)
+    screen, confirm = scope.config.stage("screen"), scope.config.stage("confirm")
+    confirm_only = confirm.budget_s != screen.budget_s
+    in_confirm = record.role == "confirmation" or (
+        confirm_only and record.role == "champion" and record.budget_s == confirm.budget_s
+    )
+    return PlannedTrial(
+        record.trial_id,
+        record.run_id,
+        record.hypothesis,
+        scope.memory.trial_files(record.run_id),
+        seed=record.seed,
+        role=record.role,
+        stage="confirm" if in_confirm else "screen",
+        pinned=record.pinned or None,
+    )
+
+
+def plan_markdown(scope: WaveScope, planner: str, planned: PlannedWave) -> str:
+    """The wave's proposals for the Prefect UI: hypothesis, rationale and diff of each."""
+    lines = [f"# Wave {scope.wave}: {len(planned.trials)} proposals from the {planner} planner", ""]
+    if planned.usage.calls:
+        lines.append(
+            f"Planner usage: {planned.usage.input_tokens} input, {planned.usage.output_tokens} output, "
+            f"{planned.usage.cache_read_tokens} cache-read tokens; ${planned.cost_usd:.4f}."
+        )
+    if planned.note:
+        lines.append(f"**Note:** {planned.note}")
+    for trial in planned.trials:
+        lines += ["", f"## {trial.trial_id}: {trial.hypothesis}"]
+        if not trial.valid:
+            lines.append(f"Invalid, not run: {trial.reason}")
+            continue
+        diff = scope.memory.read_artifact(trial.run_id, "diff.patch")
+        lines += [f"```diff\n{diff.rstrip()}\n```"]
+    return "\n".join(lines) + "\n"
