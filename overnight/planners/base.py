@@ -5,9 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from overnight.policy import Decision, improvement
 from overnight.memory.records import TrialRecord
 from overnight.memory.snapshot import MemorySnapshot
+from overnight.policy import Decision, improvement
 from overnight.pricing import Usage
 from overnight.proposals import Proposal
 from overnight.trial import Outcome

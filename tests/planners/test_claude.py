@@ -6,7 +6,6 @@ import pytest
 from standins.messages_api import TEST_KEY as KEY
 from standins.messages_api import USAGE, error, text_answer, tool_answer
 
-from overnight.wave import plan as wave_plan
 from overnight.config import load_config
 from overnight.memory.store import Memory
 from overnight.planners.claude import ClaudePlanner, PlannerAuthError
@@ -14,6 +13,7 @@ from overnight.pricing import Usage, cost_usd
 from overnight.program import read_files
 from overnight.proposals import apply_proposal, fingerprint, unified_diff
 from overnight.trial import Outcome, TrialResult
+from overnight.wave import plan as wave_plan
 
 
 def experiment(hypothesis, search, replace):

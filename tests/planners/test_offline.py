@@ -5,7 +5,6 @@ import random
 
 import pytest
 
-from overnight.wave import plan as wave_plan
 from overnight.config import load_config
 from overnight.memory.store import Memory
 from overnight.planners import PlanContext
@@ -13,6 +12,7 @@ from overnight.planners.offline import OfflinePlanner
 from overnight.program import constants, read_files
 from overnight.proposals import apply_proposal, fingerprint, unified_diff
 from overnight.trial import Outcome, TrialResult
+from overnight.wave import plan as wave_plan
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import anthropic
 
-from overnight.wave import plan as wave_plan
 from overnight.config import default_config_path, load_config
 from overnight.memory.store import Memory
 from overnight.planners.claude import ClaudePlanner
@@ -22,6 +21,7 @@ from overnight.planners.prompts import SYSTEM
 from overnight.program import read_files, set_constant
 from overnight.proposals import fingerprint, unified_diff
 from overnight.trial import Outcome, TrialResult
+from overnight.wave import plan as wave_plan
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "claude-prompt.txt"
 CRASH_LOG = """step 0: loss 5.5452
