@@ -122,7 +122,11 @@ def _failed(snapshot: MemorySnapshot, failed: int, log_lines: int) -> list[str]:
 
 
 def _describe(trial: TrialRecord, metric: str) -> str:
-    value = f"{metric}={trial.metric:.6g}" if trial.metric is not None else (trial.outcome or "running")
+    value = (
+        f"{metric}={trial.metric:.6g}"
+        if trial.metric is not None
+        else (trial.outcome.value if trial.outcome else "running")
+    )
     outcome = trial.outcome.value if trial.outcome else "running"
     return f"{trial.trial_id} [{outcome}{', ' + trial.decision if trial.decision else ''}] {value} {trial.hypothesis}"
 
