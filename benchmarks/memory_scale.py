@@ -4,10 +4,10 @@ One command writes a realistic store through the real `Memory` API (nights x wav
 metrics, tags, a diff, its files and a log tail, decisions, champions and their lineage; the newest night left running
 with a wave and some trials in flight), then times what is read from it:
 
-- the planner's read of a wave: `memory.snapshot()` (what `overnight.wave.plan.plan_context` calls) and its `digest()`;
-- the per-wave loop queries: `agent_run_trials`, `trials_left`, `budget_left`, `summarise`'s queries;
+- the planner's read of a wave: `memory.snapshot()` (what `overnight.wave.plan.plan_context` calls) and its digest (`overnight.planners.prompts.digest`);
+- the per-wave queries (overnight.budget, overnight.agent_run): `agent_run_trials`, `trials_left`, `budget_left`, `summarise`'s queries;
 - `overnight report` (in process, and the CLI end to end as a subprocess);
-- `overnight status`: `Memory.status()`, the direct read of the SQLite file the command makes (`store_sql`, no MLflow),
+- `overnight status`: `Memory.status()`, the direct read of the SQLite file the command makes (`overnight.memory.sql`, no MLflow),
   and the CLI end to end;
 - Python start-up and imports alone (`overnight --help`), to be subtracted from the CLI figures.
 
