@@ -86,8 +86,18 @@ def trial_task_config(
     run = "\n".join(
         [
             f'export OVERNIGHT_RESULT="$PWD/{RESULT_FILE}"',
-            spec.command,
+            # The script runs as a job of its own process group (set -m; SkyPilot runs this with `bash -i`, with
+            # or without job control), killed when it ends, so that nothing it left behind outlives the trial, as
+            # on the local backend: a child holding the job's output would keep the job running until the hard
+            # timeout. A cancel's SIGTERM is passed on to the script's group.
+            "set -m",
+            f"bash -c {shlex.quote(spec.command)} < /dev/null &",
+            "pid=$!",
+            "set +m",
+            "trap 'kill -TERM -- -$pid 2>/dev/null; wait $pid' TERM INT HUP",
+            "wait $pid",
             "code=$?",
+            "kill -KILL -- -$pid 2>/dev/null",
             f'if [ -f {RESULT_FILE} ]; then echo "{MARK} result $(tr -d "\\n" < {RESULT_FILE})"; fi',
             f"sha256sum -- {hashes} 2>/dev/null | sed 's/^/{MARK} sha256 /'" if read_only else ":",
             f'echo "{MARK} exit code $code"',

@@ -1,21 +1,18 @@
-"""The local backend on tiny real scripts: each way a trial can end gives the right outcome."""
+"""The local backend on tiny real scripts: what only it does (its folders, its environment, process groups, memory
+and disk caps, Ctrl-C). The endings every backend shares (ok, crash, timeout, ...) are in test_conformance.py."""
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from helpers import alive
 
-from overnight.backends.local import LocalBackend
+from overnight.backends.base import TrialInterrupted
+from overnight.backends.local import PID_FILE, LocalBackend
 from overnight.trial import Outcome, TrialSpec
 
-SCRIPTS = {
-    "ok": "import os\nprint('step 1')\nprint('loss: 0.5')\nprint('seed:', os.environ['OVERNIGHT_SEED'])\n",
-    "crash": "print('loss: 0.5')\nraise SystemExit(3)\n",
-    "nan": "print('loss: nan')\n",
-    "no_metric": "print('all done, but I forgot to report')\n",
-    "json": "import json, os\nopen(os.environ['OVERNIGHT_RESULT'], 'w').write(json.dumps({'loss': 0.25}))\n",
-}
+OK = "import os\nprint('step 1')\nprint('loss: 0.5')\nprint('seed:', os.environ['OVERNIGHT_SEED'])\n"
 
 
 @pytest.fixture
@@ -41,29 +38,12 @@ def run(program: Path, tmp_path: Path, script: str, timeout: float = 20, **env) 
     return backend.run(spec), tmp_path / "work" / "t1"
 
 
-@pytest.mark.parametrize("name", ["ok", "crash", "nan", "no_metric"])
-def test_each_ending_has_its_outcome(program, tmp_path, name):
-    result, _ = run(program, tmp_path, SCRIPTS[name])
-    assert result.outcome is Outcome(name)
-    if name == "ok":
-        assert result.metrics["loss"] == 0.5 and result.exit_code == 0
-    if name == "crash":
-        assert result.exit_code == 3 and "status 3" in result.reason
-    if name == "no_metric":
-        assert "loss" in result.reason and "forgot to report" in result.log_tail
-
-
 def test_the_trial_runs_in_a_copy_of_the_program_with_its_own_files(program, tmp_path):
-    result, workdir = run(program, tmp_path, SCRIPTS["ok"])
+    result, workdir = run(program, tmp_path, OK)
     assert (workdir / "helper.txt").read_text() == "read-only data\n"
-    assert (workdir / "train.py").read_text() == SCRIPTS["ok"]
+    assert (workdir / "train.py").read_text() == OK
     assert (program / "train.py").read_text() == "print('loss: 1.0')\n"  # the program itself is untouched
     assert "seed: 7" in (workdir / "run.log").read_text()
-
-
-def test_the_result_file_is_read_too(program, tmp_path):
-    result, _ = run(program, tmp_path, SCRIPTS["json"])
-    assert result.outcome is Outcome.OK and result.metrics["loss"] == 0.25
 
 
 def test_secrets_of_the_orchestrator_do_not_reach_the_trial(program, tmp_path, monkeypatch):
@@ -99,23 +79,51 @@ def test_a_command_that_cannot_start_is_an_infra_error(program, tmp_path):
     assert result.outcome is Outcome.INFRA_ERROR and "could not start" in result.reason
 
 
-@pytest.mark.parametrize(
-    "script",
-    [
-        "open('helper.txt', 'w').write('rigged')\nprint('loss: 0.0')\n",
-        "import os\nos.remove('helper.txt')\nprint('loss: 0.0')\n",
-    ],
-    ids=["modified", "removed"],
-)
-def test_a_run_that_touches_read_only_files_is_invalid(program, tmp_path, script):
-    result, _ = run(program, tmp_path, script)
+def test_a_run_that_changes_a_read_only_file_and_then_hangs_is_invalid_not_a_timeout(program, tmp_path):
+    """Tampering makes the metric untrustworthy whatever else happened (the judge's precedence, seen for real)."""
+    result, _ = run(
+        program, tmp_path, "import time\nopen('helper.txt', 'w').write('rigged')\ntime.sleep(600)\n", 1
+    )
     assert result.outcome is Outcome.INVALID
     assert result.reason == "the run changed read-only files: helper.txt"
 
 
-def test_files_a_run_creates_are_its_own_business(program, tmp_path):
-    result, _ = run(program, tmp_path, "open('checkpoint.bin', 'w').write('x')\nprint('loss: 0.5')\n")
-    assert result.outcome is Outcome.OK
+def test_interrupting_a_backend_stops_its_own_trials_and_no_one_elses(program, tmp_path):
+    """Ctrl-C state lives on the backend: another backend's trial runs on, and a new backend starts afresh."""
+    first = LocalBackend(program=program, work_root=tmp_path / "first", metric="loss")
+    second = LocalBackend(program=program, work_root=tmp_path / "second", metric="loss")
+    ended: dict[str, object] = {}
+
+    def run_on(name: str, backend: LocalBackend, script: str) -> None:
+        try:
+            ended[name] = backend.run(
+                TrialSpec("t1", {"train.py": script}, 0, "python train.py", 1, 60)
+            ).outcome
+        except TrialInterrupted:
+            ended[name] = "interrupted"
+
+    threads = [
+        threading.Thread(target=run_on, args=("first", first, "import time\ntime.sleep(600)\n")),
+        threading.Thread(
+            target=run_on, args=("second", second, "import time\ntime.sleep(2)\nprint('loss: 1')\n")
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while not all((tmp_path / name / "t1" / PID_FILE).exists() for name in ("first", "second")):
+        assert time.monotonic() < deadline, "the trials never started"
+        time.sleep(0.05)
+    assert first.interrupt() == 1
+    for thread in threads:
+        thread.join(30)
+    assert ended == {"first": "interrupted", "second": Outcome.OK}
+
+    after = LocalBackend(program=program, work_root=tmp_path / "after", metric="loss")
+    assert (
+        after.run(TrialSpec("t1", {"train.py": "print('loss: 1')\n"}, 0, "python train.py", 1, 60)).outcome
+        is Outcome.OK
+    )
 
 
 def test_a_trial_past_its_memory_cap_is_killed_and_says_so(program, tmp_path):

@@ -5,6 +5,8 @@ The end-to-end path (launch, exec, logs, down on a real Slurm cluster) is in tes
 
 import hashlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from endings import gone
 from helpers import configure_campaign
 
 sky = pytest.importorskip("sky", reason="SkyPilot is an optional extra: pip install 'overnight[skypilot]'")
@@ -120,13 +123,42 @@ def test_cluster_names_are_valid_and_stable_for_a_campaign():
         sky.utils.common_utils.check_cluster_name_is_valid(name)
 
 
-def _run_wrapper(config: dict, workdir: Path) -> str:
-    """Run the task's `run` script the way a cluster would: bash, in the synced workdir, with the task's envs."""
-    env = {"PATH": os.environ["PATH"], **config["envs"]}
-    done = subprocess.run(
-        ["bash", "-c", config["run"]], cwd=workdir, env=env, capture_output=True, text=True, timeout=60
+def _wrapper(config: dict, workdir: Path, job_control: bool = False) -> tuple[subprocess.Popen, int]:
+    """Start the task's `run` script the way a cluster would (bash, in the synced workdir, with the task's envs);
+    the process and the pid of its bash.
+
+    SkyPilot runs it with `bash -i`, which has job control where the job has a terminal: `script` gives it one.
+    """
+    script = workdir.parent / "run.sh"
+    script.write_text(f'echo "wrapper $$"\n{config["run"]}')
+    command = ["bash", str(script)]
+    if job_control:
+        if shutil.which("script") is None:
+            pytest.skip("util-linux's `script` (a terminal for bash's job control) is not installed")
+        command = ["script", "-qec", f"bash -i {script}", "/dev/null"]
+    process = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env={"PATH": os.environ["PATH"], "HOME": str(workdir.parent), **config["envs"]},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    return done.stdout + done.stderr
+    return process, int(_line_of(process, "wrapper ").split()[1])
+
+
+def _line_of(process: subprocess.Popen, start: str) -> str:
+    """The first line of its output that starts so (bash -i may first complain about the terminal)."""
+    line = process.stdout.readline()
+    while line and not line.startswith(start):
+        line = process.stdout.readline()
+    return line
+
+
+def _run_wrapper(config: dict, workdir: Path, job_control: bool = False) -> str:
+    output, _ = _wrapper(config, workdir, job_control)[0].communicate(timeout=60)
+    return output
 
 
 @pytest.mark.parametrize(
@@ -166,6 +198,54 @@ def test_the_job_log_alone_gives_the_outcome(program, tmp_path, script, outcome)
     assert "[overnight]" not in result.log_tail  # the engine's own lines are not the script's log
 
 
+@pytest.mark.parametrize("job_control", [False, True], ids=["bash", "bash-with-job-control"])
+def test_what_the_script_leaves_behind_ends_with_it(program, tmp_path, job_control):
+    """A child still holding the job's output would keep the job running to its hard timeout, then outlive it."""
+    script = (
+        "import subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print('child', child.pid)\nprint('loss: 0.5')\nraise SystemExit(3)\n"
+    )
+    pilot = backend(program, tmp_path)
+    trial = spec(script)
+    workdir = tmp_path / "synced"
+    copy_program(program, workdir, trial.files)
+    config = trial_task_config(trial, workdir, pilot.settings, pilot.read_only, SETTINGS.resources)
+    started = time.monotonic()
+    log = _run_wrapper(config, workdir, job_control)
+    assert time.monotonic() - started < 30  # the output closed when the script ended
+    assert gone(int(log.split("child ")[1].split()[0]))
+    result = pilot._result(trial, log, "FAILED", False, time.monotonic(), {"cluster": "c"})
+    assert result.outcome is Outcome.CRASH and result.exit_code == 3  # the wrapper waited for the script
+
+
+@pytest.mark.parametrize("job_control", [False, True], ids=["bash", "bash-with-job-control"])
+def test_a_job_cancelled_after_it_changed_a_read_only_file_is_invalid(program, tmp_path, job_control):
+    """SkyPilot cancels a job past its timeout with SIGTERM: the script's own process group gets it, and the
+    wrapper still hashes the read-only files, so tampering beats the timeout here as on the local backend."""
+    script = (
+        "import os, time\nopen('data/corpus.txt', 'w').write('rigged')\n"
+        "print('started', os.getpid(), flush=True)\ntime.sleep(600)\n"
+    )
+    pilot = backend(program, tmp_path)
+    trial = spec(script)
+    workdir = tmp_path / "synced"
+    copy_program(program, workdir, trial.files)
+    wrapper, bash = _wrapper(
+        trial_task_config(trial, workdir, pilot.settings, pilot.read_only, SETTINGS.resources),
+        workdir,
+        job_control,
+    )
+    script_pid = int(_line_of(wrapper, "started").split()[1])
+    os.kill(bash, signal.SIGTERM)  # the wrapper alone: the script is in a process group of its own
+    log, _ = wrapper.communicate(timeout=30)
+    assert "[overnight] exit code 143" in log
+    assert gone(script_pid)
+    result = pilot._result(trial, log, "CANCELLED", True, time.monotonic(), {"cluster": "c"})
+    assert result.outcome is Outcome.INVALID
+    assert result.reason == "the run changed read-only files: data/corpus.txt"
+
+
 def test_a_job_that_failed_in_setup_is_an_infra_error_not_a_crash(program, tmp_path):
     pilot = backend(program, tmp_path)
     result = pilot._result(
@@ -175,6 +255,8 @@ def test_a_job_that_failed_in_setup_is_an_infra_error_not_a_crash(program, tmp_p
 
 
 def test_a_job_cancelled_past_its_timeout_is_a_timeout(program, tmp_path):
+    """Cancelled before its wrapper's last lines: no hashes, so the engine cannot know of a change and reports none
+    (a read-only file is not taken for removed because its hash is missing)."""
     pilot = backend(program, tmp_path)
     result = pilot._result(spec(), "step 1\n", "CANCELLED", True, time.monotonic(), {"cluster": "c"})
     assert result.outcome is Outcome.TIMEOUT

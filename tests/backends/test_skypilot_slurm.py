@@ -1,14 +1,11 @@
-"""The SkyPilot backend for real: sky.launch / sky.exec / logs / sky.down on a one-node Slurm cluster on localhost.
+"""Whole campaigns on the SkyPilot backend for real: a cluster pool on the one-node Slurm cluster on localhost.
 
-scripts/slurm/up.sh brings the cluster up (Debian packages, munge, slurmctld/slurmd, a local sshd, SkyPilot's Slurm
-config); it exits 77 with the reason where it cannot run (not root, no packages), and these tests then skip with
-that reason. Everything runs in subprocesses with their own HOME, because SkyPilot keeps its state under ~/.sky.
+The cluster (`sky_env`, conftest.py) is shared with test_conformance.py, which runs every way a trial can end on
+it. Everything runs in subprocesses with their own HOME, because SkyPilot keeps its state under ~/.sky.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
 import subprocess
@@ -19,82 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from slurm_trials import INFRA, sky_status
 
 pytest.importorskip("sky", reason="SkyPilot is an optional extra: pip install 'overnight[skypilot]'")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # clusters launch in a minute or two on 2 cores
 
-ROOT = Path(__file__).parents[2]
-INFRA = "slurm/localslurm"
-FIXTURES = ROOT / "tests" / "fixtures"
-
-
-@pytest.fixture(scope="module")
-def sky_env(tmp_path_factory):
-    """A local Slurm cluster SkyPilot can use, and the environment to reach it; stopped afterwards."""
-    home = tmp_path_factory.mktemp("sky-home")
-    up = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "slurm" / "up.sh"), str(home)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if up.returncode == 77:
-        pytest.skip(up.stderr.strip().splitlines()[-1])
-    assert up.returncode == 0, f"scripts/slurm/up.sh failed:\n{up.stdout}\n{up.stderr}"
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    yield env
-    subprocess.run(
-        ["bash", str(ROOT / "scripts" / "slurm" / "down.sh"), str(home)],
-        env={**os.environ, "OVERNIGHT_SKY_CMD": str(Path(sys.executable).parent / "sky")},
-        capture_output=True,
-        timeout=300,
-    )
-
-
-def clusters(env) -> str:
-    done = subprocess.run(["sky", "status"], env=env, capture_output=True, text=True, timeout=300)
-    return done.stdout
-
-
-def test_every_way_a_trial_ends_gives_the_same_outcome_as_on_the_local_backend(sky_env, tmp_path):
-    """One warm cluster: the first trial launches it, the rest are queued with exec; then it is torn down."""
-    env = {**sky_env, "FAKE_SECRET_TOKEN": "orchestrator-only-value"}
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "slurm_trials.py"), INFRA, str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-
-    assert {name: r["outcome"] for name, r in results.items()} == {
-        "ok": "ok",
-        "crash": "crash",
-        "nan": "nan",
-        "no_metric": "no_metric",
-        "result_file": "ok",
-        "tampered": "invalid",
-        "secrets": "ok",
-        "timeout": "timeout",
-    }
-    assert results["ok"]["metrics"] == {"loss": 0.5} and "seed 7" in results["ok"]["log_tail"]
-    assert results["crash"]["exit_code"] == 3 and results["crash"]["reason"] == "exited with status 3"
-    assert results["result_file"]["metrics"]["loss"] == 0.25
-    assert results["tampered"]["reason"] == "the run changed read-only files: data.txt"
-    assert "leaked []" in results["secrets"]["log_tail"]  # the orchestrator's variables never reach the job
-    # Launched once, then exec: every trial ran on the same cluster, as successive jobs of its queue.
-    placements = [r["placement"] for r in results.values()]
-    assert {p["cluster"] for p in placements} == {"ovn-conformance-0"}
-    assert [int(p["job_id"]) for p in placements] == sorted(int(p["job_id"]) for p in placements)
-    assert {p["hardware"] for p in placements} == {"cpu"}
-    assert "No existing clusters" in clusters(sky_env)  # close() took it down
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def slurm_campaign(tmp_path: Path, name: str, **changes) -> Path:
@@ -149,7 +76,7 @@ def test_a_campaign_runs_every_wave_on_the_cluster_pool_and_leaves_no_cluster(sk
         log = client.download_artifacts(trial.info.run_id, "log_tail.txt", str(tmp_path))
         assert "loss:" in Path(log).read_text()
     assert all(r.info.status != "RUNNING" for r in runs)
-    assert "No existing clusters" in clusters(sky_env)
+    assert "No existing clusters" in sky_status(sky_env)
 
 
 def test_ctrl_c_stops_the_jobs_and_takes_the_clusters_down(sky_env, tmp_path):
@@ -182,7 +109,7 @@ def test_ctrl_c_stops_the_jobs_and_takes_the_clusters_down(sky_env, tmp_path):
     assert process.returncode == 130, output
     assert "stopped 1 running trial(s)" in output or "stopped 2 running trial(s)" in output, output
 
-    assert "No existing clusters" in clusters(sky_env)
+    assert "No existing clusters" in sky_status(sky_env)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("slurm-interrupted")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
