@@ -13,7 +13,7 @@ class Outcome(str, Enum):
     """How a trial ended. One closed set, used in code, MLflow tags, Prefect artifacts and the CLI."""
 
     OK = "ok"
-    CRASH = "crash"  # the script exited non-zero
+    CRASH = "crash"  # the script exited non-zero, or its job ended before the script did
     TIMEOUT = "timeout"  # killed after the hard timeout
     NO_METRIC = "no_metric"  # exited 0 but never printed the metric
     NAN = "nan"  # the metric was NaN or infinite
