@@ -33,7 +33,7 @@ class TrialSpec:
     time_budget_s: float
     timeout_s: float
     env: dict[str, str] = field(default_factory=dict)
-    hardware: str | None = None  # run it on this accelerator type (a confirmation pairs runs on one type)
+    pinned: str | None = None  # the hardware type it must run on (a confirmation pairs runs on one type)
     stage: str = "screen"  # screen | confirm: a backend may run the stages on different resources
     max_memory_mb: float | None = None  # the trial's processes are killed past these (over_limit)
     max_disk_mb: float | None = None

@@ -73,7 +73,7 @@ class LocalBackend(Backend):
         if self.pool is None:
             return self._run(spec, "cpu")
         try:
-            worker = self.pool.acquire(spec.hardware)
+            worker = self.pool.acquire(spec.pinned)
         except NoSuchHardware as error:
             return infra_error(spec, time.monotonic(), str(error))
         try:

@@ -136,8 +136,7 @@ class SkyPilotBackend(Backend):
         self.read_only = sorted(set(self.fingerprints) - set(config.editable))
         # One pool of clusters per distinct stage resources: screening on cheap GPUs, confirming on the target ones.
         size = config.backend.pool_size or max(config.wave_size, config.baseline_repeats)
-        screen = config.decision.screen.resources or config.backend.resources
-        confirm = config.decision.confirm.resources or screen
+        screen, confirm = config.stage("screen").resources, config.stage("confirm").resources
         prefix = config.backend.cluster_prefix
         self.resources = {"screen": screen, "confirm": confirm}
         self.pools = {"screen": WorkerPool([Worker(n) for n in cluster_names(prefix, config.name, size)])}
@@ -160,7 +159,7 @@ class SkyPilotBackend(Backend):
             return infra_error(spec, started, reason)
         pool = self.pools.get(spec.stage, self.pools["screen"])
         try:
-            cluster = pool.acquire(spec.hardware)
+            cluster = pool.acquire(spec.pinned)
         except NoSuchHardware as error:
             return infra_error(spec, started, str(error))
         healthy = False

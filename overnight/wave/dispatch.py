@@ -30,7 +30,7 @@ def trial_spec(config: CampaignConfig, trial: PlannedTrial, deadline_ts: float |
         time_budget_s=stage.budget_s,
         timeout_s=timeout,
         env=dict(config.trial.env),
-        hardware=trial.pinned,
+        pinned=trial.pinned,
         stage=trial.stage,
         max_memory_mb=config.trial.max_memory_mb,
         max_disk_mb=config.trial.max_disk_mb,
