@@ -14,7 +14,7 @@ from helpers import configure_campaign
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
-from overnight.cli import tracking_problem
+from overnight.cli.common import tracking_problem
 
 pytestmark = pytest.mark.slow
 

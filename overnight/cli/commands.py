@@ -1,42 +1,40 @@
-"""The `overnight` command. It composes the Prefect flows, so it is the one module here that reaches Prefect,
-and only lazily (importing Prefect costs seconds, which `--help` should not pay)."""
+"""The `overnight` commands. They compose the Prefect flows, so this is the one module of the core that reaches
+Prefect, and only lazily (importing Prefect costs seconds, which `--help` should not pay)."""
 
 from __future__ import annotations
 
-import logging
-import os
 import signal
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.panel import Panel
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.syntax import Syntax
 from rich.table import Table
 
 from overnight import progress
 from overnight.config import (
     CampaignConfig,
-    ConfigError,
-    ConfigWarning,
     default_config_path,
-    load_config,
     resolve_planner,
 )
 
 if TYPE_CHECKING:
     from overnight.memory.records import CampaignStatus, TrialRecord
+
+from overnight.cli.common import (
+    ConfigArg,
+    console,
+    load_campaign,
+    prepare_prefect_env,
+    quiet_libraries,
+    quiet_prefect_console,
+    show_config_warnings,
+    silence_shutdown_noise,
+    stop_on_interrupt,
+)
+from overnight.cli.display import ProgressDisplay, print_summary
 
 app = typer.Typer(
     name="overnight",
@@ -46,14 +44,6 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-console = Console()
-
-ConfigArg = Annotated[
-    Path | None,
-    typer.Argument(
-        help="Campaign YAML. Default: the bundled tiny-GPT campaign on Shakespeare.", show_default=False
-    ),
-]
 
 
 @app.command()
@@ -79,7 +69,7 @@ def run(
         overrides["wave_size"] = wave_size
     if time_budget is not None:
         overrides["trial.time_budget_s"] = time_budget
-    campaign = _campaign(
+    campaign = load_campaign(
         path, overrides, planner=True, store=True, backend=True
     )  # fail before anything starts
     planner, why = resolve_planner(campaign)
@@ -91,15 +81,15 @@ def run(
     model = f" ({campaign.planner.model})" if planner == "claude" else ""
     console.print(f"Planner: {planner}{model}, because {why}.")
     console.print(f"Backend: {campaign.backend.kind}. MLflow: {campaign.resolved_tracking_uri()}")
-    _prepare_prefect_env()
+    prepare_prefect_env()
     console.print("[dim]Starting Prefect (a local API on first use takes ~15-30 s)...[/dim]")
     from flows.campaign import campaign_flow
 
-    _quiet_libraries()  # after the import: MLflow sets its own log level when it loads
+    quiet_libraries()  # after the import: MLflow sets its own log level when it loads
 
-    _quiet_prefect_console(verbose)
-    signal.signal(signal.SIGINT, _stop_on_interrupt)
-    with _ProgressDisplay(campaign.budget.waves, campaign.wave_size, campaign.pipeline) as display:
+    quiet_prefect_console(verbose)
+    signal.signal(signal.SIGINT, stop_on_interrupt)
+    with ProgressDisplay(campaign.budget.waves, campaign.wave_size, campaign.pipeline) as display:
         progress.subscribe(display.on_event)
         try:
             state = campaign_flow(config_path=str(path), overrides=overrides, return_state=True)
@@ -107,7 +97,7 @@ def run(
             state = None
         finally:
             progress.unsubscribe(display.on_event)
-    _silence_shutdown_noise()
+    silence_shutdown_noise()
     if state is None or state.is_crashed():
         console.print(
             "[yellow]The campaign was interrupted.[/yellow] What finished is in MLflow; the trials that were "
@@ -121,7 +111,7 @@ def run(
             console.print(f"[red]The campaign failed:[/red] {error}")
         raise typer.Exit(1)
     summary = state.result()
-    _print_summary(summary, str(state.state_details.flow_run_id))
+    print_summary(summary, str(state.state_details.flow_run_id))
 
 
 @app.command()
@@ -137,8 +127,8 @@ def serve(
 ) -> None:
     """Serve the campaign on a schedule from this machine, no work pool needed (Ctrl-C stops serving)."""
     path = (config or default_config_path()).resolve()
-    campaign = _campaign(path, planner=True, store=True, backend=True)
-    _prepare_prefect_env()
+    campaign = load_campaign(path, planner=True, store=True, backend=True)
+    prepare_prefect_env()
     from prefect.schedules import Cron
 
     from flows.campaign import campaign_flow
@@ -168,10 +158,10 @@ def plan(
     from overnight.proposals import apply_proposal, unified_diff
     from overnight.wave.plan import plan_context
 
-    campaign = _campaign(config, planner=True, store=True)
+    campaign = load_campaign(config, planner=True, store=True)
     kind, why = resolve_planner(campaign)
     memory = agent_run.open_memory(campaign)
-    _quiet_libraries()
+    quiet_libraries()
     waves_done = len({t.wave for t in memory.trials() if t.wave > 0})
     context = plan_context(campaign, memory, waves_done + 1, campaign.wave_size)
     planner = make_planner(campaign)
@@ -233,9 +223,9 @@ def report(
     except ValueError:
         console.print(f"[red]--night:[/red] {night!r} is not a date like 2026-11-27")
         raise typer.Exit(2) from None
-    campaign = _campaign(config, store=True)
+    campaign = load_campaign(config, store=True)
     memory = agent_run.open_memory(campaign)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         agent = memory.agent_run_on(day)
         written = write_report(memory, out or agent_run.report_dir(campaign, agent.run_id), day)
@@ -269,7 +259,7 @@ def export(
     if (out is None) == (branch is None):
         console.print("[red]export:[/red] give one of --out DIR or --branch NAME")
         raise typer.Exit(2)
-    campaign = _campaign(config, store=True)
+    campaign = load_campaign(config, store=True)
     try:  # refuse before reading MLflow
         if out is not None:
             check_folder(out, force)
@@ -279,7 +269,7 @@ def export(
         console.print(f"[red]Not exported:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None
     memory = agent_run.open_memory(campaign)
-    _quiet_libraries()
+    quiet_libraries()
     versions = memory.champion_versions()
     if not versions:
         console.print(f"Campaign {campaign.name}: no champion yet: run a campaign first.")
@@ -338,7 +328,7 @@ def suggest(
     """Queue a hypothesis of yours: the next wave includes it (Claude turns it into edits; offline, named knobs)."""
     from overnight import agent_run
 
-    campaign = _campaign(config, store=True)
+    campaign = load_campaign(config, store=True)
     memory = agent_run.open_memory(campaign)
     memory.add_suggestion(hypothesis)
     pending = len(memory.pending_suggestions())
@@ -352,7 +342,7 @@ def status(config: ConfigArg = None) -> None:
     """Show what runs now: the wave, its trials, where, for how long, and the spend so far."""
     import time
 
-    campaign = _campaign(config, store=True)
+    campaign = load_campaign(config, store=True)
     now, champion = _read_status(campaign)
     if now is None:
         best = (
@@ -395,7 +385,7 @@ def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, Trial
     from overnight import agent_run
 
     memory = agent_run.open_memory(campaign)
-    _quiet_libraries()
+    quiet_libraries()
     now = memory.status()
     return now, memory.champion() if now is None else None
 
@@ -403,246 +393,14 @@ def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, Trial
 @app.command()
 def show_config(config: ConfigArg = None) -> None:
     """Validate a campaign config and print it with every default filled in."""
-    campaign = _campaign(config)
+    campaign = load_campaign(config)
     console.print_json(campaign.model_dump_json())
 
 
-def _campaign(
-    config: Path | None,
-    overrides: dict | None = None,
-    *,
-    planner: bool = False,
-    store: bool = False,
-    backend: bool = False,
-) -> CampaignConfig:
-    """The validated campaign, or exit 2 naming the cause: a bad config, `claude` without a key (planner=True),
-    an MLflow store that cannot be used (store=True), a backend not installed or bad resources (backend=True).
-    Checked before anything starts."""
-    try:
-        campaign = load_config((config or default_config_path()).resolve(), overrides)
-        if planner:
-            resolve_planner(campaign)
-        if backend:
-            from overnight.backends import check_backend
-
-            check_backend(campaign)
-    except ConfigError as error:
-        console.print(f"[red]Config error:[/red] {error}")
-        raise typer.Exit(2) from None
-    problem = tracking_problem(campaign.resolved_tracking_uri()) if store else ""
-    if problem:
-        console.print(f"[red]MLflow is not usable:[/red] {problem}")
-        raise typer.Exit(2)
-    return campaign
-
-
-def tracking_problem(uri: str) -> str:
-    """Why the MLflow store cannot be used, or "" when it can: checked before anything starts."""
-    if uri.startswith(("http://", "https://")):
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as answer:
-                answer.read()
-        except OSError as error:
-            return (
-                f"the tracking server {uri} does not answer ({getattr(error, 'reason', error)}). Start it "
-                "(mlflow/server.sh), or unset MLFLOW_TRACKING_URI and tracking_uri to use the local SQLite store."
-            )
-    elif uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            return f"cannot create the folder {folder} for the SQLite store: {error}"
-    return ""
-
-
-def _stop_on_interrupt(signum, frame) -> None:
-    """Ctrl-C: stop the running trials (their own process groups never see it), then unwind the campaign."""
-    from overnight.backends import interrupt_all
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
-    stopped = interrupt_all()
-    console.print(
-        f"[yellow]Interrupted:[/yellow] stopped {stopped} running trial(s); recording what finished."
-    )
-    raise KeyboardInterrupt
-
-
-def _prepare_prefect_env() -> None:
-    """Offline-friendly defaults for Prefect's local API, set only where the user has not chosen."""
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-
-def _quiet_libraries() -> None:
-    """MLflow announces its database migrations at INFO; users need none of that."""
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _quiet_prefect_console(verbose: bool) -> None:
-    """The progress bar tells the story; Prefect's INFO lines still reach its API and UI."""
-    if verbose:
-        return
-    for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "PrefectConsoleHandler":
-            handler.setLevel(logging.WARNING)
-
-
-def _silence_shutdown_noise() -> None:
-    """Prefect's temporary server logs cancelled event flushes as it stops at exit, after the work is done."""
-    logging.getLogger("prefect.server").setLevel(logging.CRITICAL + 1)
-    logging.getLogger("prefect").setLevel(logging.WARNING)
-
-
-class _ProgressDisplay:
-    """A rich progress bar fed by the loop's progress events."""
-
-    def __init__(self, waves: int, wave_size: int, pipelined: bool = False):
-        self.pipelined = pipelined  # waves overlap: one bar counts the trials of every wave planned so far
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        self.waves = self.progress.add_task("waves", total=waves + 1, visible=False)
-        self.trials = self.progress.add_task("trials", total=0 if pipelined else wave_size, visible=False)
-
-    def __enter__(self) -> _ProgressDisplay:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def on_event(self, event: str, **data) -> None:
-        if event == "wave_started":
-            name = "baseline" if data["wave"] == 0 else f"wave {data['wave']}"
-            self.progress.update(self.waves, visible=True, description="waves (baseline first)")
-            if self.pipelined:
-                self._add_trials(data["trials"], "trials of the waves planned")
-                self.progress.console.print(f"  [dim]{name} planned: {data['trials']} trials[/dim]")
-            else:
-                self.progress.reset(
-                    self.trials, total=data["trials"], visible=True, description=f"{name} trials"
-                )
-            if data.get("note"):
-                self.progress.console.print(f"[yellow]  planner note:[/yellow] {data['note']}")
-        elif event == "trial_finished":
-            self.progress.advance(self.trials)
-            metric = f" {data['metric']:.6g}" if data.get("metric") is not None else ""
-            reason = f" ({data['reason']})" if data.get("reason") and data["outcome"] != "ok" else ""
-            self.progress.console.print(f"  {data['trial_id']}: {data['outcome']}{metric}{reason}")
-        elif event == "trial_started":
-            self.progress.console.print(f"  [dim]{data['trial_id']} started: {data['hypothesis']}[/dim]")
-        elif event == "confirming":
-            if self.pipelined:
-                self._add_trials(data["trials"], "trials of the waves planned")
-            else:
-                self.progress.reset(
-                    self.trials, total=data["trials"], description=f"wave {data['wave']} confirmation runs"
-                )
-            self.progress.console.print(
-                f"  [cyan]confirming[/cyan] the promising trials with {data['trials']} new-seed runs"
-            )
-        elif event == "resumed":
-            self.progress.console.print(
-                f"[yellow]Resuming[/yellow] agent run {data['agent_run_id']} after {data['waves_done']} finished "
-                "wave(s): its process had died; trials that ended are not run again"
-            )
-        elif event == "noise_floor":
-            self.progress.console.print(
-                f"  noise floor: σ = {data['sigma']:.4g} from {data['n']} runs ({data['dof']} dof)"
-            )
-        elif event == "wave_finished":
-            self.progress.advance(self.waves)
-            self.progress.console.print(
-                f"[bold]wave {data['wave']} done[/bold]: champion {data['champion']:.6g}"
-            )
-
-    def _add_trials(self, count: int, description: str) -> None:
-        total = self.progress.tasks[self.trials].total or 0
-        self.progress.update(self.trials, total=total + count, visible=True, description=description)
-
-
-def _print_summary(summary, flow_run_id: str) -> None:
-    better = "lower" if summary.goal == "minimize" else "higher"
-    lines = [
-        f"baseline  {summary.metric} = {summary.baseline:.6g}",
-        f"champion  {summary.metric} = {summary.champion:.6g}  ({summary.improvement_pct:+.2f}%, {better} is better)",
-        f"champion trial: {summary.champion_trial}: {summary.champion_hypothesis}",
-        f"baseline copies (one per seed): {', '.join(f'{v:.6g}' for v in summary.baseline_copies)}",
-        f"noise floor: {summary.noise_floor}; keep rule: {summary.rule}",
-        f"{summary.trials} trials in {summary.waves} waves, {summary.trial_hours * 60:.1f} trial-minutes; "
-        f"stopped by the {summary.stopped_by} budget",
-    ]
-    console.print(Panel("\n".join(lines), title=f"Campaign {summary.campaign}", expand=False))
-    table = Table("outcome", "trials")
-    for outcome, count in sorted(summary.outcomes.items()):
-        table.add_row(outcome, str(count))
-    console.print(table)
-    if len(summary.lineage) > 1:
-        console.print("Champion lineage (newest first):", highlight=False)
-        for step in summary.lineage:
-            console.print(f"  {step}", highlight=False, markup=False)
-    if summary.champion_diff:
-        console.print("Champion's change from this run's baseline:")
-        console.print(Syntax(summary.champion_diff, "diff", theme="ansi_dark"))
-    else:
-        console.print("The champion is the baseline: no change was confirmed better under the keep rule.")
-    console.print("\nOpen what just ran:")
-    for line in ui_commands(summary.tracking_uri, summary.experiment_id, flow_run_id):
-        console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
-
-
-def ui_commands(tracking_uri: str, experiment_id: str, flow_run_id: str) -> list[str]:
-    """The exact commands that open both UIs on this campaign."""
-    runs = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-    tools = Path(sys.executable).parent  # the mlflow and prefect commands installed beside this interpreter
-    if tracking_uri.startswith(("http://", "https://")):
-        mlflow_lines = [f"MLflow UI:  {tracking_uri.rstrip('/')}/{runs}"]
-    else:
-        mlflow_lines = [
-            f"MLflow UI:  {tools / 'mlflow'} ui --backend-store-uri {tracking_uri} --port 5000",
-            f"            then open http://127.0.0.1:5000/{runs}",
-        ]
-    api = os.environ.get("PREFECT_API_URL")
-    if api:
-        prefect_lines = [f"Prefect UI: {api.removesuffix('/api')}/runs/flow-run/{flow_run_id}"]
-    else:
-        prefect_lines = [
-            f"Prefect UI: {tools / 'prefect'} server start",
-            f"            then open http://127.0.0.1:4200/runs/flow-run/{flow_run_id}",
-        ]
-    return mlflow_lines + prefect_lines
-
-
-def _show_config_warnings() -> None:
-    """A config warning is one line for the user (`warning: ...`), not Python's file:line report."""
-    default = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        if issubclass(category, ConfigWarning):
-            console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
-        else:
-            default(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = show
-
-
 def main() -> None:
-    _show_config_warnings()
+    show_config_warnings()
     try:
         app(prog_name="overnight")
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.[/yellow] Finished trials are in MLflow.")
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

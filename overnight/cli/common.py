@@ -1,0 +1,138 @@
+"""What every command shares: the console, the config argument, the campaign checked before anything starts, and
+quiet libraries."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from overnight.config import (
+    CampaignConfig,
+    ConfigError,
+    ConfigWarning,
+    default_config_path,
+    load_config,
+    resolve_planner,
+)
+
+if TYPE_CHECKING:
+    pass
+
+console = Console()
+
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Campaign YAML. Default: the bundled tiny-GPT campaign on Shakespeare.", show_default=False
+    ),
+]
+
+
+def load_campaign(
+    config: Path | None,
+    overrides: dict | None = None,
+    *,
+    planner: bool = False,
+    store: bool = False,
+    backend: bool = False,
+) -> CampaignConfig:
+    """The validated campaign, or exit 2 naming the cause: a bad config, `claude` without a key (planner=True),
+    an MLflow store that cannot be used (store=True), a backend not installed or bad resources (backend=True).
+    Checked before anything starts."""
+    try:
+        campaign = load_config((config or default_config_path()).resolve(), overrides)
+        if planner:
+            resolve_planner(campaign)
+        if backend:
+            from overnight.backends import check_backend
+
+            check_backend(campaign)
+    except ConfigError as error:
+        console.print(f"[red]Config error:[/red] {error}")
+        raise typer.Exit(2) from None
+    problem = tracking_problem(campaign.resolved_tracking_uri()) if store else ""
+    if problem:
+        console.print(f"[red]MLflow is not usable:[/red] {problem}")
+        raise typer.Exit(2)
+    return campaign
+
+
+def tracking_problem(uri: str) -> str:
+    """Why the MLflow store cannot be used, or "" when it can: checked before anything starts."""
+    if uri.startswith(("http://", "https://")):
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as answer:
+                answer.read()
+        except OSError as error:
+            return (
+                f"the tracking server {uri} does not answer ({getattr(error, 'reason', error)}). Start it "
+                "(mlflow/server.sh), or unset MLFLOW_TRACKING_URI and tracking_uri to use the local SQLite store."
+            )
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return f"cannot create the folder {folder} for the SQLite store: {error}"
+    return ""
+
+
+def stop_on_interrupt(signum, frame) -> None:
+    """Ctrl-C: stop the running trials (their own process groups never see it), then unwind the campaign."""
+    from overnight.backends import interrupt_all
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+    stopped = interrupt_all()
+    console.print(
+        f"[yellow]Interrupted:[/yellow] stopped {stopped} running trial(s); recording what finished."
+    )
+    raise KeyboardInterrupt
+
+
+def prepare_prefect_env() -> None:
+    """Offline-friendly defaults for Prefect's local API, set only where the user has not chosen."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def quiet_libraries() -> None:
+    """MLflow announces its database migrations at INFO; users need none of that."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def quiet_prefect_console(verbose: bool) -> None:
+    """The progress bar tells the story; Prefect's INFO lines still reach its API and UI."""
+    if verbose:
+        return
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.setLevel(logging.WARNING)
+
+
+def silence_shutdown_noise() -> None:
+    """Prefect's temporary server logs cancelled event flushes as it stops at exit, after the work is done."""
+    logging.getLogger("prefect.server").setLevel(logging.CRITICAL + 1)
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+
+
+def show_config_warnings() -> None:
+    """A config warning is one line for the user (`warning: ...`), not Python's file:line report."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, ConfigWarning):
+            console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
