@@ -254,7 +254,7 @@ def export(
 ) -> None:
     """Write the champion for review: its files, lineage and patch to a folder, or its lineage as a git branch."""
     from overnight import agent_run
-    from overnight.export import ExportError, check_folder, export_branch, export_folder, git_target
+    from overnight.export import ExportError, check_folder, git_target
 
     if (out is None) == (branch is None):
         console.print("[red]export:[/red] give one of --out DIR or --branch NAME")
@@ -286,38 +286,49 @@ def export(
     )
     try:
         if out is not None:
-            export_folder(versions, out, metric, force)
-            target = out.resolve()
-            console.print(
-                f"Written to {target}: {', '.join(sorted(champion.files))}, LINEAGE.md, champion.patch",
-                soft_wrap=True,
-                highlight=False,
-                markup=False,
-            )
-            next_steps = [
-                f"less {target / 'LINEAGE.md'}",
-                f"patch -p1 -d {campaign.program} < {target / 'champion.patch'}",
-            ]
-            console.print("Next: read the lineage, then apply the champion to your program if you agree:")
+            next_steps = _export_to_folder(versions, out, campaign.program, metric, force)
         else:
-            made = export_branch(versions, campaign.program, branch, metric)
-            console.print(
-                f"Branch {made.branch} created in {made.repository} with {len(made.commits)} commit(s) on "
-                f"{made.base[:12]}; your working tree and current branch are unchanged.",
-                soft_wrap=True,
-                highlight=False,
-                markup=False,
-            )
-            next_steps = [
-                f"git -C {made.repository} log -p --reverse {made.base[:12]}..{made.branch}",
-                f"git -C {made.repository} merge {made.branch}",
-            ]
-            console.print("Next: review one commit per version, then merge the branch if you agree:")
+            next_steps = _export_to_branch(versions, campaign.program, branch, metric)
     except (ExportError, OSError) as error:
         console.print(f"[red]Not exported:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None
     for line in next_steps:
         console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+
+
+def _export_to_folder(versions, out: Path, program: Path, metric: str, force: bool) -> list[str]:
+    """The champion's files, LINEAGE.md and champion.patch in a folder; returns the commands to run next."""
+    from overnight.export import export_folder
+
+    export_folder(versions, out, metric, force)
+    target = out.resolve()
+    console.print(
+        f"Written to {target}: {', '.join(sorted(versions[-1].files))}, LINEAGE.md, champion.patch",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    console.print("Next: read the lineage, then apply the champion to your program if you agree:")
+    return [f"less {target / 'LINEAGE.md'}", f"patch -p1 -d {program} < {target / 'champion.patch'}"]
+
+
+def _export_to_branch(versions, program: Path, branch: str, metric: str) -> list[str]:
+    """One commit per champion version on a new branch from HEAD; returns the commands to run next."""
+    from overnight.export import export_branch
+
+    made = export_branch(versions, program, branch, metric)
+    console.print(
+        f"Branch {made.branch} created in {made.repository} with {len(made.commits)} commit(s) on "
+        f"{made.base[:12]}; your working tree and current branch are unchanged.",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    console.print("Next: review one commit per version, then merge the branch if you agree:")
+    return [
+        f"git -C {made.repository} log -p --reverse {made.base[:12]}..{made.branch}",
+        f"git -C {made.repository} merge {made.branch}",
+    ]
 
 
 @app.command()
