@@ -100,7 +100,7 @@ def _markdown(memory: Memory, agent: AgentRunRecord, trials: list[TrialRecord], 
         f"# overnight report: {agent.name}",
         "",
         f"- Night: {datetime.fromtimestamp(agent.started_ms / 1000):%Y-%m-%d %H:%M}, {len(trials)} trials",
-        f"- This night: {metric} {pct(baseline.metric, night_champion.metric)}",
+        f"- This night: {metric} {_this_night(agent, metric, pct(baseline.metric, night_champion.metric))}",
         f"- All nights: {metric} {pct(first.metric, champion.metric)}",
         "- Outcomes: " + ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
         f"- Spend: {sum(t.duration_s for t in trials) / 3600:.3f} trial-hours; language model: "
@@ -141,6 +141,17 @@ def _markdown(memory: Memory, agent: AgentRunRecord, trials: list[TrialRecord], 
     if flow_run != "-":
         lines.append(f"Prefect: {prefect_ui}/runs/flow-run/{flow_run}")
     return "\n".join(lines) + "\n"
+
+
+def _this_night(agent: AgentRunRecord, metric: str, single_runs: str) -> str:
+    """The night's improvement as the agent run's summary recorded it (overnight.agent_run.summarise: the means of
+    the baseline's and the champion's unbiased runs), so the report, the CLI and MLflow show one number; an agent
+    run that never finished has no summary, and its single runs are shown, saying so."""
+    baseline, champion = agent.metrics.get(f"baseline_{metric}"), agent.metrics.get(f"champion_{metric}")
+    change = agent.metrics.get("improvement_pct")
+    if baseline is None or champion is None or change is None:
+        return f"{single_runs} (single runs: the agent run did not finish)"
+    return f"{baseline:.6g} -> {champion:.6g} ({change:+.2f}%)"
 
 
 def lineage_table(versions: list[ChampionVersion], metric: str) -> list[str]:

@@ -14,6 +14,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_campaign_writes_a_report_whose_numbers_match_mlflow(prefect_api, quadratic, tmp_path):
+    # Seed noise, so that a mean of runs and a single run differ: the report must show the summary's number.
+    train = quadratic / "train.py"
+    train.write_text(
+        train.read_text().replace("loss = (", "loss = 0.01 * int(os.environ['OVERNIGHT_SEED']) + (")
+    )
     path = configure_campaign(
         quadratic,
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
