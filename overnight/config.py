@@ -270,7 +270,8 @@ class CampaignConfig(_Strict):
     budget: Budget = Field(default_factory=Budget)
     baseline_repeats: Annotated[int, Field(ge=2, le=64)] = Field(
         3,
-        description="runs of the baseline at once, with seeds seed, seed+1, ...: their spread is the first noise floor",
+        description="runs of the baseline, with seeds seed, seed+1, ..., at most wave_size at once: their spread is "
+        "the first noise floor",
     )
     min_improvement: Annotated[float, Field(ge=0)] = Field(
         0.0, description="a practical minimum: a confirmed gain must also exceed this (metric units)"

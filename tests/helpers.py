@@ -100,6 +100,14 @@ def night_in_flight(memory) -> list[str]:
     return ["n2-run", "n2-start"]
 
 
+def trial_span(run) -> tuple[float, float]:
+    """When a local trial's process ran (an MLflow run of it): from the pid file the local backend writes as it
+    launches it to its log's last line (the metric, printed as it ends). MLflow's run times would not do: the run is
+    created when the trial is planned and ended after its result is recorded."""
+    folder = Path(run.data.tags["overnight.where"].split(":", 1)[1])
+    return (folder / ".overnight_pid").stat().st_mtime, (folder / "run.log").stat().st_mtime
+
+
 def most_at_once(spans: list[tuple[float, float]]) -> int:
     """The most (start, end) spans that overlap at one moment: trials running at once."""
     events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])

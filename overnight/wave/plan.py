@@ -39,9 +39,9 @@ def plan_context(
 def plan_baseline(scope: WaveScope) -> PlannedWave:
     """The first wave of every agent run measures the starting point: the last champion, or the program as shipped.
 
-    It runs `baseline_repeats` copies at once with seeds seed, seed+1, ...: the copy with the campaign's seed is the
-    champion the waves are compared with (same seed, same load of parallel trials); the spread of the copies is the
-    seed noise, shown beside the margin.
+    It runs `baseline_repeats` copies (at most wave_size at once) with seeds seed, seed+1, ...: the copy with the
+    campaign's seed is the champion the waves are compared with (same seed, same load of parallel trials); the spread
+    of the copies is the seed noise, shown beside the margin.
     """
     config, memory = scope.config, scope.memory
     previous = memory.champion()

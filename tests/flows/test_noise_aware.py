@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import most_at_once, trial_span
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
@@ -139,3 +140,29 @@ def test_a_factorial_wave_measures_the_planted_interaction(prefect_api, tracking
     assert (
         "Factorial grid" in Path(reflection).read_text() and "ACTIVATION×NORM" in Path(reflection).read_text()
     )
+
+
+def test_baseline_copies_never_run_more_at_once_than_a_wave_does(prefect_api, tracking_uri, quadratic):
+    """Three copies, two trials per wave: the third waits, so the copies share the cores as the waves' trials will
+    (run three at once on two cores, each fits fewer steps in its budget than a wave's trials do)."""
+    script = quadratic / "train.py"  # each trial takes its time budget, as training does
+    script.write_text(
+        script.read_text().replace(
+            "import os\n",
+            "import os\nimport time\n\ntime.sleep(float(os.environ['OVERNIGHT_TIME_BUDGET']))\n",
+            1,
+        )
+    )
+    overrides = {"tracking_uri": tracking_uri, "state_dir": str(quadratic.parent / "state")}
+    overrides |= {"baseline_repeats": 3, "wave_size": 2, "budget.waves": 0, "trial.time_budget_s": 3}
+    state = campaign_flow(
+        config_path=str(quadratic / "campaign.yaml"), overrides=overrides, return_state=True
+    )
+    assert state.is_completed(), state
+    client = MlflowClient(tracking_uri)
+    query = (
+        f"tags.`overnight.kind` = 'trial' and tags.`overnight.agent_run_id` = '{state.result().agent_run_id}'"
+    )
+    copies = client.search_runs([state.result().experiment_id], query)
+    assert len(copies) == 3 and all(c.data.tags["overnight.outcome"] == "ok" for c in copies)
+    assert most_at_once([trial_span(c) for c in copies]) == 2

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from helpers import alive, most_at_once, start_campaign
+from helpers import alive, most_at_once, start_campaign, trial_span
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
 
 pytestmark = pytest.mark.slow
-
-
-def trial_span(run) -> tuple[float, float]:
-    """When the trial's process ran: from the pid file the local backend writes as it launches it to its log's last
-    line (the metric, printed as it ends). MLflow's run times would not do: the run is created when the trial is
-    planned and ended after its result is recorded."""
-    folder = Path(run.data.tags["overnight.where"].split(":", 1)[1])
-    return (folder / ".overnight_pid").stat().st_mtime, (folder / "run.log").stat().st_mtime
 
 
 def test_the_next_wave_is_planned_while_the_current_one_runs(prefect_api, tracking_uri, quadratic):
