@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -266,7 +267,7 @@ class DecisionPolicy:
         stage: str,
         hardware: str | None,
         needed: int,
-        taken: set[int] = frozenset(),
+        taken: Collection[int] = (),
     ) -> RunsWanted | None:
         """New-seed runs of the champion until it has `needed` unbiased runs under a condition; None if it has."""
         have = measurements(history, champion.fingerprint, self.budget_s(stage), hardware)
@@ -292,7 +293,7 @@ class DecisionPolicy:
         return self.champion_runs(history, champion, "screen", None, self.rule.baseline_runs)
 
     def fresh_seeds(
-        self, history: list[TrialRecord], fingerprint: str, n: int, taken: set[int] = frozenset()
+        self, history: list[TrialRecord], fingerprint: str, n: int, taken: Collection[int] = ()
     ) -> tuple[int, ...]:
         """n seeds not yet used by runs of these files, so that every repeat is a new draw of the noise."""
         used = {t.seed for t in history if t.fingerprint == fingerprint} | set(taken)

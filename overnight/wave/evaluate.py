@@ -91,11 +91,12 @@ def evaluate(scope: WaveScope, planned: list[PlannedTrial], screening: Screening
     ]
     _record(scope, engine_runs)
     decisions.update({d.run_id: d for d in engine_runs})
-    floor = noise_floor(scope.history())
+    history = scope.history()  # with every decision of the wave recorded
+    floor = noise_floor(history)
     if floor is not None:
         memory.record_noise_floor(scope.agent_run_id, floor, wave=scope.wave)
     run_ids = {t.run_id for t in planned}
-    trials = [t for t in scope.history() if t.run_id in run_ids]
+    trials = [t for t in history if t.run_id in run_ids]
     return _finished(scope, champion, trials, decisions, screening.effects)
 
 
