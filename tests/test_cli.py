@@ -39,6 +39,18 @@ def test_a_broken_config_fails_before_anything_runs(tmp_path, quadratic):
 
 
 @pytest.mark.slow
+def test_a_renamed_config_key_still_loads_with_one_line_naming_the_new_one(tmp_path, quadratic):
+    config = quadratic / "campaign.yaml"
+    config.write_text(config.read_text().replace("budget: {waves: 2}", "budget: {iterations: 2}"))
+    result = overnight("show-config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "warning: " in output and "budget.iterations is now budget.waves" in output
+    assert (
+        "ConfigWarning" not in output and '"waves": 2' in output
+    )  # no Python warning report; the value kept
+
+
 def test_run_prints_the_summary_and_how_to_open_both_uis(prefect_api, tmp_path, quadratic):
     from prefect.settings import PREFECT_API_URL
 
