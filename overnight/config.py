@@ -39,6 +39,12 @@ class _Strict(BaseModel):
 class Metric(_Strict):
     name: str = Field(description="the `name: value` line the script prints, e.g. val_bpb")
     goal: Literal["minimize", "maximize"] = "minimize"
+    holdout: str | None = Field(
+        None,
+        description="a read-only evaluation command, run in a fresh process in a champion's trial folder on its "
+        "saved model and on data the training script never receives; it prints `<metric name>: <value>`. Its value "
+        "is never shown to a planner; the report sets it beside the validation metric for every champion version",
+    )
 
 
 class TrialSettings(_Strict):
@@ -59,6 +65,16 @@ class TrialSettings(_Strict):
     )
     max_disk_mb: Annotated[float, Field(gt=0)] | None = Field(
         None, description="local: a trial whose folder grows past this is killed (over_limit)"
+    )
+    budget_tolerance: Annotated[float, Field(ge=0)] = Field(
+        0.1,
+        description="a trial whose training (its own training_seconds) ran past time_budget_s by more than this "
+        "fraction is over_budget and can never be crowned",
+    )
+    overhead_allowance_s: Annotated[float, Field(ge=0)] = Field(
+        120,
+        description="what starting and evaluating may add to the training budget, as the engine times the whole "
+        "run: a run longer than time_budget_s x (1 + budget_tolerance) + this is over_budget, whatever it prints",
     )
 
     @model_validator(mode="after")
@@ -235,7 +251,14 @@ class DecisionSettings(_Strict):
         description="t_test: one-sided test at level alpha; k_sigma: the gain must exceed k standard errors",
     )
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = Field(
-        0.05, description="t_test: the false-keep rate allowed"
+        0.05,
+        description="t_test: with error_control lord, the false discovery rate held over the campaign's crownings; "
+        "with per_candidate, each confirmation's own false-keep rate",
+    )
+    error_control: Literal["lord", "per_candidate"] = Field(
+        "lord",
+        description="lord: LORD++ online FDR over every confirmation the campaign ever tests, each at its own level "
+        "alpha_t; per_candidate: every confirmation at alpha (the old rule: false crowns add up over a night)",
     )
     k: Annotated[float, Field(ge=0)] = Field(2.0, description="k_sigma: standard errors the gain must clear")
     screen_k: Annotated[float, Field(ge=0)] = Field(

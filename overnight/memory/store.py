@@ -339,6 +339,18 @@ class Memory:
             self.client.log_text(agent_run_id, markdown, "report/report.md")
             self.client.log_artifact(agent_run_id, str(chart), "report")
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Tags on any run of the campaign (keys under `overnight.`), e.g. a warning about the program."""
+        with self._lock:
+            for key, value in tags.items():
+                self.client.set_tag(run_id, key, scrub(str(value))[:4000])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        """Metrics on any run of the campaign (finite values only)."""
+        values = {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
+        with self._lock:
+            self.client.log_batch(run_id, metrics=_metric_list(values, step=step))
+
     def _log_params(self, run_id: str, params: dict[str, object]) -> None:
         items = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
