@@ -18,8 +18,45 @@ class Outcome(str, Enum):
     NO_METRIC = "no_metric"  # exited 0 but never printed the metric
     NAN = "nan"  # the metric was NaN or infinite
     OVER_LIMIT = "over_limit"  # killed for going past the memory or disk cap
+    OVER_BUDGET = "over_budget"  # trained, or ran, longer than its time budget allows: never comparable
     INFRA_ERROR = "infra_error"  # the backend could not run it (retryable; never the experiment's fault)
     INVALID = "invalid"  # the proposal could not be applied; never dispatched
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """The training time every trial is given, and how far past it a run may go and still be compared.
+
+    The script's own `training_seconds` may exceed `seconds` by the fraction `tolerance`; the whole run, as the engine
+    times it, may also take `allowance_s` more (starting, loading, evaluating), whatever the script prints.
+    """
+
+    seconds: float
+    tolerance: float = 0.1
+    allowance_s: float = 120.0
+
+    @property
+    def training_limit_s(self) -> float:
+        return self.seconds * (1 + self.tolerance)
+
+    @property
+    def wall_limit_s(self) -> float:
+        return self.training_limit_s + self.allowance_s
+
+    def overrun(self, training_s: float | None, wall_s: float | None) -> str:
+        """Why a run broke its budget, in words; "" if it kept to it (or nothing is known of its time)."""
+        if training_s is not None and training_s > self.training_limit_s:
+            return (
+                f"trained {training_s:.4g} s (its training_seconds) on a {self.seconds:g} s budget, past "
+                f"{self.training_limit_s:.4g} s (budget_tolerance {self.tolerance:g})"
+            )
+        if wall_s is not None and wall_s > self.wall_limit_s:
+            return (
+                f"ran {wall_s:.4g} s by the engine's clock (wall_s) on a {self.seconds:g} s budget, past "
+                f"{self.wall_limit_s:.4g} s (budget_tolerance {self.tolerance:g}, overhead_allowance_s "
+                f"{self.allowance_s:g})"
+            )
+        return ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +74,12 @@ class TrialSpec:
     stage: str = "screen"  # screen | confirm: a backend may run the stages on different resources
     max_memory_mb: float | None = None  # the trial's processes are killed past these (over_limit)
     max_disk_mb: float | None = None
+    budget_tolerance: float = 0.1  # how far past its budget a run may go before it is over_budget
+    overhead_allowance_s: float = 120.0
+
+    @property
+    def budget(self) -> TimeBudget:
+        return TimeBudget(self.time_budget_s, self.budget_tolerance, self.overhead_allowance_s)
 
 
 @dataclass(frozen=True)
@@ -53,6 +96,7 @@ class TrialResult:
     # Where it really ran, e.g. {"hardware": "H100", "cluster": "ovn-x-0", "job_id": "3"}; kept as MLflow tags.
     placement: dict[str, str] = field(default_factory=dict)
     cost_usd: float | None = None  # compute cost estimate (hourly price x duration) where the price is known
+    wall_s: float | None = None  # the script's run as the engine timed it (duration_s also counts the setup)
 
 
 _LINE = re.compile(r"^\s*([A-Za-z_]\w*):\s*(\S+)\s*$")
@@ -95,13 +139,14 @@ class TrialFacts:
     result_json: str | None = None  # the text of the script's OVERNIGHT_RESULT file, None if it wrote none
     changed_read_only: tuple[str, ...] = ()  # read-only files of the program the run modified or removed
     ended_early: str = ""  # the job state of a job that ended before the script did (SkyPilot), else ""
+    wall_s: float | None = None  # the script's start to its end by the engine's clock; None if unknown
 
     @property
     def metrics(self) -> dict[str, float]:
         return parse_metrics(self.log, self.result_json)
 
 
-def judge(metric: str, facts: TrialFacts) -> tuple[Outcome, str]:
+def judge(metric: str, facts: TrialFacts, budget: TimeBudget | None = None) -> tuple[Outcome, str]:
     """The outcome of one run and its reason in words: the one place where a run becomes an outcome, on every backend.
 
     The first of these that holds decides:
@@ -111,13 +156,18 @@ def judge(metric: str, facts: TrialFacts) -> tuple[Outcome, str]:
     2. over_limit: the engine killed it past its memory or disk cap. The kill explains the timeout, the exit status
        or the missing metric that follow it.
     3. timeout: the engine killed it after the hard timeout; what it printed before is not a finished result.
-    4. nan: the metric was NaN or infinite. A script that fails fast on NaN also exits non-zero; the NaN is the cause.
-    5. crash: it exited non-zero, or its job ended before the script finished.
-    6. no_metric: it exited 0 but never reported the metric.
-    7. ok.
+    4. over_budget: its own `training_seconds`, or the engine's clock, went past what `budget` allows. The fixed
+       budget is what makes trials comparable: a run that broke it used time no other trial had, so whatever it
+       ended with (a metric, a NaN, a crash) says first that the change costs more time than the campaign gives,
+       which is what the planner must learn. Only an engine kill (1-3) explains more.
+    5. nan: the metric was NaN or infinite. A script that fails fast on NaN also exits non-zero; the NaN is the cause.
+    6. crash: it exited non-zero, or its job ended before the script finished.
+    7. no_metric: it exited 0 but never reported the metric.
+    8. ok.
 
-    A trial the backend could not run at all (no capacity, a failed setup, a lost cluster) never reaches the judge:
-    the backend reports it as infra_error, because the script did not run to any ending of its own.
+    Without a `budget` nothing is over_budget. A trial the backend could not run at all (no capacity, a failed setup,
+    a lost cluster) never reaches the judge: the backend reports it as infra_error, because the script did not run
+    to any ending of its own.
     """
     if facts.changed_read_only:
         return Outcome.INVALID, f"the run changed read-only files: {', '.join(facts.changed_read_only)}"
@@ -125,7 +175,10 @@ def judge(metric: str, facts: TrialFacts) -> tuple[Outcome, str]:
         return Outcome.OVER_LIMIT, facts.over_limit
     if facts.timed_out:
         return Outcome.TIMEOUT, "killed after the hard timeout"
-    value = facts.metrics.get(metric)
+    metrics = facts.metrics
+    if budget is not None and (overrun := budget.overrun(metrics.get("training_seconds"), facts.wall_s)):
+        return Outcome.OVER_BUDGET, overrun
+    value = metrics.get(metric)
     if value is not None and not math.isfinite(value):
         return Outcome.NAN, f"{metric} was {value}"
     if facts.ended_early:

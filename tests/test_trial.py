@@ -2,10 +2,13 @@
 
 import pytest
 
-from overnight.trial import Outcome, TrialFacts, judge, parse_metrics
+from overnight.trial import Outcome, TimeBudget, TrialFacts, TrialSpec, judge, parse_metrics
 
 TAMPERED = ("data.txt",)
 CAP = "killed: its processes used 300 MB, over the 150 MB memory cap"
+# 10 s of training; the script may report up to 11 s of it, and the whole run may take 16 s by the engine's clock.
+BUDGET = TimeBudget(10, tolerance=0.1, allowance_s=5)
+LONG = 99.0  # a run's wall time far past the budget
 
 
 @pytest.mark.parametrize(
@@ -29,6 +32,19 @@ CAP = "killed: its processes used 300 MB, over the 150 MB memory cap"
             Outcome.CRASH,
             "the job ended FAILED before the script finished",
         ),
+        (
+            TrialFacts(0, log="loss: 0.5\ntraining_seconds: 12\n", wall_s=13.0),
+            Outcome.OVER_BUDGET,
+            "trained 12 s (its training_seconds) on a 10 s budget, past 11 s (budget_tolerance 0.1)",
+        ),
+        (
+            TrialFacts(0, log="loss: 0.5\ntraining_seconds: 10\n", wall_s=17.0),
+            Outcome.OVER_BUDGET,
+            "ran 17 s by the engine's clock (wall_s) on a 10 s budget, past 16 s (budget_tolerance 0.1, "
+            "overhead_allowance_s 5)",
+        ),
+        # Up to the limits a run is comparable: the script may say 10.9 s of training, the engine see 15.9 s.
+        (TrialFacts(0, log="loss: 0.5\ntraining_seconds: 10.9\n", wall_s=15.9), Outcome.OK, ""),
     ],
     ids=[
         "ok",
@@ -41,10 +57,13 @@ CAP = "killed: its processes used 300 MB, over the 150 MB memory cap"
         "over_limit",
         "invalid",
         "ended_early",
+        "over_budget_training_seconds",
+        "over_budget_wall_s",
+        "within_budget",
     ],
 )
 def test_each_ending_alone(facts, outcome, reason):
-    assert judge("loss", facts) == (outcome, reason)
+    assert judge("loss", facts, BUDGET) == (outcome, reason)
 
 
 @pytest.mark.parametrize(
@@ -66,6 +85,17 @@ def test_each_ending_alone(facts, outcome, reason):
         (TrialFacts(None, ended_early="CANCELLED", log="loss: 0.5\n"), Outcome.CRASH),
         # A crash beats a missing metric: the exit status is the better reason.
         (TrialFacts(2, log="nothing\n"), Outcome.CRASH),
+        # An engine kill explains a long run; tampering beats everything.
+        (TrialFacts(0, log="loss: 0\ntraining_seconds: 99\n", changed_read_only=TAMPERED), Outcome.INVALID),
+        (TrialFacts(-9, over_limit=CAP, wall_s=LONG), Outcome.OVER_LIMIT),
+        (TrialFacts(-15, timed_out=True, log="training_seconds: 99\n", wall_s=LONG), Outcome.TIMEOUT),
+        # A run past its budget used time no other trial had, whatever it ended with.
+        (TrialFacts(1, log="loss: nan\ntraining_seconds: 99\n"), Outcome.OVER_BUDGET),
+        (TrialFacts(3, log="loss: 0.5\n", wall_s=LONG), Outcome.OVER_BUDGET),
+        (TrialFacts(None, ended_early="FAILED", wall_s=LONG), Outcome.OVER_BUDGET),
+        (TrialFacts(0, log="training_seconds: 99\n"), Outcome.OVER_BUDGET),
+        # The engine's clock beats what the script says of its own training.
+        (TrialFacts(0, log="loss: 0.5\ntraining_seconds: 1\n", wall_s=LONG), Outcome.OVER_BUDGET),
     ],
     ids=[
         "invalid>timeout",
@@ -78,10 +108,29 @@ def test_each_ending_alone(facts, outcome, reason):
         "nan>ended_early",
         "ended_early>ok",
         "crash>no_metric",
+        "invalid>over_budget",
+        "over_limit>over_budget",
+        "timeout>over_budget",
+        "over_budget>nan",
+        "over_budget>crash",
+        "over_budget>ended_early",
+        "over_budget>no_metric",
+        "wall_s>training_seconds",
     ],
 )
 def test_when_several_things_went_wrong_the_first_in_the_precedence_decides(facts, outcome):
-    assert judge("loss", facts)[0] is outcome
+    assert judge("loss", facts, BUDGET)[0] is outcome
+
+
+def test_without_a_budget_nothing_is_over_budget():
+    facts = TrialFacts(0, log="loss: 0.5\ntraining_seconds: 99\n", wall_s=LONG)
+    assert judge("loss", facts) == (Outcome.OK, "")
+
+
+def test_a_trial_spec_carries_its_budget_with_the_configs_tolerance_and_allowance():
+    spec = TrialSpec("t", {}, 0, "python train.py", 30, 90, budget_tolerance=0.2, overhead_allowance_s=60)
+    assert spec.budget == TimeBudget(30, 0.2, 60)
+    assert (spec.budget.training_limit_s, spec.budget.wall_limit_s) == (36, 96)
 
 
 def test_the_metrics_of_a_run_are_its_lines_then_its_result_file():

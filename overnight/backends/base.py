@@ -63,8 +63,9 @@ def trial_result(
     placement: dict[str, str],
     cost_usd: float | None = None,
 ) -> TrialResult:
-    """The result of a run the backend saw to its end: the judge's outcome and reason, with the run's timing."""
-    outcome, reason = judge(metric, facts)
+    """The result of a run the backend saw to its end: the judge's outcome and reason (under the trial's time budget),
+    with the run's timing: `duration_s` since `started` (the folder, a cluster's launch), `wall_s` the script's."""
+    outcome, reason = judge(metric, facts, spec.budget)
     return TrialResult(
         trial_id=spec.trial_id,
         outcome=outcome,
@@ -75,6 +76,7 @@ def trial_result(
         reason=reason,
         placement=dict(placement),
         cost_usd=cost_usd,
+        wall_s=facts.wall_s,
     )
 
 

@@ -103,6 +103,7 @@ class LocalBackend(Backend):
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # its own process group, so a timeout kills every child too
                 )
+                process_started = time.monotonic()
                 with self._live_lock:
                     self._live[process.pid] = process
                 (workdir / PID_FILE).write_text(str(process.pid))
@@ -113,6 +114,7 @@ class LocalBackend(Backend):
                     timed_out = True
                     exit_code = _kill_group(process)
                 finally:
+                    wall_s = time.monotonic() - process_started  # the script's run, from start to end
                     _kill_leftovers(process.pid)
                     with self._live_lock:
                         self._live.pop(process.pid, None)
@@ -128,6 +130,7 @@ class LocalBackend(Backend):
             log=log_path.read_text(errors="replace"),
             result_json=result_path.read_text(errors="replace") if result_path.exists() else None,
             changed_read_only=tuple(self.changed_read_only_files(workdir, editable=set(spec.files))),
+            wall_s=wall_s,
         )
         return trial_result(spec, self.metric, facts, started, {"hardware": hardware})
 

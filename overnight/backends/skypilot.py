@@ -238,7 +238,7 @@ class SkyPilotBackend(Backend):
         text = clean_log(log.getvalue())
         (workdir / "run.log").write_text(text)
         cost = None if cluster.hourly_usd is None else round(cluster.hourly_usd * job_seconds / 3600, 6)
-        result = self._result(spec, text, state, timed_out.is_set(), started, placement, cost)
+        result = self._result(spec, text, state, timed_out.is_set(), started, placement, cost, job_seconds)
         # A job that failed for infrastructure reasons leaves the cluster suspect: relaunch it next time.
         return result, result.outcome is not Outcome.INFRA_ERROR
 
@@ -251,17 +251,18 @@ class SkyPilotBackend(Backend):
         started: float,
         placement: dict,
         cost_usd: float | None = None,
+        job_seconds: float | None = None,
     ) -> TrialResult:
-        """The trial's result from its job's log and final state: an infra error, or what the judge makes of it."""
+        """The trial's result from its job's log and final state: an infra error, or what the judge makes of it.
+        `job_seconds`: the job's run as the engine followed it (submitted to the warm cluster, to its log's end)."""
         if state in _INFRA_STATES:
             return infra_error(
                 spec, started, f"the job ended {state} on {placement['cluster']}", placement, tail(text)
             )
-        return trial_result(
-            spec, self.metric, self._facts(text, state, timed_out), started, placement, cost_usd
-        )
+        facts = self._facts(text, state, timed_out, job_seconds)
+        return trial_result(spec, self.metric, facts, started, placement, cost_usd)
 
-    def _facts(self, text: str, state: str, timed_out: bool) -> TrialFacts:
+    def _facts(self, text: str, state: str, timed_out: bool, wall_s: float | None = None) -> TrialFacts:
         """What a job's log and final state say of the run. The wrapper's last line is the exit code: without it the
         job ended before the script did (cancelled, killed), and its read-only files were never hashed, so none
         counts as changed (the engine cannot know)."""
@@ -277,6 +278,7 @@ class SkyPilotBackend(Backend):
             result_json=result_json.group(1) if result_json else None,
             changed_read_only=tuple(changed_files(expected, found, set())) if finished else (),
             ended_early="" if finished else (state or "unknown"),
+            wall_s=wall_s,
         )
 
     def _learn_hardware(self, cluster: Worker, handle) -> None:

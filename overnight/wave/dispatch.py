@@ -34,6 +34,8 @@ def trial_spec(config: CampaignConfig, trial: PlannedTrial, deadline_ts: float |
         stage=trial.stage,
         max_memory_mb=config.trial.max_memory_mb,
         max_disk_mb=config.trial.max_disk_mb,
+        budget_tolerance=config.trial.budget_tolerance,
+        overhead_allowance_s=config.trial.overhead_allowance_s,
     )
 
 

@@ -27,6 +27,7 @@ class Ending:
     script: str
     short_timeout: bool = False  # run under the backend's short hard timeout (it is meant to hit it)
     env: dict[str, str] = field(default_factory=dict)
+    overhead_allowance_s: float = 120  # what the whole run may take past its 1 s budget (+10%)
 
 
 ENDINGS = {
@@ -47,6 +48,12 @@ ENDINGS = {
     # One read-only file modified, the other removed; the metric it prints would be the best yet.
     "read_only_changed": Ending(
         "import os\nopen('data.txt', 'w').write('rigged')\nos.remove('prepare.py')\nprint('loss: 0.0')\n"
+    ),
+    # Past its 1 s budget by its own account, then by the engine's clock whatever it claims (no allowance here).
+    "over_budget": Ending("print('loss: 0.5')\nprint('training_seconds: 5')\n"),
+    "over_budget_wall": Ending(
+        "import time\ntime.sleep(2)\nprint('loss: 0.5')\nprint('training_seconds: 0.9')\n",
+        overhead_allowance_s=0,
     ),
     # A child the script starts and never waits for (a data loader, a server), holding the script's output open.
     "child_left_behind": Ending(
@@ -76,6 +83,7 @@ def run_ending(backend: Backend, name: str, command: str, short_timeout_s: float
         time_budget_s=1,
         timeout_s=short_timeout_s if ending.short_timeout else LONG_TIMEOUT_S,
         env=ending.env,
+        overhead_allowance_s=ending.overhead_allowance_s,
     )
     started = time.monotonic()
     result = backend.run(spec)
@@ -87,6 +95,7 @@ def run_ending(backend: Backend, name: str, command: str, short_timeout_s: float
         "log_tail": result.log_tail,
         "placement": result.placement,
         "seconds": round(time.monotonic() - started, 1),
+        "wall_s": result.wall_s,
     }
 
 

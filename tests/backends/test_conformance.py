@@ -75,6 +75,22 @@ def test_a_run_past_its_hard_timeout_is_a_timeout_whatever_it_printed(ending):
     assert (result["outcome"], result["reason"]) == ("timeout", "killed after the hard timeout")
 
 
+def test_a_run_that_trained_past_its_budget_is_over_budget(ending):
+    result = ending("over_budget")
+    assert result["outcome"] == "over_budget"
+    assert (
+        result["reason"]
+        == "trained 5 s (its training_seconds) on a 1 s budget, past 1.1 s (budget_tolerance 0.1)"
+    )
+
+
+def test_a_run_longer_than_its_budget_allows_is_over_budget_whatever_it_prints(ending):
+    result = ending("over_budget_wall")  # says it trained 0.9 s, but the engine timed it past 1.1 s + 0 s
+    assert result["outcome"] == "over_budget"
+    assert "by the engine's clock (wall_s) on a 1 s budget, past 1.1 s" in result["reason"]
+    assert result["wall_s"] >= 2  # the script's sleep, timed by the engine
+
+
 def test_a_nan_metric_is_nan(ending):
     result = ending("nan")
     assert (result["outcome"], result["reason"]) == ("nan", "loss was nan")
