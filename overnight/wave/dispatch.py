@@ -39,6 +39,35 @@ def trial_spec(config: CampaignConfig, trial: PlannedTrial, deadline_ts: float |
     )
 
 
+class Running:
+    """How many trials this process has running at once, and for each the most that ran at once while it did.
+
+    Thread-safe: every trial thread of a wave (and of an overlapping wave) starts and ends its count here.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._peaks: dict[int, int] = {}  # a running trial -> the most running at once since it started
+        self._next = 0
+
+    def start(self) -> int:
+        with self._lock:
+            token, self._next = self._next, self._next + 1
+            self._peaks[token] = 0
+            now = len(self._peaks)
+            for key, peak in self._peaks.items():
+                self._peaks[key] = max(peak, now)
+            return token
+
+    def end(self, token: int) -> int:
+        """The most trials that ran at once while this one ran (itself included)."""
+        with self._lock:
+            return self._peaks.pop(token)
+
+
+_RUNNING = Running()  # this process's trials, of every campaign it runs
+
+
 def run_trial(
     config: CampaignConfig,
     memory: Memory,
@@ -60,12 +89,17 @@ def run_trial(
     spec = trial_spec(config, trial, deadline_ts)
     if launching:
         launching()
+    token = _RUNNING.start()
     try:
         result = backend.run(spec)
     except Exception as error:  # a backend bug must not lose the wave: it becomes this trial's infra_error
         result = TrialResult(
             trial.trial_id, Outcome.INFRA_ERROR, {}, 0.0, None, "", f"backend error: {error!r}"
         )
+    finally:
+        concurrency = _RUNNING.end(token)
+    # The engine's count wins over a line the script printed of that name, as duration_s does in MLflow.
+    result = replace(result, metrics={**result.metrics, "concurrency": float(concurrency)})
     if result.outcome is Outcome.TIMEOUT and spec.timeout_s < config.stage(trial.stage).timeout_s:
         result = replace(result, reason="stopped at the campaign's deadline")
     return result
