@@ -87,6 +87,10 @@ class ProgressDisplay:
             self.progress.console.print(
                 f"  noise floor: σ = {data['sigma']:.4g} from {data['n']} runs ({data['dof']} dof)"
             )
+        elif event == "program_warning":
+            self.progress.console.print(
+                f"[yellow]warning:[/yellow] {data['message']}", highlight=False, soft_wrap=True
+            )
         elif event == "wave_finished":
             self.progress.advance(self.waves)
             self.progress.console.print(
