@@ -123,6 +123,8 @@ def _markdown(memory: Memory, agent: AgentRunRecord, trials: list[TrialRecord], 
         lines.append("None: no trial beat the champion by the margin.")
     versions = memory.champion_versions()
     lines += ["", "## Champion lineage", "", *lineage_table(versions, metric), ""]
+    if warnings := holdout_warnings(versions, metric):
+        lines += [*warnings, ""]
     if versions and versions[-1].cumulative_diff:
         lines += [
             "The champion's diff from the program as shipped:",
@@ -155,19 +157,40 @@ def _this_night(agent: AgentRunRecord, metric: str, single_runs: str) -> str:
 
 
 def lineage_table(versions: list[ChampionVersion], metric: str) -> list[str]:
-    """The champion's versions as a markdown table, oldest first; "-" where a value was not recorded."""
+    """The champion's versions as a markdown table, oldest first; "-" where a value was not recorded. Where a
+    holdout ran, its value stands beside the validation metric, flagged where it disagrees with it."""
+    holdout = any(v.holdout_status for v in versions)
+    extra = f" holdout {metric} |" if holdout else ""
     lines = [
-        f"| version | trial | change | {metric} | confirmed gain | verdict |",
-        "|---|---|---|---|---|---|",
+        f"| version | trial | change | {metric} |{extra} confirmed gain | verdict |",
+        "|---|---|---|---|---|---|" + ("---|" if holdout else ""),
     ]
     for v in versions:
         value = f"{v.metric:.6g}" if v.metric is not None else "-"
+        held = f" {_holdout_cell(v)} |" if holdout else ""
         gain = f"{v.confirmed_gain:.4g}" if v.confirmed_gain is not None else "-"
         lines.append(
-            f"| {v.version} | {_cell(v.trial_id)} | {_cell(v.hypothesis)} | {value} | {gain} | "
+            f"| {v.version} | {_cell(v.trial_id)} | {_cell(v.hypothesis)} | {value} |{held} {gain} | "
             f"{_cell(v.verdict) or '-'} |"
         )
     return lines
+
+
+def _holdout_cell(v: ChampionVersion) -> str:
+    """A version's holdout: its value (flagged if worse than its parent's), else how its measurement went."""
+    if v.holdout is not None:
+        return f"{v.holdout:.6g}" + (" **worse than its parent**" if v.holdout_worse else "")
+    return v.holdout_status.split(":")[0] or "-"
+
+
+def holdout_warnings(versions: list[ChampionVersion], metric: str) -> list[str]:
+    """A line for every version that improved on validation but got worse on the holdout than its parent."""
+    return [
+        f"- **Holdout:** version {v.version} ({v.trial_id}) improved {metric} on validation but got worse on the "
+        f"holdout than version {v.version - 1}: its gain may not be real."
+        for v in versions
+        if v.holdout_worse
+    ]
 
 
 def lineage_markdown(versions: list[ChampionVersion], metric: str) -> str:
@@ -182,6 +205,8 @@ def lineage_markdown(versions: list[ChampionVersion], metric: str) -> str:
         "",
         *lineage_table(versions, metric),
     ]
+    if warnings := holdout_warnings(versions, metric):
+        lines += ["", *warnings]
     for v in versions[1:]:
         lines += [
             "",

@@ -258,14 +258,14 @@ def test_the_lineage_is_assembled_from_plain_runs():
     chain = lineage.chain("c", {"c": better, "b": remeasured}, lambda run_id: read.append(run_id) or shipped)
     assert [run.run_id for run in chain] == ["c", "b", "a"] and read == ["a"]
     files = {"a": {"train.py": "X = 1\n"}, "b": {"train.py": "X = 1\n"}, "c": {"train.py": "X = 2\n"}}
-    versions = lineage.versions(chain, files, "loss")
+    versions = lineage.versions(chain, files, "loss", "minimize")
     assert [(v.version, v.trial_id, v.parent_run_id, v.confirmed_gain) for v in versions] == [
         (0, "a", "", None),
         (1, "c", "a", 0.4),
     ]
     assert versions[1].verdict == "why c" and "+X = 2" in versions[1].step_diff
     assert versions[1].cumulative_diff == versions[1].step_diff  # its parent is the program as shipped
-    assert lineage.chain("", {}, read.append) == [] and lineage.versions([], {}, "loss") == []
+    assert lineage.chain("", {}, read.append) == [] and lineage.versions([], {}, "loss", "minimize") == []
 
 
 def test_artifacts_are_read_in_place_or_not_at_all(memory):

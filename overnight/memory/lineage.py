@@ -8,8 +8,16 @@ in one query, and the files of those on the chain; these functions walk and comp
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
-from overnight.memory.records import PREFIX, ChampionVersion, Run, trial_record
+from overnight.memory.records import (
+    HOLDOUT_PREFIX,
+    HOLDOUT_STATUS,
+    PREFIX,
+    ChampionVersion,
+    Run,
+    trial_record,
+)
 from overnight.proposals import unified_diff
 
 CROWNED = PREFIX + "was_champion"  # "true" on every run that was champion once
@@ -30,19 +38,25 @@ def chain(champion: str, crowned: Mapping[str, Run], read: Callable[[str], Run])
     return runs
 
 
-def versions(runs: Sequence[Run], files: Mapping[str, dict[str, str]], metric: str) -> list[ChampionVersion]:
+def versions(
+    runs: Sequence[Run], files: Mapping[str, dict[str, str]], metric: str, goal: str
+) -> list[ChampionVersion]:
     """The champion's lineage for a person to review, oldest first: the program as shipped (version 0), then each
-    change that was crowned, with its files and its diffs from its parent and from the program as shipped.
+    change that was crowned, with its files and its diffs from its parent and from the program as shipped, and its
+    holdout beside its metric (`goal`: minimize | maximize, to say which way is worse).
 
     `runs` is the lineage newest first (as `chain` returns it), `files` the editable files of each by run id.
     A later night's baseline re-measures the champion without changing it: it is folded into the version it
-    measured (same files), so every version after the first is a real change. Empty when `runs` is."""
+    measured (same files), lending it its holdout if the version had none, so every version after the first is a
+    real change. Empty when `runs` is."""
     found: list[ChampionVersion] = []
     for run in reversed(runs):
         trial, mine = trial_record(run, metric), files[run.run_id]
         parent = found[-1] if found else None
-        if parent is not None and mine == parent.files:
-            continue  # a re-measurement of the same version
+        if parent is not None and mine == parent.files:  # a re-measurement of the same version
+            if parent.holdout_status != "ok" and run.tags.get(HOLDOUT_STATUS):
+                found[-1] = replace(parent, **_holdout(run, metric))
+            continue
         found.append(
             ChampionVersion(
                 version=len(found),
@@ -56,6 +70,26 @@ def versions(runs: Sequence[Run], files: Mapping[str, dict[str, str]], metric: s
                 files=mine,
                 step_diff=unified_diff(parent.files, mine) if parent else "",
                 cumulative_diff=unified_diff(found[0].files, mine) if parent else "",
+                **_holdout(run, metric),
             )
         )
-    return found
+    return [
+        replace(v, holdout_worse=_holdout_worse(v, found[v.version - 1], goal)) if v.version else v
+        for v in found
+    ]
+
+
+def _holdout(run: Run, metric: str) -> dict[str, object]:
+    """The holdout fields of a version from its run: the value and how the measurement went."""
+    return {
+        "holdout": run.metrics.get(HOLDOUT_PREFIX + metric),
+        "holdout_status": run.tags.get(HOLDOUT_STATUS, ""),
+    }
+
+
+def _holdout_worse(version: ChampionVersion, parent: ChampionVersion, goal: str) -> bool:
+    """Better than its parent on validation, worse on the holdout: the sign that a gain may not be real."""
+    if None in (version.metric, parent.metric, version.holdout, parent.holdout):
+        return False
+    sign = 1 if goal == "minimize" else -1
+    return sign * (version.metric - parent.metric) < 0 < sign * (version.holdout - parent.holdout)

@@ -24,6 +24,10 @@ SUGGESTION, TAKEN = (
     PREFIX + "suggestion.",
     ".taken",
 )  # experiment tags: a person's hypotheses for the next wave
+# The holdout (metric.holdout): its value on a champion's run is the metric `holdout_<metric>`, how it went the tag
+# `overnight.holdout_status` (ok | failed: reason | unsupported: reason). No TrialRecord carries a `holdout_` metric,
+# so no planner (nor the decision policy) ever reads one: only the champion's lineage (a report) does.
+HOLDOUT_PREFIX, HOLDOUT_STATUS = "holdout_", PREFIX + "holdout_status"
 NOTE = "mlflow.note.content"  # shown as the run's description in the MLflow UI
 RUN_NAME = "mlflow.runName"
 (
@@ -61,7 +65,8 @@ READ_TAGS = (
         PREFIX + key
         for key in (
             "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware "
-            "role stage seed budget_s measures pinned factors champion_parent champion_why was_champion"
+            "role stage seed budget_s measures pinned factors champion_parent champion_why was_champion "
+            "holdout_status"
         ).split()
     ),
     KIND,
@@ -154,6 +159,12 @@ class ChampionVersion:
     files: dict[str, str]  # its editable files
     step_diff: str  # from its parent's files
     cumulative_diff: str  # from the program as shipped
+    holdout: float | None = (
+        None  # its saved model on the holdout (metric holdout_<metric>); None: not measured
+    )
+    holdout_status: str = ""  # ok | failed: reason | unsupported: reason; "" when no holdout ran on it
+    # Better than its parent on validation but worse on the holdout: its gain may not be real.
+    holdout_worse: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,7 +202,7 @@ def trial_record(run: Run, metric: str) -> TrialRecord:
         reason=get(_REASON, ""),
         duration_s=metrics.get("duration_s", 0.0),
         started_ms=run.start_time or int(time.time() * 1000),
-        metrics=dict(metrics),
+        metrics={k: v for k, v in metrics.items() if not k.startswith(HOLDOUT_PREFIX)},  # never a planner's
         where=get(_WHERE, ""),
         hardware=get(_HARDWARE, ""),
         role=get(_ROLE) or _OLD_ROLES.get(get(_OLD_STAGE, ""), get(_OLD_STAGE, "candidate")),

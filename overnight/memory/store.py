@@ -498,7 +498,7 @@ class Memory:
         shipped, then each change that was crowned, with its files and diffs. Empty when there is no champion."""
         runs = self._lineage_runs()
         files = {run.run_id: self.trial_files(run.run_id) for run in runs}
-        return lineage.versions(runs, files, self.metric)
+        return lineage.versions(runs, files, self.metric, self.goal)
 
     def _lineage_runs(self) -> list[Run]:
         """The champion's run and its predecessors', newest first: one query for every run ever crowned, then the
