@@ -45,6 +45,11 @@ class Metric(_Strict):
         "saved model and on data the training script never receives; it prints `<metric name>: <value>`. Its value "
         "is never shown to a planner; the report sets it beside the validation metric for every champion version",
     )
+    holdout_data: Path | None = Field(
+        None,
+        description="the holdout's data, relative to the config file and outside the program folder (so no trial's "
+        "folder holds it); the holdout command alone is given its absolute path in OVERNIGHT_HOLDOUT_DATA",
+    )
 
 
 class TrialSettings(_Strict):
@@ -451,7 +456,26 @@ def parse_config(data: object, base_dir: Path, source: str = "config") -> Campai
                 f"{source}: knobs.{number}.name: {knob.name} is not an UPPER_CASE constant with a literal value "
                 f"in the editable files ({', '.join(config.editable)})"
             )
-    return config.model_copy(update={"program": program})
+    metric = _holdout_data_resolved(config.metric, base_dir, program, source)
+    return config.model_copy(update={"program": program, "metric": metric})
+
+
+def _holdout_data_resolved(metric: Metric, base_dir: Path, program: Path, source: str) -> Metric:
+    """metric.holdout_data as an absolute path, checked: it exists, goes with a holdout command, and lies outside
+    the program folder (everything inside is copied into every trial's folder, where the training script reads it)."""
+    if metric.holdout_data is None:
+        return metric
+    data = (base_dir / metric.holdout_data).resolve()
+    if metric.holdout is None:
+        raise ConfigError(f"{source}: metric.holdout_data is set but metric.holdout (the command) is not")
+    if not data.exists():
+        raise ConfigError(f"{source}: metric.holdout_data: {data} does not exist")
+    if data.is_relative_to(program):
+        raise ConfigError(
+            f"{source}: metric.holdout_data: {data} is inside the program folder {program}, so every trial's "
+            "folder would hold it; move it outside"
+        )
+    return metric.model_copy(update={"holdout_data": data})
 
 
 def load_config(path: Path | str, overrides: dict[str, object] | None = None) -> CampaignConfig:

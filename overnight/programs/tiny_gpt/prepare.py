@@ -20,6 +20,9 @@ EVAL_WINDOWS = 512  # fixed number of evenly spaced validation windows (64 KiB)
 EVAL_BATCH = 64  # windows per evaluation forward pass
 
 DATA_PATH = Path(__file__).resolve().parent / "data" / "shakespeare.txt"
+# Where train.py saves the trained weights, in the folder it runs in, for the holdout (evaluate.py). Under
+# .overnight/, which overnight never copies into a trial's folder nor counts as part of the program.
+MODEL_PATH = Path(".overnight") / "model.pt"
 
 
 def time_budget() -> float:
@@ -38,6 +41,12 @@ def load_splits() -> tuple[torch.Tensor, torch.Tensor]:
     data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
     n_train = int(len(data) * (1.0 - VAL_FRACTION))
     return data[:n_train].clone(), data[n_train:].clone()
+
+
+def save_model(model: torch.nn.Module) -> None:
+    """Save the trained weights to MODEL_PATH, for evaluate.py to score on the holdout text."""
+    MODEL_PATH.parent.mkdir(exist_ok=True)
+    torch.save(model.state_dict(), MODEL_PATH)
 
 
 def get_batch(

@@ -227,6 +227,7 @@ def main() -> None:
     print(f"num_params: {num_params}")
     print(f"tokens_seen: {tokens_seen}")
     print(f"peak_memory_mb: {peak_memory_mb(device):.1f}")
+    prepare.save_model(model)  # for the holdout: evaluate.py rebuilds GPT() from this file and loads it
 
 
 if __name__ == "__main__":
