@@ -110,11 +110,12 @@ def noise_floor(groups: list[list[float]]) -> NoiseFloor | None:
 
 @dataclass(frozen=True)
 class Rule:
-    """How a confirmed gain must clear the noise floor; the defaults hold a 5% false-keep rate at 94% power.
+    """How a confirmed gain must clear the noise floor, for one candidate at level alpha.
 
-    Measured by simulation (tests/test_stats.py) with the defaults: 3 baseline runs, one screening run, 4
-    confirmation runs and a floor pooled over the champion's and the candidate's runs (4 dof): null changes are
-    kept 3% of the time, real improvements of 3σ 94% of the time.
+    tests/test_stats.py simulates one candidate with the defaults (3 baseline runs, one screening run, 5 confirmation
+    runs, a floor pooled over them) and checks that null changes are kept at most at alpha and real improvements of
+    3σ at least 90% of the time. Over a night, the level each confirmation gets comes from the error control
+    (overnight/fdr.py), not from alpha alone.
     """
 
     kind: Literal["k_sigma", "t_test"] = "t_test"
@@ -123,7 +124,7 @@ class Rule:
     margin: float = 0.0  # a practical minimum gain in metric units, on top of the statistics
     screen_k: float = 0.5  # screening: promising iff gain > margin + screen_k·se of the one screening run
     baseline_runs: int = 3  # runs of the baseline (different seeds) that measure the first floor
-    confirm_runs: int = 4  # new-seed runs of a promising candidate
+    confirm_runs: int = 5  # new-seed runs of a promising candidate (and as many of the champion beside them)
 
     def __post_init__(self) -> None:
         if self.kind not in ("k_sigma", "t_test"):
@@ -186,6 +187,8 @@ def _judge(
     gain = _gain(goal, champion, candidate)
     # The floor's pooled σ, not the spread of these few runs: the variance of a difference of two means.
     se = floor.sigma * math.sqrt(1 / len(champion) + 1 / len(candidate))
+    if se == 0:
+        return _without_noise(stage, champion, candidate, gain, floor, rule)
     statistic = gain / se if se > 0 else math.copysign(math.inf, gain) if gain else 0.0
     p_value = t_sf(statistic, floor.dof) if rule.kind == "t_test" else None
     where = f"se {se:.4g}, {floor}"
@@ -229,6 +232,49 @@ def _judge(
     )
 
 
+def _without_noise(
+    stage: Literal["screen", "confirm"],
+    champion: list[float],
+    candidate: list[float],
+    gain: float,
+    floor: NoiseFloor,
+    rule: Rule,
+) -> Verdict:
+    """No seed noise was measured (runs with different seeds gave identical metrics: the program ignores its seed).
+    The runs then say nothing about how a gain generalises, so no gain is significant on statistics alone: only the
+    practical minimum (min_improvement) can make one a keep, and with none set a better run stays inconclusive."""
+    why = (
+        "no seed noise measured (runs with different seeds gave identical metrics: the program ignores "
+        "OVERNIGHT_SEED), so only min_improvement can judge a gain"
+    )
+    if gain <= 0:
+        decision: VerdictLabel = "discard"
+        reason = f"not better: gain {gain:.4g} <= 0; {why}"
+    elif rule.margin > 0 and gain > rule.margin:
+        decision = "promising" if stage == "screen" else "keep"
+        reason = f"gain {gain:.4g} > min_improvement {rule.margin:g}; {why}"
+    else:
+        decision = "inconclusive"
+        reason = f"gain {gain:.4g} is not judged: {why}" + (
+            f" (it does not clear {rule.margin:g})" if rule.margin > 0 else " (none is set)"
+        )
+    return Verdict(
+        decision=decision,
+        stage=stage,
+        gain=gain,
+        se=0.0,
+        threshold=rule.margin,
+        statistic=0.0,
+        p_value=None,
+        rule=rule.name,
+        reason=reason,
+        n_champion=len(champion),
+        n_candidate=len(candidate),
+        sigma=floor.sigma,
+        dof=floor.dof,
+    )
+
+
 def screen(
     champion: list[float], candidate_value: float, goal: Goal, floor: NoiseFloor, rule: Rule | None = None
 ) -> Verdict:
@@ -248,6 +294,42 @@ def compare(
     # (noise_floor([champion, candidate, ...])): more dof, a sharper test, and it stays exact since within-group
     # spread is independent of the group means.
     return _judge("confirm", champion, candidate, goal, floor, rule or Rule())
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An improvement with its confidence interval (metric units, positive = better) and the runs behind it."""
+
+    estimate: float
+    low: float
+    high: float
+    se: float
+    level: float
+    n_before: int
+    n_after: int
+    dof: int
+
+    def __str__(self) -> str:
+        return f"{self.estimate:+.4g} ({self.level:.0%} interval {self.low:+.4g} to {self.high:+.4g})"
+
+
+def improvement_interval(
+    strata: list[tuple[list[float], list[float]]], goal: Goal, floor: NoiseFloor, level: float = 0.95
+) -> Interval:
+    """How much better `after` is than `before`, with a t interval on the floor's σ and dof. Each stratum holds the
+    runs of one condition (a hardware type): strata are weighted by their precision, never compared across."""
+    weights, estimates, n_before, n_after = [], [], 0, 0
+    for before, after in strata:
+        weights.append(1 / (1 / len(before) + 1 / len(after)))
+        estimates.append(_gain(goal, before, after))
+        n_before, n_after = n_before + len(before), n_after + len(after)
+    if not weights:
+        raise ValueError("no condition has runs both before and after")
+    total = math.fsum(weights)
+    estimate = math.fsum(w * e for w, e in zip(weights, estimates, strict=True)) / total
+    se = floor.sigma / math.sqrt(total)  # Var = σ² / Σ w for precision weights w = 1/(1/n_b + 1/n_a)
+    half = t_critical((1 - level) / 2, floor.dof) * se
+    return Interval(estimate, estimate - half, estimate + half, se, level, n_before, n_after, floor.dof)
 
 
 # --- Two-level factorial waves -----------------------------------------------------------------------------------

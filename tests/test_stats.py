@@ -13,6 +13,7 @@ from overnight.stats import (
     compare,
     factorial_effects,
     factorial_grid,
+    improvement_interval,
     noise_floor,
     screen,
     t_critical,
@@ -141,10 +142,36 @@ def test_screen_on_hand_numbers():
     assert screen(CHAMPION, 0.98, "minimize", FLOOR, Rule(screen_k=1.0)).decision == "inconclusive"
 
 
-def test_identical_runs_leave_no_noise():
-    floor = noise_floor([[2.0, 2.0, 2.0]])
-    assert compare([2.0, 2.0, 2.0], [1.9], "minimize", floor).decision == "keep"
+def test_identical_runs_leave_no_noise_so_only_min_improvement_can_judge_a_gain():
+    floor = noise_floor([[2.0, 2.0, 2.0]])  # a program that ignores its seed
+    tiny = compare([2.0, 2.0, 2.0], [1.9999], "minimize", floor)
+    assert tiny.decision == "inconclusive" and "ignores OVERNIGHT_SEED" in tiny.reason
+    assert screen([2.0, 2.0, 2.0], 1.9999, "minimize", floor).decision == "inconclusive"
     assert compare([2.0, 2.0, 2.0], [2.0], "minimize", floor).decision == "discard"
+    practical = Rule(margin=0.05)
+    assert compare([2.0, 2.0, 2.0], [1.9], "minimize", floor, practical).decision == "keep"
+    assert compare([2.0, 2.0, 2.0], [1.97], "minimize", floor, practical).decision == "inconclusive"
+
+
+def test_improvement_interval_covers_the_truth_95_percent_of_the_time():
+    rng, covered, trials = random.Random(3), 0, 2000
+    for _ in range(trials):
+        before = [rng.gauss(1.0, 0.1) for _ in range(3)]
+        after = [rng.gauss(0.9, 0.1) for _ in range(3)]
+        floor = noise_floor([before, after])
+        interval = improvement_interval([(before, after)], "minimize", floor)
+        covered += interval.low <= 0.1 <= interval.high
+    assert 0.93 <= covered / trials <= 0.97
+
+
+def test_improvement_interval_weighs_conditions_and_never_compares_across_them():
+    floor = NoiseFloor(0.1, 10, 8)
+    # h100 runs are 1.0 lower than h200 runs; the change helps by 0.1 on both.
+    strata = [([2.0, 2.0], [1.9, 1.9]), ([1.0, 1.0, 1.0, 1.0], [0.9, 0.9, 0.9, 0.9])]
+    interval = improvement_interval(strata, "minimize", floor)
+    assert interval.estimate == pytest.approx(0.1)
+    assert interval.se == pytest.approx(0.1 / math.sqrt(1 + 2))
+    assert interval.n_before == 6 and interval.n_after == 6
 
 
 def test_rule_rejects_nonsense():
