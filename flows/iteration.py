@@ -12,8 +12,9 @@ from overnight.pipeline import Pipeline, PipelineStopped
 from overnight.planners import make_planner
 from overnight.wave.scope import WaveScope
 from tasks.dispatch import run_trial
-from tasks.evaluate import evaluate, evaluate_baseline, screen
-from tasks.plan import plan, plan_baseline, plan_confirmation
+from tasks.evaluate import evaluate, evaluate_baseline, remeasured, screen
+from tasks.holdout import holdout
+from tasks.plan import plan, plan_baseline, plan_confirmation, plan_remeasure
 from tasks.reflect import reflect
 
 
@@ -64,6 +65,18 @@ def wave_flow(
                 dispatch(confirmation.trials)
                 planned = planned + confirmation.trials
             outcome = evaluate(scope, planned, screening)
+            remeasure = plan_remeasure(
+                scope
+            )  # a new champion's reference: fresh seeds, not its crowning runs
+            if remeasure.trials:
+                progress.emit("remeasuring", wave=wave, trials=len(remeasure.trials))
+                dispatch(remeasure.trials)
+                planned = planned + remeasure.trials
+                outcome = remeasured(scope, outcome, remeasure.trials)
+
+        # --- holdout: a new champion's saved model on data no trial received (never shown to a planner) ------------
+        if scope.is_baseline or outcome.champion_after.run_id != outcome.champion_before.run_id:
+            holdout(scope.config, scope.memory, outcome.champion_after.run_id)
 
         # --- reflect ---------------------------------------------------------------------------------------------
         reflect(scope, planner, outcome, planned_wave.note)

@@ -265,19 +265,35 @@ class DecisionSettings(_Strict):
         description="lord: LORD++ online FDR over every confirmation the campaign ever tests, each at its own level "
         "alpha_t; per_candidate: every confirmation at alpha (the old rule: false crowns add up over a night)",
     )
+    fdr_horizon: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        64,
+        description="lord: the confirmations the error budget is spread over before each new one gets less (until "
+        "one passes); about the confirmations of one night (waves x confirm_top)",
+    )
     k: Annotated[float, Field(ge=0)] = Field(2.0, description="k_sigma: standard errors the gain must clear")
     screen_k: Annotated[float, Field(ge=0)] = Field(
         0.5,
         description="a screening run is promising if its gain exceeds min_improvement + screen_k standard errors",
     )
     confirm_runs: Annotated[int, Field(ge=1, le=64)] = Field(
-        4, description="new-seed runs of each promising trial (the champion is topped up to as many)"
+        5,
+        description="new-seed runs of each promising trial, and as many of the champion in the same batch; 5 keeps "
+        "the power to crown real 3σ gains above 80% under lord (benchmarks/night_verdicts.py)",
     )
     confirm_top: Annotated[int, Field(ge=1, le=64)] = Field(
         2, description="promising trials confirmed per wave at most, best screening gain first"
     )
     screen: StageSettings = Field(default_factory=StageSettings, description="the screening stage")
     confirm: StageSettings = Field(default_factory=StageSettings, description="the confirmation stage")
+
+    @model_validator(mode="after")
+    def _error_control_has_p_values(self) -> DecisionSettings:
+        if self.error_control == "lord" and self.rule == "k_sigma":
+            raise ValueError(
+                "error_control 'lord' sets a level for each confirmation's p value, and rule 'k_sigma' has none: "
+                "use rule 't_test', or error_control 'per_candidate'"
+            )
+        return self
 
 
 class CampaignConfig(_Strict):

@@ -7,11 +7,15 @@ same code, so what a benchmark measures is what a night does.
 How a wave is judged:
 - **screen**: each candidate's one run against the champion's runs under the same condition (training budget and
   hardware); the promising ones, best screening gain first, are confirmed, at most `confirm_top` of them;
-- **confirm**: each promising candidate gets new-seed runs on the hardware it was screened on, beside enough runs of
-  the champion on that hardware; it becomes champion only if the confirmed gain clears the rule (overnight/stats.py),
-  and of several, the largest gain wins (one change at a time);
+- **confirm**: each promising candidate gets new-seed runs on the hardware it was screened on, beside as many new
+  runs of the champion in the same batch (same hardware, budget and time on the host); it passes only if the
+  confirmed gain clears the rule (overnight/stats.py) at the level the campaign's error control gives that
+  confirmation (overnight/fdr.py: LORD++ by default), and of several that pass, the largest gain is crowned (one
+  change at a time): the others are runners-up, re-tested on top of the new champion in the next wave;
+- **re-measure**: a newly crowned champion is measured again with fresh seeds before anything is judged against it;
+  the runs that crowned it were picked for looking good and never serve as its reference;
 - only unbiased runs measure the champion and the noise: baseline copies, confirmation runs and re-measurements,
-  never a screening run that was picked for looking good.
+  never a screening run. The noise is pooled within one condition (budget and hardware), never across budgets.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from overnight import stats
+from overnight.fdr import ErrorControl
 from overnight.memory.records import TrialRecord
 from overnight.trial import Outcome
 
@@ -36,7 +41,8 @@ class Decision:
 
     run_id: str
     trial_id: str
-    # keep | discard | inconclusive | promising | failed | baseline | baseline_repeat | confirmation | champion_run
+    # keep | runner_up | discard | inconclusive | promising | failed | baseline | baseline_repeat | confirmation |
+    # champion_run
     decision: str
     reason: str
     delta: (
@@ -105,13 +111,41 @@ def measurements(
     ]
 
 
-def noise_floor(history: list[TrialRecord]) -> stats.NoiseFloor | None:
-    """Pooled spread of every group of repeated runs (same files, budget and hardware, different seeds)."""
+def _crowned_it(trial: TrialRecord, champion: TrialRecord) -> bool:
+    """A confirmation run of the champion itself: one of the runs that crowned it, picked for looking good."""
+    return trial.role == "confirmation" and trial.measures == champion.run_id
+
+
+def reference_runs(
+    history: list[TrialRecord], champion: TrialRecord, budget_s: float, hardware: str | None
+) -> list[float]:
+    """The champion's runs a candidate is judged against: its unbiased runs under the condition, without the runs
+    that crowned it (they passed a test, so they are better than its truth)."""
+    mine = [t for t in history if not _crowned_it(t, champion)]
+    return measurements(mine, champion.fingerprint, budget_s, hardware)
+
+
+def noise_floor(
+    history: list[TrialRecord], budget_s: float | None = None, hardware: str | None = None
+) -> stats.NoiseFloor | None:
+    """Pooled spread of the groups of repeated runs (same files, budget and hardware, different seeds) under one
+    budget (every budget when None, as a summary) and one hardware type (every type when None)."""
     groups: dict[tuple[str, float, str], list[float]] = defaultdict(list)
     for t in history:
-        if _ok(t) and t.unbiased:
+        if (
+            _ok(t)
+            and t.unbiased
+            and (budget_s is None or t.budget_s == budget_s)
+            and (hardware is None or t.hardware == hardware)
+        ):
             groups[(t.fingerprint, t.budget_s, t.hardware)].append(t.metric)
     return stats.noise_floor(list(groups.values()))
+
+
+def condition_floor(history: list[TrialRecord], budget_s: float, hardware: str) -> stats.NoiseFloor | None:
+    """The noise under one budget, on the hardware if it has repeated runs there, else on every type (the spread
+    within a group; the offsets between types never count)."""
+    return noise_floor(history, budget_s, hardware or None) or noise_floor(history, budget_s)
 
 
 def grid_effects(screened: list[TrialRecord], floor: stats.NoiseFloor | None) -> tuple[dict, ...]:
@@ -134,7 +168,7 @@ def grid_effects(screened: list[TrialRecord], floor: stats.NoiseFloor | None) ->
 
 @dataclass(frozen=True)
 class DecisionPolicy:
-    """Screen, confirm, crown: the rule and the numbers of runs, with the budget of each stage."""
+    """Screen, confirm, crown, re-measure: the rule, the error control and the numbers of runs of each stage."""
 
     goal: str
     rule: stats.Rule
@@ -142,6 +176,7 @@ class DecisionPolicy:
     screen_budget_s: float
     confirm_budget_s: float
     first_seed: int = 0  # the campaign's trial seed; new-seed runs draw the next unused ones
+    error_control: ErrorControl = ErrorControl("lord", 0.05)
 
     @classmethod
     def from_config(cls, config: CampaignConfig) -> DecisionPolicy:
@@ -156,8 +191,15 @@ class DecisionPolicy:
             confirm_runs=d.confirm_runs,
         )
         screen, confirm = config.stage("screen"), config.stage("confirm")
+        control = ErrorControl(d.error_control, d.alpha, d.fdr_horizon)
         return cls(
-            config.metric.goal, rule, d.confirm_top, screen.budget_s, confirm.budget_s, config.trial.seed
+            config.metric.goal,
+            rule,
+            d.confirm_top,
+            screen.budget_s,
+            confirm.budget_s,
+            config.trial.seed,
+            control,
         )
 
     def budget_s(self, stage: str) -> float:
@@ -174,10 +216,10 @@ class DecisionPolicy:
     ) -> Screening:
         """Screening verdicts for a wave's candidates, the promising ones to confirm (as many as `trials_left`, the
         trial budget left, has room for) and the runs that confirm them; a grid's effects against the noise floor."""
-        floor = noise_floor(history)
         decisions, promising = [], []
+        conditions: dict = {}  # (budget, hardware) -> (the champion's reference runs, the noise floor): read once
         for trial in screened:
-            decision, gain = self._screen_one(history, champion, trial, floor)
+            decision, gain = self._screen_one(history, champion, trial, conditions)
             decisions.append(decision)
             if decision.decision == "promising":
                 promising.append((gain, trial))
@@ -202,26 +244,22 @@ class DecisionPolicy:
             for d in decisions
         ]
         wanted = self.confirmation_runs(history, champion, to_confirm)
+        floor = noise_floor(history, self.screen_budget_s)
         return Screening(tuple(decisions), to_confirm, wanted, grid_effects(screened, floor))
 
     def _screen_one(
-        self,
-        history: list[TrialRecord],
-        champion: TrialRecord,
-        trial: TrialRecord,
-        floor: stats.NoiseFloor | None,
+        self, history: list[TrialRecord], champion: TrialRecord, trial: TrialRecord, conditions: dict
     ) -> tuple[Decision, float]:
         if not _ok(trial):
             outcome = trial.outcome.value if trial.outcome else "unfinished"
             return Decision(trial.run_id, trial.trial_id, "failed", f"{outcome}: {trial.reason}", None), 0.0
-        champ = measurements(history, champion.fingerprint, trial.budget_s, trial.hardware)
-        note = ""
-        if not champ:  # screening only filters: confirmation is always paired on the trial's own hardware
-            champ = measurements(history, champion.fingerprint, trial.budget_s, None)
-            note = f" (no champion run on {trial.hardware} yet: screened across hardware; confirmed on {trial.hardware})"
+        condition = (trial.budget_s, trial.hardware)
+        if condition not in conditions:
+            conditions[condition] = self._screen_reference(history, champion, trial.budget_s, trial.hardware)
+        champ, floor, note = conditions[condition]
         if not champ or floor is None:
             why = (
-                "no noise floor yet"
+                f"no noise floor yet with a {trial.budget_s:g} s budget"
                 if floor is None
                 else f"no champion run with a {trial.budget_s:g} s budget"
             )
@@ -237,13 +275,24 @@ class DecisionPolicy:
         )
         return decision, verdict.gain
 
+    def _screen_reference(
+        self, history: list[TrialRecord], champion: TrialRecord, budget_s: float, hardware: str
+    ) -> tuple[list[float], stats.NoiseFloor | None, str]:
+        """What a screening run under one condition is judged against: the champion's reference runs there, the
+        noise floor, and a note when the champion has no run on that hardware yet."""
+        champ = reference_runs(history, champion, budget_s, hardware)
+        note = ""
+        if not champ:  # screening only filters: confirmation is always paired on the trial's own hardware
+            champ = reference_runs(history, champion, budget_s, None)
+            note = f" (no champion run on {hardware} yet: screened across hardware; confirmed on {hardware})"
+        return champ, condition_floor(history, budget_s, hardware), note
+
     def confirmation_runs(
         self, history: list[TrialRecord], champion: TrialRecord, to_confirm: tuple[TrialRecord, ...]
     ) -> tuple[RunsWanted, ...]:
-        """New-seed runs of each candidate on the hardware it was screened on, and the champion topped up to as many
-        runs on each of those hardware types."""
+        """New-seed runs of each candidate on the hardware it was screened on, and as many new runs of the champion
+        on each of those hardware types, in the same batch: a confirmation compares runs of one condition only."""
         wanted: list[RunsWanted] = []
-        taken: set[int] = set()  # seeds the champion's runs on an earlier hardware type already draw
         hardware_done: set[str] = set()
         n = self.rule.confirm_runs
         for candidate in to_confirm:
@@ -252,45 +301,30 @@ class DecisionPolicy:
             if candidate.hardware in hardware_done:
                 continue
             hardware_done.add(candidate.hardware)
-            top_up = self.champion_runs(history, champion, "confirm", candidate.hardware or None, n, taken)
-            if top_up is not None:
-                wanted.append(top_up)
-                taken |= set(top_up.seeds)
+            taken = {seed for runs in wanted if runs.role == "champion" for seed in runs.seeds}
+            seeds = self.fresh_seeds(history, champion.fingerprint, n, taken)
+            wanted.append(RunsWanted("champion", champion, "confirm", candidate.hardware or None, seeds))
         return tuple(wanted)
 
     # --- the champion's runs -----------------------------------------------------------------------------------
 
-    def champion_runs(
-        self,
-        history: list[TrialRecord],
-        champion: TrialRecord,
-        stage: str,
-        hardware: str | None,
-        needed: int,
-        taken: Collection[int] = (),
-    ) -> RunsWanted | None:
-        """New-seed runs of the champion until it has `needed` unbiased runs under a condition; None if it has."""
-        have = measurements(history, champion.fingerprint, self.budget_s(stage), hardware)
-        missing = needed - len(have)
-        if missing <= 0:
-            return None
-        seeds = self.fresh_seeds(history, champion.fingerprint, missing, taken)
-        return RunsWanted("champion", champion, stage, hardware, seeds)
-
     def remeasure_champion(self, history: list[TrialRecord], champion: TrialRecord) -> RunsWanted | None:
-        """A champion crowned under another budget (a confirmation stage of its own) is measured at the screening
-        budget before candidates are screened against it, unless such runs have finished or are under way."""
+        """Fresh runs of a champion at the screening budget, as many as the baseline has copies, unless it has its
+        reference runs there (or they are under way): a newly crowned champion is measured again before anything
+        is judged against it, since the runs that crowned it were picked for looking good."""
         budget = self.screen_budget_s
         under_way = any(
             t.status == "running"
             and t.unbiased
+            and not _crowned_it(t, champion)
             and t.fingerprint == champion.fingerprint
             and t.budget_s == budget
             for t in history
         )
-        if under_way or measurements(history, champion.fingerprint, budget, None):
+        if under_way or reference_runs(history, champion, budget, None):
             return None
-        return self.champion_runs(history, champion, "screen", None, self.rule.baseline_runs)
+        seeds = self.fresh_seeds(history, champion.fingerprint, self.rule.baseline_runs)
+        return RunsWanted("champion", champion, "screen", None, seeds)
 
     def fresh_seeds(
         self, history: list[TrialRecord], fingerprint: str, n: int, taken: Collection[int] = ()
@@ -307,28 +341,36 @@ class DecisionPolicy:
     # --- confirm and crown -------------------------------------------------------------------------------------
 
     def confirm(
-        self, history: list[TrialRecord], champion: TrialRecord, candidates: list[TrialRecord]
+        self,
+        history: list[TrialRecord],
+        champion: TrialRecord,
+        candidates: list[TrialRecord],
+        tested: Collection[TrialRecord] = (),
     ) -> Crowning:
-        """Confirmation verdicts, each candidate's new-seed runs against the champion's runs on the same hardware;
-        the one crowned is the largest confirmed gain."""
-        floor = noise_floor(history)
+        """Confirmation verdicts, each candidate's new-seed runs against the champion's runs of the same batch, at
+        the level the error control gives it after the campaign's earlier confirmations (`tested`: any records,
+        those with a test index count); the one crowned is the largest gain that passed, the others runners-up."""
+        now = {c.run_id for c in candidates}  # (a resumed wave may have recorded these tests before it died)
+        passed = earlier_tests([t for t in tested if t.run_id not in now])
         decisions, kept = [], []
         for candidate in candidates:
-            decision, verdict = self._confirm_one(history, champion, candidate, floor)
+            decision, verdict = self._confirm_one(history, champion, candidate, passed)
             decisions.append(decision)
-            if verdict is not None and verdict.decision == "keep":
+            passed.append(verdict is not None and verdict.decision == "keep")
+            if passed[-1]:
                 kept.append((verdict, candidate))
         if not kept:
             return Crowning(tuple(decisions), None, None)
         kept.sort(key=lambda item: -item[0].gain)
         best_verdict, best = kept[0]
-        # One change at a time: the others that also cleared the rule wait for a later wave, built on the new champion.
+        # One change at a time: the others that also passed are re-tested on top of the new champion next wave.
         runners_up = {c.run_id for _, c in kept[1:]}
         decisions = [
             replace(
                 d,
-                decision="discard",
-                reason=f"{d.reason}; but {best.trial_id} gained more (one change at a time)",
+                decision="runner_up",
+                reason=f"{d.reason}; runner-up: {best.trial_id} gained more (one change at a time), so this "
+                "change is re-tested on top of it",
             )
             if d.run_id in runners_up
             else d
@@ -337,30 +379,90 @@ class DecisionPolicy:
         return Crowning(tuple(decisions), best, best_verdict)
 
     def _confirm_one(
-        self,
-        history: list[TrialRecord],
-        champion: TrialRecord,
-        candidate: TrialRecord,
-        floor: stats.NoiseFloor | None,
+        self, history: list[TrialRecord], champion: TrialRecord, candidate: TrialRecord, passed: list[bool]
     ) -> tuple[Decision, stats.Verdict | None]:
         budget = self.confirm_budget_s
         confirmations = [t for t in history if t.role == "confirmation" and t.measures == candidate.run_id]
         runs = [t.metric for t in confirmations if _ok(t) and t.budget_s == budget]
         hardware = confirmations[0].hardware if confirmations else candidate.hardware
-        champ = measurements(history, champion.fingerprint, budget, hardware)
+        batch = (
+            confirmations[0] if confirmations else candidate
+        )  # the wave its confirmation runs were planned in
+        champ = [  # the champion's runs of this confirmation's batch: same wave, budget and hardware
+            t.metric
+            for t in history
+            if _ok(t)
+            and t.role == "champion"
+            and t.measures == champion.run_id
+            and t.wave == batch.wave
+            and t.agent_run_id == batch.agent_run_id
+            and t.budget_s == budget
+            and t.hardware == hardware
+        ]
+        floor = condition_floor(history, budget, hardware)
         if not runs or not champ or floor is None:
             missing = (
                 "its confirmation runs" if not runs else "the champion's runs" if not champ else "a floor"
             )
             why = f"could not confirm: {missing} on {hardware} failed"
             return Decision(candidate.run_id, candidate.trial_id, "inconclusive", why, None), None
-        verdict = stats.compare(champ, runs, self.goal, floor, self.rule)
+        test, level = len(passed) + 1, self.error_control.level(passed)
+        verdict = stats.compare(champ, runs, self.goal, floor, replace(self.rule, alpha=level))
+        numbers = {
+            **verdict.as_dict(),
+            "test_index": test,
+            "alpha_t": level,
+            "error_control": self.error_control.name,
+        }
         decision = Decision(
             candidate.run_id,
             candidate.trial_id,
             verdict.decision,
-            f"confirmed with {len(runs)} new-seed runs vs {len(champ)} champion runs on {hardware}: {verdict.reason}",
+            f"confirmed with {len(runs)} new-seed runs vs {len(champ)} champion runs of the same batch on "
+            f"{hardware}: {verdict.reason}; confirmation {test} of the campaign, at level {level:.3g} "
+            f"({self.error_control.kind})",
             _mean(runs) - _mean(champ),
-            verdict.as_dict(),
+            numbers,
         )
         return decision, verdict
+
+    # --- after a crowning --------------------------------------------------------------------------------------
+
+    def retests(self, history: list[TrialRecord], champion: TrialRecord) -> list[TrialRecord]:
+        """The runners-up of the wave that crowned the champion, not yet re-tested on top of it."""
+        done = {t.measures for t in history if t.role == "candidate" and t.measures}
+        return [
+            t
+            for t in history
+            if t.decision == "runner_up"
+            and t.agent_run_id == champion.agent_run_id
+            and t.wave == champion.wave
+            and t.run_id not in done
+        ]
+
+    def night_improvement(
+        self, history: list[TrialRecord], baseline: TrialRecord, champion: TrialRecord, level: float = 0.95
+    ) -> stats.Interval | None:
+        """The night's improvement: the champion's fresh runs against the baseline's copies at the screening budget,
+        per hardware type, with its interval; None when either has no run or no noise was measured."""
+        budget = self.screen_budget_s
+        before_runs = [t for t in history if t.role == "baseline" and t.fingerprint == baseline.fingerprint]
+        strata = []
+        for hardware in sorted({t.hardware for t in before_runs}):
+            before = measurements(before_runs, baseline.fingerprint, budget, hardware)
+            after = reference_runs(history, champion, budget, hardware)
+            if before and after:
+                strata.append((before, after))
+        floor = noise_floor(history, budget)
+        if not strata or floor is None or floor.sigma == 0:
+            return None
+        return stats.improvement_interval(strata, self.goal, floor, level)
+
+
+def earlier_tests(records: Collection[TrialRecord]) -> list[bool]:
+    """Whether each confirmation the campaign has tested passed, in the order they were tested."""
+    tested = sorted(
+        (t for t in records if "confirm_test_index" in t.metrics),
+        key=lambda t: t.metrics["confirm_test_index"],
+    )
+    return [t.decision in ("keep", "runner_up") for t in tested]

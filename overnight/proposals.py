@@ -108,3 +108,27 @@ def fingerprint(files: Files) -> str:
         lines = [line.rstrip() for line in files[path].splitlines() if line.strip()]
         digest.update(path.encode() + b"\0" + "\n".join(lines).encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def change_as_edits(before: Files, after: Files) -> list[Edit]:
+    """The change from `before` to `after` as search/replace edits, each search the changed lines (with as much
+    context as makes it unique in its file): applied to other files (a newer champion), an edit finds its place only
+    where those lines are as they were, so a change re-applies cleanly or fails with the reason (`apply_proposal`)."""
+    edits = []
+    for path in sorted(after):
+        old, new = before.get(path, "").splitlines(keepends=True), after[path].splitlines(keepends=True)
+        text = "".join(old)
+        opcodes = difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes()
+        for tag, i1, i2, j1, j2 in opcodes:
+            if tag == "equal":
+                continue
+            context = 0 if i2 > i1 else 1  # an insertion needs a line to hang on
+            while True:
+                start, end = max(0, i1 - context), min(len(old), i2 + context)
+                search = "".join(old[start:end])
+                if (search and text.count(search) == 1) or (start == 0 and end == len(old)):
+                    break
+                context += 1
+            replace = "".join(old[start:i1] + new[j1:j2] + old[i2:end])
+            edits.append(Edit(path=path, search=search, replace=replace))
+    return edits

@@ -27,3 +27,9 @@ def screen(scope: WaveScope, planned: list[PlannedTrial]) -> Screening:
 def evaluate(scope: WaveScope, planned: list[PlannedTrial], screening: Screening) -> FinishedWave:
     """Final decisions for every trial of the wave: confirmed, crowned or not."""
     return core.evaluate(scope, planned, screening)
+
+
+@task(name="remeasured", task_run_name="the re-measured champion of wave {scope.wave}", cache_policy=NONE)
+def remeasured(scope: WaveScope, finished: FinishedWave, planned: list[PlannedTrial]) -> FinishedWave:
+    """The wave with its new champion's fresh runs labelled and counted in."""
+    return core.remeasured(scope, finished, planned)

@@ -35,3 +35,9 @@ def plan(scope: WaveScope, planner: Planner, n: int, budget_left: str = "") -> P
 def plan_confirmation(scope: WaveScope, screening: Screening) -> PlannedWave:
     """New-seed runs of the promising trials and of the champion, on the same hardware, recorded before they run."""
     return PlannedWave(core.plan_wanted_runs(scope, list(screening.wanted)))
+
+
+@task(name="plan-remeasure", task_run_name="re-measure the champion of wave {scope.wave}", cache_policy=NONE)
+def plan_remeasure(scope: WaveScope) -> PlannedWave:
+    """Fresh runs of a champion crowned in this wave (none if it was not), recorded before they run."""
+    return core.plan_remeasure(scope)

@@ -13,8 +13,9 @@ import pytest
 from helpers import load_synthetic
 
 from overnight import stats
+from overnight.fdr import ErrorControl
 from overnight.memory.records import TrialRecord
-from overnight.policy import DecisionPolicy
+from overnight.policy import DecisionPolicy, reference_runs
 from overnight.trial import Outcome
 
 synthetic, DEFAULTS = load_synthetic()
@@ -24,7 +25,9 @@ BUDGET = 30.0
 
 
 def policy(rule=RULE) -> DecisionPolicy:
-    return DecisionPolicy("minimize", rule, confirm_top=2, screen_budget_s=BUDGET, confirm_budget_s=BUDGET)
+    """One candidate's verdict at the rule's own level (the error over a night is tests/test_night.py's)."""
+    control = ErrorControl("per_candidate", rule.alpha)
+    return DecisionPolicy("minimize", rule, 2, BUDGET, BUDGET, error_control=control)
 
 
 def record(run_id, knobs, seed, hardware, role, measures="") -> TrialRecord:
@@ -142,16 +145,17 @@ def test_a_candidate_screened_on_h200_is_confirmed_against_the_champion_on_h200(
     # No champion run on h200 yet: screened across hardware (the offset makes it look promising) and said so.
     assert screening.to_confirm == (screened,)
     assert "no champion run on h200 yet" in screening.decisions[0].reason
-    # The policy wants the candidate's new-seed runs and four champion runs, all pinned to h200.
+    # The policy wants the candidate's new-seed runs and as many new champion runs, all pinned to h200.
+    n = RULE.confirm_runs
     wanted = {(runs.role, runs.hardware, len(runs.seeds)) for runs in screening.wanted}
-    assert wanted == {("confirmation", "h200", 4), ("champion", "h200", 4)}
-    history += [record(f"c{j}", NULL_CHANGE, 10 + j, "h200", "confirmation", measures="t") for j in range(4)]
-    history += [record(f"h{j}", DEFAULTS, 20 + j, "h200", "champion", measures="b0") for j in range(4)]
+    assert wanted == {("confirmation", "h200", n), ("champion", "h200", n)}
+    history += [record(f"c{j}", NULL_CHANGE, 10 + j, "h200", "confirmation", measures="t") for j in range(n)]
+    history += [record(f"h{j}", DEFAULTS, 20 + j, "h200", "champion", measures="b0") for j in range(n)]
     crowning = policy().confirm(history, champion, list(screening.to_confirm))
     confirmed = crowning.decisions
     assert crowning.champion is None and confirmed[0].decision != "keep"
-    assert "vs 4 champion runs on h200" in confirmed[0].reason
-    assert confirmed[0].numbers["n_champion"] == 4 and "p_value" in confirmed[0].numbers
+    assert f"vs {n} champion runs of the same batch on h200" in confirmed[0].reason
+    assert confirmed[0].numbers["n_champion"] == n and "p_value" in confirmed[0].numbers
 
 
 def test_a_grid_recovers_the_planted_main_effects_and_interaction():
@@ -170,3 +174,25 @@ def test_a_grid_recovers_the_planted_main_effects_and_interaction():
             covered[effect.name] += effect.low <= truth[effect.name] <= effect.high
     for name, hits in covered.items():
         assert hits / grids >= 0.9, f"the 95% interval of {name} covered the truth in {hits} of {grids} grids"
+
+
+def test_a_new_champion_is_judged_by_fresh_runs_never_by_the_runs_that_crowned_it():
+    four_sigma = {**DEFAULTS, "LEARNING_RATE": 3e-3}
+    history = [record(f"b{i}", DEFAULTS, i, "h100", "baseline") for i in range(3)]
+    crowned = record("t", four_sigma, 7, "h100", "candidate")
+    history.append(crowned)
+    history += [record(f"c{j}", four_sigma, 10 + j, "h100", "confirmation", measures="t") for j in range(5)]
+    judge = policy()
+    assert (
+        reference_runs(history, crowned, BUDGET, "h100") == []
+    )  # the screening and confirmation runs don't count
+    wanted = judge.remeasure_champion(history, crowned)
+    assert wanted.role == "champion" and wanted.stage == "screen" and len(wanted.seeds) == RULE.baseline_runs
+    assert not set(wanted.seeds) & {t.seed for t in history if t.fingerprint == crowned.fingerprint}
+    fresh = [record(f"f{j}", four_sigma, 30 + j, "h100", "champion", measures="t") for j in wanted.seeds]
+    history += fresh
+    assert judge.remeasure_champion(history, crowned) is None
+    assert reference_runs(history, crowned, BUDGET, "h100") == [t.metric for t in fresh]
+    night = judge.night_improvement(history, history[0], crowned)
+    truth = synthetic.expected_score(DEFAULTS) - synthetic.expected_score(four_sigma)
+    assert night.low <= truth <= night.high and night.n_before == 3 and night.n_after == len(fresh)

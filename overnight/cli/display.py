@@ -78,6 +78,16 @@ class ProgressDisplay:
             self.progress.console.print(
                 f"  [cyan]confirming[/cyan] the promising trials with {data['trials']} new-seed runs"
             )
+        elif event == "remeasuring":
+            if self.pipelined:
+                self._add_trials(data["trials"], "trials of the waves planned")
+            else:
+                self.progress.reset(
+                    self.trials, total=data["trials"], description=f"wave {data['wave']} re-measurement"
+                )
+            self.progress.console.print(
+                f"  [cyan]re-measuring[/cyan] the new champion with {data['trials']} fresh-seed runs"
+            )
         elif event == "resumed":
             self.progress.console.print(
                 f"[yellow]Resuming[/yellow] agent run {data['agent_run_id']} after {data['waves_done']} finished "

@@ -248,6 +248,8 @@ class Memory:
                 self.client.set_tag(run_id, PREFIX + "rule", str(numbers.get("rule", "")))
 
     def record_effects(self, wave_run_id: str, effects: list[dict]) -> None:
+                if "error_control" in numbers:
+                    self.client.set_tag(run_id, PREFIX + "error_control", str(numbers["error_control"]))
         """A factorial wave's main effects and interactions: metrics effect_<key>, effect_<key>_se, effects.json."""
         with self._lock:
             values = {}

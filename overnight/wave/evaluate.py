@@ -1,7 +1,8 @@
 """Evaluate: the decision policy judges the wave (overnight/policy.py); what it decides is recorded in MLflow here.
 
 The baseline wave crowns the starting point and measures the first noise floor; a search wave is screened, its
-promising candidates confirmed with new-seed runs, and the best confirmed gain crowned."""
+promising candidates confirmed with new-seed runs, the best confirmed gain crowned (the others that passed are
+runners-up), and a new champion re-measured with fresh seeds before the next wave is judged against it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from overnight.agent_run import CampaignError
 from overnight.memory.records import TrialRecord
 from overnight.planners import FinishedWave
 from overnight.policy import Decision, Screening, noise_floor
+from overnight.program_checks import check_program, record_program_warnings
 from overnight.trial import Outcome, tail
 from overnight.wave.scope import PlannedTrial, WaveScope
 
@@ -28,13 +30,15 @@ def evaluate_baseline(scope: WaveScope, planned: list[PlannedTrial]) -> Finished
             f"there is nothing to improve on. Run the program by hand to see why. Last lines of its log:\n"
             f"{tail(memory.read_artifact(record.run_id, 'log_tail.txt'), 15)}"
         )
-    floor = noise_floor(history)
+    floor = noise_floor(history, scope.policy.screen_budget_s)
     if floor is None:
         failed = [f"{t.trial_id} ({t.outcome.value if t.outcome else 'unfinished'})" for t in repeats]
         raise CampaignError(
             f"the baseline's other copies failed ({', '.join(failed)}), so the seed noise cannot be measured and no "
             "change could be judged against it. Run the program by hand with OVERNIGHT_SEED=1 to see why."
         )
+    copies = [records[t.run_id] for t in planned]
+    record_program_warnings(memory, scope.agent_run_id, check_program(scope.config, copies))
     reason = "re-measured the champion under this run's conditions" if previous else "the program as shipped"
     decisions = [Decision(record.run_id, record.trial_id, "baseline", reason, None)]
     for repeat in repeats:
@@ -79,25 +83,45 @@ def evaluate(scope: WaveScope, planned: list[PlannedTrial], screening: Screening
     champion = memory.champion()
     decisions = {d.run_id: d for d in screening.decisions}
     if screening.to_confirm:
-        crowning = scope.policy.confirm(scope.history(), champion, list(screening.to_confirm))
+        # The error control counts every confirmation the campaign has tested, on every night.
+        tested = memory.trials()
+        crowning = scope.policy.confirm(scope.history(), champion, list(screening.to_confirm), tested)
         _record(scope, crowning.decisions)
         decisions.update({d.run_id: d for d in crowning.decisions})
         if crowning.champion is not None:
             memory.set_champion(
                 crowning.champion.run_id, champion.run_id, crowning.verdict.gain, crowning.verdict.reason
             )
+    return _label_engine_runs(scope, champion, planned, decisions, screening.effects)
+
+
+def remeasured(scope: WaveScope, finished: FinishedWave, planned: list[PlannedTrial]) -> FinishedWave:
+    """The wave with the fresh runs of its new champion (`planned`, finished) labelled and counted in."""
+    decisions = {d.run_id: d for d in finished.decisions}
+    return _label_engine_runs(scope, finished.champion_before, planned, decisions, finished.effects, finished)
+
+
+def _label_engine_runs(
+    scope: WaveScope,
+    before: TrialRecord,
+    planned: list[PlannedTrial],
+    decisions: dict[str, Decision],
+    effects: tuple[dict, ...],
+    so_far: FinishedWave | None = None,
+) -> FinishedWave:
+    """Label the runs the engine planned, record the noise floor after the wave, and gather the wave's trials."""
     engine_runs = [
         _engine_run_label(trial) for trial in planned if trial.role in ("confirmation", "champion")
     ]
     _record(scope, engine_runs)
     decisions.update({d.run_id: d for d in engine_runs})
     history = scope.history()  # with every decision of the wave recorded
-    floor = noise_floor(history)
+    floor = noise_floor(history, scope.policy.screen_budget_s)
     if floor is not None:
-        memory.record_noise_floor(scope.agent_run_id, floor, wave=scope.wave)
-    run_ids = {t.run_id for t in planned}
+        scope.memory.record_noise_floor(scope.agent_run_id, floor, wave=scope.wave)
+    run_ids = {t.run_id for t in planned} | {t.run_id for t in (so_far.trials if so_far else ())}
     trials = [t for t in history if t.run_id in run_ids]
-    return _finished(scope, champion, trials, decisions, screening.effects)
+    return _finished(scope, before, trials, decisions, effects)
 
 
 def _engine_run_label(trial: PlannedTrial) -> Decision:

@@ -8,10 +8,17 @@ from __future__ import annotations
 from overnight.config import CampaignConfig
 from overnight.memory.records import TrialRecord
 from overnight.memory.store import Memory
-from overnight.planners import PlanContext, Planner
+from overnight.planners import Plan, PlanContext, Planner
 from overnight.policy import RunsWanted
 from overnight.program import constants, read_files
-from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint, unified_diff
+from overnight.proposals import (
+    Proposal,
+    ProposalError,
+    apply_proposal,
+    change_as_edits,
+    fingerprint,
+    unified_diff,
+)
 from overnight.trial import Outcome
 from overnight.wave.scope import PlannedTrial, PlannedWave, WaveScope
 
@@ -75,12 +82,14 @@ def plan_wave(scope: WaveScope, planner: Planner, n: int, budget_left: str = "")
             [planned_from_record(scope, t) for t in recorded],
             note="resumed: the wave as it was planned before the campaign process died",
         )
+    retests = plan_retests(scope, n)  # runners-up of the last crowning, re-applied on top of the new champion
+    n -= len(retests)
     pending = memory.pending_suggestions()  # a person's hypotheses: this wave must include them
     context = plan_context(scope.config, memory, scope.wave, n, budget_left, tuple(pending.values()))
-    plan = planner.propose(context)
+    plan = planner.propose(context) if n else Plan([], note="every trial of the wave re-tests a runner-up")
     for key in pending:
         memory.take_suggestion(key, f"wave {scope.wave}" + (f": {plan.note}" if plan.note else ""))
-    planned = _record_proposals(scope, context, plan.proposals[:n])
+    planned = retests + _record_proposals(scope, context, plan.proposals[:n])
     # A champion crowned under another budget is measured at this one first (policy.remeasure_champion).
     champion = context.champion
     if champion:
@@ -88,6 +97,48 @@ def plan_wave(scope: WaveScope, planner: Planner, n: int, budget_left: str = "")
         planned += plan_wanted_runs(scope, [wanted] if wanted else [])
     memory.record_plan(scope.wave_run_id, plan.note, plan.usage, plan.cost_usd, planner.name)
     return PlannedWave(planned, plan.note, plan.usage, plan.cost_usd)
+
+
+def plan_retests(scope: WaveScope, n: int) -> list[PlannedTrial]:
+    """At most n runners-up of the wave that crowned the champion (they passed confirmation against the previous
+    champion), their change re-applied to the champion's files, as candidates of this wave. A change that no longer
+    applies is recorded as invalid, with the reason."""
+    memory, champion = scope.memory, scope.memory.champion()
+    if champion is None:
+        return []
+    history = scope.history()
+    champion_files = memory.champion_files()
+    planned = []
+    for number, runner_up in enumerate(scope.policy.retests(history, champion)[:n]):
+        trial_id = scope.trial_id(f"w{scope.wave}-r{number}")
+        proposal = Proposal(
+            hypothesis=f"{runner_up.hypothesis} (re-tested on top of {champion.trial_id})",
+            rationale=f"{runner_up.trial_id} passed its confirmation but {champion.trial_id} gained more; "
+            "does it still help on top of it?",
+            edits=change_as_edits(
+                memory.trial_files(runner_up.parent_champion), memory.trial_files(runner_up.run_id)
+            ),
+            source="engine",
+        )
+        try:
+            files = apply_proposal(champion_files, proposal, scope.config.editable)
+        except ProposalError as error:
+            run_id = memory.record_invalid(
+                wave_run_id=scope.wave_run_id,
+                agent_run_id=scope.agent_run_id,
+                trial_id=trial_id,
+                wave=scope.wave,
+                hypothesis=proposal.hypothesis,
+                reason=f"the runner-up no longer applies on top of the champion: {error}",
+                proposal_json=proposal.model_dump_json(indent=2),
+            )
+            planned.append(PlannedTrial(trial_id, run_id, proposal.hypothesis, None, str(error)))
+            continue
+        trial = record_trial(
+            scope, trial_id, proposal, champion_files, files, champion.run_id, measures=runner_up.run_id
+        )
+        planned.append(trial)
+    return planned
 
 
 def _record_proposals(
@@ -125,31 +176,42 @@ def _record_proposals(
     return planned
 
 
+def plan_remeasure(scope: WaveScope) -> PlannedWave:
+    """Fresh runs of a champion crowned in this wave, as many as the baseline has copies and under its conditions
+    (the screening budget, at most wave_size at once): its reference from now on, and the night's measure of it."""
+    wanted = scope.policy.remeasure_champion(scope.history(), scope.memory.champion())
+    return PlannedWave(plan_wanted_runs(scope, [wanted] if wanted else []))
+
+
 def plan_wanted_runs(scope: WaveScope, wanted: list[RunsWanted]) -> list[PlannedTrial]:
     """The new-seed runs the decision policy wants (confirmations, re-measurements of the champion), recorded."""
     memory = scope.memory
     champion = memory.champion()
     champion_files = memory.champion_files()
+    files = {runs.measures.run_id: memory.trial_files(runs.measures.run_id) for runs in wanted}
+    # Round-robin over the groups (candidate 1's first run, the champion's first run, candidate 2's first...): the
+    # runs compared with each other share the host's load over time, not one group after another.
+    order = [(number, runs) for runs in wanted for number in range(len(runs.seeds))]
+    order.sort(key=lambda item: item[0])
     planned = []
-    for runs in wanted:
-        files = memory.trial_files(runs.measures.run_id)
-        for number, seed in enumerate(runs.seeds):
-            trial_id, proposal = _wanted_run(scope, runs, number, seed)
-            planned.append(
-                record_trial(
-                    scope,
-                    trial_id,
-                    proposal,
-                    champion_files,
-                    files,
-                    champion.run_id,
-                    role=runs.role,
-                    stage=runs.stage,
-                    seed=seed,
-                    pinned=runs.hardware,
-                    measures=runs.measures.run_id,
-                )
+    for number, runs in order:
+        seed = runs.seeds[number]
+        trial_id, proposal = _wanted_run(scope, runs, number, seed)
+        planned.append(
+            record_trial(
+                scope,
+                trial_id,
+                proposal,
+                champion_files,
+                files[runs.measures.run_id],
+                champion.run_id,
+                role=runs.role,
+                stage=runs.stage,
+                seed=seed,
+                pinned=runs.hardware,
+                measures=runs.measures.run_id,
             )
+        )
     return planned
 
 

@@ -92,15 +92,33 @@ def test_a_real_effect_is_screened_confirmed_and_crowned_with_its_numbers(
     client = MlflowClient(tracking_uri)
     crowned = client.get_run(champion.run_id).data
     assert crowned.tags["overnight.decision"] == "keep"
-    assert "confirmed with 4 new-seed runs" in crowned.tags["overnight.decision_reason"]
+    n = 5  # decision.confirm_runs, the default
+    assert (
+        f"confirmed with {n} new-seed runs vs {n} champion runs of the same batch"
+        in crowned.tags["overnight.decision_reason"]
+    )
     assert crowned.metrics["confirmed_gain"] == pytest.approx(0.04, abs=0.02)
-    assert crowned.metrics["confirm_p_value"] < 0.05 and crowned.metrics["screen_gain"] > 0
-    assert crowned.tags["overnight.rule"] == "t_test(alpha=0.05, margin=0)"
+    assert crowned.metrics["confirm_p_value"] < crowned.metrics["confirm_alpha_t"] < 0.05
+    assert crowned.metrics["confirm_test_index"] == 1 and crowned.metrics["screen_gain"] > 0
+    assert crowned.tags["overnight.error_control"].startswith("LORD++(FDR 0.05")
+    assert crowned.tags["overnight.rule"].startswith("t_test(alpha=0.000")  # the level LORD++ gave this test
     confirmations = [t for t in trials if t.role == "confirmation" and t.measures == champion.run_id]
-    assert len(confirmations) == 4 and len({t.seed for t in confirmations}) == 4
+    assert len(confirmations) == n and len({t.seed for t in confirmations}) == n
     assert champion.seed not in {t.seed for t in confirmations}  # new seeds, not the screening run again
-    # The summary compares means of unbiased runs: the baseline's copies against the champion's confirmations.
-    assert summary.baseline - summary.champion == pytest.approx(0.04, abs=0.02)
+    # After the crowning, the champion is measured again with fresh seeds: its reference and the night's measure.
+    fresh = [t for t in trials if t.role == "champion" and t.measures == champion.run_id]
+    assert len(fresh) == 3 and not {t.seed for t in fresh} & (
+        {t.seed for t in confirmations} | {champion.seed}
+    )
+    baseline = [t.metric for t in trials if t.role == "baseline"]
+    means = sum(baseline) / len(baseline), sum(t.metric for t in fresh) / len(fresh)
+    assert (summary.baseline, summary.champion) == pytest.approx(means)
+    low, high = summary.interval
+    assert low < summary.improvement < high and summary.improvement == pytest.approx(0.04, abs=0.02)
+    # One number everywhere: the CLI's summary, the MLflow agent run, report.md and `status` read the same line.
+    agent = client.get_run(summary.agent_run_id).data
+    assert agent.tags["overnight.night"] == summary.night and "95% interval" in summary.night
+    assert agent.metrics["improvement_low"] == pytest.approx(low)
 
 
 def test_a_factorial_wave_measures_the_planted_interaction(prefect_api, tracking_uri, tmp_path):
