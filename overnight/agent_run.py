@@ -11,9 +11,9 @@ from pathlib import Path
 
 from overnight.budget import compute_usd
 from overnight.config import CampaignConfig, resolve_planner
-from overnight.memory.records import TrialRecord
+from overnight.memory.records import NIGHT, PREFIX, TrialRecord
 from overnight.memory.store import Memory
-from overnight.policy import DecisionPolicy, improvement, measurements, noise_floor
+from overnight.policy import DecisionPolicy, improvement, measurements, noise_floor, reference_runs
 from overnight.proposals import unified_diff
 
 
@@ -138,9 +138,9 @@ class CampaignSummary:
     agent_run_id: str
     metric: str
     goal: str
-    baseline: float
-    champion: float
-    improvement_pct: float
+    baseline: float  # the mean of the baseline's copies at the screening budget
+    champion: float  # the mean of the champion's fresh runs there (never the runs that crowned it)
+    improvement_pct: float  # `improvement` as a share of the baseline
     champion_trial: str
     champion_hypothesis: str
     champion_diff: str
@@ -157,25 +157,59 @@ class CampaignSummary:
     rule: str = ""  # the keep rule, e.g. "t_test(alpha=0.05, margin=0)"
     llm_usd: float = 0.0
     lineage: list[str] = field(default_factory=list)
+    improvement: float = (
+        0.0  # the night's improvement in metric units, positive = better (`night_improvement`)
+    )
+    interval: tuple[float, float] | None = None  # its 95% interval; None when nothing was crowned or measured
+    improvement_runs: str = ""  # what it compares, e.g. "3 fresh champion runs vs 3 baseline copies"
+    error_control: str = ""  # the procedure behind the crowns and its guarantee (overnight/fdr.py)
+
+    @property
+    def night(self) -> str:
+        """The night's improvement in one line, as the CLI, report.md, the MLflow agent run and `status` show it."""
+        return night_text(
+            self.baseline, self.champion, self.improvement, self.interval, self.improvement_runs
+        )
+
+
+def night_text(
+    baseline: float, champion: float, gain: float, interval: tuple[float, float] | None, runs: str = ""
+) -> str:
+    """`2.95 -> 2.90: better by 0.05 (1.7%; 95% interval 0.03 to 0.07), 3 fresh champion runs vs 3 baseline copies`."""
+    scale = 100 / abs(baseline) if baseline else 0.0
+    text = f"{baseline:.6g} -> {champion:.6g}: better by {gain:.4g} ({gain * scale:+.2f}%"
+    if interval is None:
+        text += "; no change crowned)" if gain == 0 else "; no interval: no seed noise measured)"
+    else:
+        low, high = interval
+        text += f"; 95% interval {low:.4g} to {high:.4g}, {low * scale:+.2f}% to {high * scale:+.2f}%)"
+    return f"{text}, {runs}" if runs else text
 
 
 def summarise(
     config: CampaignConfig, memory: Memory, agent_run_id: str, waves: int, stopped_by: str
 ) -> CampaignSummary:
-    """The agent run in numbers. Baseline and champion are the means of their unbiased runs at the screening budget
-    (one screening run may have been lucky; the repeats are not)."""
+    """The agent run in numbers. The night's improvement is the champion's fresh runs against the baseline's copies
+    at the screening budget, with its 95% interval (`DecisionPolicy.night_improvement`): defined here once."""
     mine = memory.trials(agent_run_id=agent_run_id)
     baseline = next(t for t in mine if t.decision == "baseline")
     champion = memory.champion()
-    budget = config.stage("screen").budget_s
+    policy = DecisionPolicy.from_config(config)
+    budget = policy.screen_budget_s
 
-    def mean_of(record: TrialRecord) -> float:
-        runs = measurements(mine, record.fingerprint, budget, None)
+    def mean_of(runs: list[float], record: TrialRecord) -> float:
         return sum(runs) / len(runs) if runs else record.metric
 
-    baseline_value, champion_value = mean_of(baseline), mean_of(champion)
-    gain = improvement(config.metric.goal, baseline_value, champion_value)
-    floor = noise_floor(mine)
+    before = measurements([t for t in mine if t.role == "baseline"], baseline.fingerprint, budget, None)
+    baseline_value = mean_of(before, baseline)
+    if champion.fingerprint == baseline.fingerprint:  # nothing crowned tonight: no change, no interval
+        after, champion_value, night, gain = before, baseline_value, None, 0.0
+    else:
+        after = reference_runs(mine, champion, budget, None)
+        champion_value = mean_of(after, champion)
+        night = policy.night_improvement(mine, baseline, champion)
+        gain = night.estimate if night else improvement(config.metric.goal, baseline_value, champion_value)
+    floor = noise_floor(mine, budget)
     return CampaignSummary(
         campaign=config.name,
         experiment_id=memory.experiment_id,
@@ -185,6 +219,12 @@ def summarise(
         baseline=baseline_value,
         champion=champion_value,
         improvement_pct=100.0 * gain / abs(baseline_value) if baseline_value else 0.0,
+        improvement=gain,
+        interval=(night.low, night.high) if night else None,
+        improvement_runs=f"{len(after)} fresh champion runs vs {len(before)} baseline copies"
+        if night
+        else "",
+        error_control=policy.error_control.name,
         champion_trial=champion.trial_id,
         champion_hypothesis=champion.hypothesis,
         champion_diff=unified_diff(memory.trial_files(baseline.run_id), memory.champion_files()),
@@ -199,7 +239,7 @@ def summarise(
         ],
         min_improvement=config.min_improvement,
         noise_floor=str(floor) if floor else "not measured",
-        rule=DecisionPolicy.from_config(config).rule.name,
+        rule=policy.rule.name,
         compute_usd=compute_usd(mine),
         llm_usd=memory.spend_usd(agent_run_id),
         lineage=[f"{t.trial_id}: {t.hypothesis}" for t in memory.lineage()],
@@ -214,15 +254,21 @@ def finish_agent_run(memory: Memory, summary: CampaignSummary) -> None:
         "baseline_" + summary.metric: summary.baseline,
         "champion_" + summary.metric: summary.champion,
         "improvement_pct": summary.improvement_pct,
+        "improvement": summary.improvement,
         "trials": summary.trials,
         "waves": summary.waves,
         "trial_hours": summary.trial_hours,
     }
+    if summary.interval is not None:
+        metrics["improvement_low"], metrics["improvement_high"] = summary.interval
     metrics.update({f"trials_{outcome}": count for outcome, count in summary.outcomes.items()})
     text = (
-        f"# Agent run {summary.agent_run_id}\n\n{summary.metric}: {summary.baseline:.6g} -> {summary.champion:.6g} "
-        f"({summary.improvement_pct:+.2f}%), {summary.trials} trials in {summary.waves} waves; stopped by "
+        f"# Agent run {summary.agent_run_id}\n\n{summary.metric}: {summary.night}\n\n"
+        f"{summary.trials} trials in {summary.waves} waves; stopped by "
         f"{summary.stopped_by}.\n\nChampion {summary.champion_trial}: {summary.champion_hypothesis}\n\n"
-        f"```diff\n{summary.champion_diff}```\n"
+        f"```diff\n{summary.champion_diff}```\n\nCrowns: {summary.error_control}\n"
+    )
+    memory.set_tags(
+        summary.agent_run_id, {NIGHT: summary.night, PREFIX + "error_control": summary.error_control}
     )
     memory.finish_agent_run(summary.agent_run_id, metrics, text)

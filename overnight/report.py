@@ -146,14 +146,12 @@ def _markdown(memory: Memory, agent: AgentRunRecord, trials: list[TrialRecord], 
 
 
 def _this_night(agent: AgentRunRecord, metric: str, single_runs: str) -> str:
-    """The night's improvement as the agent run's summary recorded it (overnight.agent_run.summarise: the means of
-    the baseline's and the champion's unbiased runs), so the report, the CLI and MLflow show one number; an agent
-    run that never finished has no summary, and its single runs are shown, saying so."""
-    baseline, champion = agent.metrics.get(f"baseline_{metric}"), agent.metrics.get(f"champion_{metric}")
-    change = agent.metrics.get("improvement_pct")
-    if baseline is None or champion is None or change is None:
+    """The night's improvement as the agent run's summary recorded it (overnight.agent_run.summarise: the champion's
+    fresh runs against the baseline's copies, with its 95% interval), so the report, the CLI, MLflow and `status`
+    show one line; an agent run that never finished has no summary, and its single runs are shown, saying so."""
+    if not agent.night:
         return f"{single_runs} (single runs: the agent run did not finish)"
-    return f"{baseline:.6g} -> {champion:.6g} ({change:+.2f}%)"
+    return agent.night
 
 
 def lineage_table(versions: list[ChampionVersion], metric: str) -> list[str]:

@@ -58,8 +58,9 @@ def test_run_prints_the_summary_and_how_to_open_both_uis(prefect_api, tmp_path, 
     result = overnight("run", str(quadratic / "campaign.yaml"), "--waves", "2", cwd=tmp_path, env=env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "baseline  loss = 13" in output
-    assert "champion  loss = " in output and "lower is better" in output
+    night = " ".join(output.replace("│", " ").split())  # (rich wraps the panel's lines)
+    assert "this night: loss 13" in night and ": better by " in night and "lower is better" in night
+    assert "crowns: LORD++(FDR 0.05" in night
     assert "ok" in output and "Champion's change from this run's baseline:" in output
     assert "-X = 1.0" in output  # the champion's diff
     assert "Champion lineage (newest first):" in output and "baseline: the program as shipped" in output

@@ -198,8 +198,8 @@ def test_status_read_directly_from_sqlite_equals_memorys(memory, campaign_name, 
     """`overnight status` reads a SQLite store with sqlite3 alone: what it finds is exactly Memory's status."""
     running = night_in_flight(memory)
     path = store_sql.sqlite_file(memory.tracking_uri)
-    now, champion = store_sql.read_status(path, campaign_name, "loss")
-    assert now == memory.status() and champion is None
+    now, champion, night = store_sql.read_status(path, campaign_name, "loss")
+    assert now == memory.status() and champion is None and night == ""
     assert now.agent_run_name == "night 2" and now.waves == (1,)
     assert [t.trial_id for t in now.running] == running and now.running[
         0
@@ -207,8 +207,10 @@ def test_status_read_directly_from_sqlite_equals_memorys(memory, campaign_name, 
     assert now.finished == 3 and now.trial_hours == pytest.approx(125 / 3600)
     assert now.llm_usd == pytest.approx(0.0123 + 0.0045 + 0.031) and now.compute_usd == pytest.approx(0.02)
 
-    memory.finish_agent_run(now.agent_run_id, {}, "# Night 2\n")  # nothing runs: the champion is shown
-    assert store_sql.read_status(path, campaign_name, "loss") == (None, memory.champion())
+    memory.set_tags(now.agent_run_id, {"overnight.night": "3 -> 2.5: better by 0.5"})
+    memory.finish_agent_run(now.agent_run_id, {}, "# Night 2\n")  # nothing runs: the champion and the night
+    read = store_sql.read_status(path, campaign_name, "loss")
+    assert read == (None, memory.champion(), memory.last_night()) and read[2] == "3 -> 2.5: better by 0.5"
     assert memory.status() is None and memory.champion().trial_id == "n1-base"
 
 
@@ -216,9 +218,11 @@ def test_status_read_directly_before_a_campaign_exists(memory, tmp_path):
     """No store file or no such campaign yet: nothing runs, and nothing is created; a file that is not an MLflow
     store is left to MLflow (the caller falls back to Memory)."""
     absent = tmp_path / "absent" / "mlflow.db"
-    assert store_sql.read_status(absent, "quadratic", "loss") == (None, None) and not absent.parent.exists()
+    assert (
+        store_sql.read_status(absent, "quadratic", "loss") == (None, None, "") and not absent.parent.exists()
+    )
     path = store_sql.sqlite_file(memory.tracking_uri)
-    assert store_sql.read_status(path, "no such campaign", "loss") == (None, None)
+    assert store_sql.read_status(path, "no such campaign", "loss") == (None, None, "")
     other = tmp_path / "other.db"
     other.write_text("not a database")
     with pytest.raises(sqlite3.Error):

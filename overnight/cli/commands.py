@@ -354,12 +354,14 @@ def status(config: ConfigArg = None) -> None:
     import time
 
     campaign = load_campaign(config, store=True)
-    now, champion = _read_status(campaign)
+    now, champion, night = _read_status(campaign)
     if now is None:
         best = (
             f"; champion {champion.trial_id} {campaign.metric.name}={champion.metric:.6g}" if champion else ""
         )
-        console.print(f"Campaign {campaign.name}: nothing running{best}.")
+        console.print(f"Campaign {campaign.name}: nothing running{best}.", highlight=False)
+        if night:
+            console.print(f"Last night: {campaign.metric.name} {night}", highlight=False)
         return
     minutes = (time.time() * 1000 - now.started_ms) / 60000
     waves = ", ".join(str(w) for w in now.waves) or "between waves"
@@ -380,8 +382,8 @@ def status(config: ConfigArg = None) -> None:
     console.print(table)
 
 
-def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, TrialRecord | None]:
-    """What runs now, and the champion when nothing runs. A SQLite store is read directly, read-only, with the
+def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, TrialRecord | None, str]:
+    """What runs now, and the champion and the last night's improvement when nothing runs. A SQLite store is read directly, read-only, with the
     stdlib: importing MLflow and opening the store through it cost about 2 s, ten times the queries."""
     import sqlite3
 
@@ -398,7 +400,9 @@ def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, Trial
     memory = agent_run.open_memory(campaign)
     quiet_libraries()
     now = memory.status()
-    return now, memory.champion() if now is None else None
+    if now is not None:
+        return now, None, ""
+    return None, memory.champion(), memory.last_night()
 
 
 @app.command()

@@ -115,11 +115,11 @@ class ProgressDisplay:
 def print_summary(summary, flow_run_id: str) -> None:
     better = "lower" if summary.goal == "minimize" else "higher"
     lines = [
-        f"baseline  {summary.metric} = {summary.baseline:.6g}",
-        f"champion  {summary.metric} = {summary.champion:.6g}  ({summary.improvement_pct:+.2f}%, {better} is better)",
+        f"this night: {summary.metric} {summary.night} ({better} is better)",
         f"champion trial: {summary.champion_trial}: {summary.champion_hypothesis}",
         f"baseline copies (one per seed): {', '.join(f'{v:.6g}' for v in summary.baseline_copies)}",
         f"noise floor: {summary.noise_floor}; keep rule: {summary.rule}",
+        f"crowns: {summary.error_control}",
         f"{summary.trials} trials in {summary.waves} waves, {summary.trial_hours * 60:.1f} trial-minutes; "
         f"stopped by the {summary.stopped_by} budget",
     ]

@@ -19,6 +19,8 @@ KIND, STATUS, OUTCOME = PREFIX + "kind", PREFIX + "status", PREFIX + "outcome"
 FLOW_RUN = PREFIX + "prefect_flow_run_id"  # the flow run driving an agent run now (a resumed one changes it)
 OWNER = PREFIX + "owner"  # "host:pid" of the process running an agent run: a dead owner means resume
 CHAMPION_TAG = PREFIX + "champion_run_id"
+# On an agent run: its improvement in one line (agent_run.night_text), as the CLI, the report and status show it.
+NIGHT = PREFIX + "night"
 PARENT_RUN = "mlflow.parentRunId"
 SUGGESTION, TAKEN = (
     PREFIX + "suggestion.",
@@ -73,6 +75,7 @@ READ_TAGS = (
     STATUS,
     OUTCOME,
     RUN_NAME,
+    NIGHT,
 )
 
 
@@ -142,6 +145,7 @@ class AgentRunRecord:
     metrics: dict[str, float]
     owner: str = ""  # "host:pid" of the process that runs it
     flow_run: str = ""  # the Prefect flow run that drives it now ("" if none)
+    night: str = ""  # its improvement in one line (tag overnight.night), once it finished
 
 
 @dataclass(frozen=True)
@@ -245,3 +249,9 @@ def campaign_status(runs: Callable[[dict[str, str]], list[Run]], metric: str) ->
         llm_usd=llm_totals(waves).get("usd", 0.0),
         compute_usd=sum(t.metrics.get("compute_usd", 0.0) for t in mine),
     )
+
+
+def last_night(runs: Callable[[dict[str, str]], list[Run]]) -> str:
+    """The newest finished agent run's improvement line (tag overnight.night), from `runs(tags)`; "" if none."""
+    nights = [run for run in runs({KIND: "agent_run"}) if run.tags.get(NIGHT)]
+    return max(nights, key=lambda run: run.start_time or 0).tags[NIGHT] if nights else ""

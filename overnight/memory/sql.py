@@ -27,6 +27,7 @@ from overnight.memory.records import (
     Run,
     TrialRecord,
     campaign_status,
+    last_night,
     trial_record,
 )
 
@@ -124,13 +125,16 @@ def sqlite_file(tracking_uri: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def read_status(path: Path, campaign: str, metric: str) -> tuple[CampaignStatus | None, TrialRecord | None]:
-    """`Memory.status()` of a SQLite store, read directly and read-only; with the champion when nothing runs.
+def read_status(
+    path: Path, campaign: str, metric: str
+) -> tuple[CampaignStatus | None, TrialRecord | None, str]:
+    """`Memory.status()` of a SQLite store, read directly and read-only; with the champion and the last night's
+    improvement (`last_night`) when nothing runs.
 
-    (None, None) when the file or the campaign does not exist yet. Raises sqlite3.Error when the file is not an
+    (None, None, "") when the file or the campaign does not exist yet. Raises sqlite3.Error when the file is not an
     MLflow store these queries can read (then open it through `Memory`, which creates or upgrades it)."""
     if not path.is_file():
-        return None, None
+        return None, None, ""
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
 
@@ -139,12 +143,13 @@ def read_status(path: Path, campaign: str, metric: str) -> tuple[CampaignStatus 
 
         experiment = experiment_id(rows, campaign)
         if experiment is None:
-            return None, None
+            return None, None, ""
         now = campaign_status(lambda match: read_runs(rows, experiment, match, sqlite=True), metric)
         if now is not None:
-            return now, None
+            return now, None, ""
         champion = experiment_tag(rows, experiment, CHAMPION_TAG)
         run = read_run(rows, champion) if champion else None
-        return None, trial_record(run, metric) if run else None
+        night = last_night(lambda match: read_runs(rows, experiment, match, sqlite=True))
+        return None, trial_record(run, metric) if run else None, night
     finally:
         db.close()

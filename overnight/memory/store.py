@@ -29,6 +29,7 @@ from overnight.memory.records import (
     CHAMPION_TAG,
     FLOW_RUN,
     KIND,
+    NIGHT,
     NOTE,
     OUTCOME,
     OWNER,
@@ -43,6 +44,7 @@ from overnight.memory.records import (
     Run,
     TrialRecord,
     campaign_status,
+    last_night,
     llm_totals,
     trial_record,
 )
@@ -246,10 +248,10 @@ class Memory:
                 }
                 self.client.log_batch(run_id, metrics=_metric_list(values))
                 self.client.set_tag(run_id, PREFIX + "rule", str(numbers.get("rule", "")))
-
-    def record_effects(self, wave_run_id: str, effects: list[dict]) -> None:
                 if "error_control" in numbers:
                     self.client.set_tag(run_id, PREFIX + "error_control", str(numbers["error_control"]))
+
+    def record_effects(self, wave_run_id: str, effects: list[dict]) -> None:
         """A factorial wave's main effects and interactions: metrics effect_<key>, effect_<key>_se, effects.json."""
         with self._lock:
             values = {}
@@ -406,6 +408,7 @@ class Memory:
                     run.info.start_time,
                     dict(run.data.params),
                     dict(run.data.metrics),
+                    night=run.data.tags.get(NIGHT, ""),
                 )
         raise LookupError(f"no agent run {'on ' + str(night) if night else 'yet'} in this campaign")
 
@@ -424,6 +427,11 @@ class Memory:
         """What runs now: the newest running agent run, its current wave, its running trials, its spend so far."""
         with self._lock:
             return campaign_status(self._runs, self.metric)
+
+    def last_night(self) -> str:
+        """The newest finished agent run's improvement line (tag overnight.night); "" before the first finished."""
+        with self._lock:
+            return last_night(self._runs)
 
     def noise_floor(self, agent_run_id: str) -> dict[str, float]:
         """The latest noise floor of an agent run: {noise_sigma, noise_n, noise_dof}, empty before the baseline."""
