@@ -367,7 +367,7 @@ def _run_wanted(campaign: Campaign, wave: int, wanted: tuple[RunsWanted, ...]) -
 
 def _engine_keep(campaign: Campaign, screened: list[TrialRecord], wave: int, policy: DecisionPolicy) -> None:
     """The engine's decision: screen every run against the champion's runs, confirm the most promising with new
-    seeds beside the champion topped up to as many runs, crown the largest confirmed gain."""
+    seeds beside as many new runs of the champion, crown the largest confirmed gain, re-measure the new champion."""
     champion = campaign.champion
     screening = policy.screen(campaign.history, champion, screened)
     verdicts = {d.run_id: d.decision for d in screening.decisions}
@@ -380,6 +380,9 @@ def _engine_keep(campaign: Campaign, screened: list[TrialRecord], wave: int, pol
     campaign.history = [replace(t, decision=verdicts.get(t.run_id, t.decision)) for t in campaign.history]
     if best is not None:
         campaign.crown(best)
+        # As a campaign does right after a crowning: fresh runs of the new champion, its reference from now on.
+        again = policy.remeasure_champion(campaign.history, campaign.champion)
+        _run_wanted(campaign, wave, (again,) if again else ())
 
 
 def offline_pipelined(seed: int, workers: int, target: float, max_waves: int) -> Trace:
@@ -415,6 +418,15 @@ def offline_pipelined(seed: int, workers: int, target: float, max_waves: int) ->
             verdicts.update({d.run_id: d.decision for d in crowning.decisions})
             if crowning.champion is not None:
                 campaign.crown(crowning.champion)
+                # The new champion's fresh runs take the first slots of the next round, before its candidates.
+                again = policy.remeasure_champion(campaign.history, campaign.champion)
+                fresh = [("champion", campaign.champion_files, "", campaign.champion.run_id)] * len(
+                    again.seeds if again else ()
+                )
+                if fresh:  # (dropping candidates, never a confirmation run)
+                    kept = fresh + [run for run in planned if run[0] != "candidate"]
+                    candidates = [run for run in planned if run[0] == "candidate"]
+                    planned = kept + candidates[: max(0, workers - len(kept))]
         screened = [t for t in records if t.role == "candidate"]
         screening = policy.screen(campaign.history, campaign.champion, screened)
         verdicts.update({d.run_id: d.decision for d in screening.decisions})
@@ -552,7 +564,7 @@ def write_section(text: str) -> None:
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(current):
-        updated = pattern.sub(lambda _: text, current)
+        updated = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", current)
     else:
         updated = current.rstrip("\n") + "\n\n" + text
     RESULTS.write_text(updated.rstrip("\n") + "\n")
