@@ -61,6 +61,10 @@ def test_run_prints_the_summary_and_how_to_open_both_uis(prefect_api, tmp_path, 
     night = " ".join(output.replace("│", " ").split())  # (rich wraps the panel's lines)
     assert "this night: loss 13" in night and ": better by " in night and "lower is better" in night
     assert "crowns: LORD++(FDR 0.05" in night
+    # The quadratic program ignores its seed and trains for no time at all: both said once, at the start.
+    warnings = [line for line in output.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2 and "ignores its seed" in warnings[0], warnings
+    assert "does not follow OVERNIGHT_TIME_BUDGET" in warnings[1]
     assert "ok" in output and "Champion's change from this run's baseline:" in output
     assert "-X = 1.0" in output  # the champion's diff
     assert "Champion lineage (newest first):" in output and "baseline: the program as shipped" in output

@@ -1,6 +1,7 @@
 """End to end: a real campaign flow on the real default program, read back from MLflow and from Prefect's API."""
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -96,10 +97,18 @@ def test_a_tiny_campaign_on_the_default_program(prefect_api, tmp_path):
     assert agent.data.tags["overnight.night"] == summary.night
     copies = [t.data.metrics["val_bpb"] for t in trials if t.data.tags["overnight.role"] == "baseline"]
     assert summary.baseline == pytest.approx(sum(copies) / len(copies))
-    if summary.champion_trial.endswith(
-        "-baseline"
-    ):  # nothing crowned: no change, whatever later runs measured
+    nothing_crowned = summary.champion_trial.endswith("-baseline")
+    if nothing_crowned:  # no change, whatever later runs measured
         assert summary.improvement == 0 and summary.champion == summary.baseline and summary.interval is None
+    report = Path(client.download_artifacts(agent.info.run_id, "report/report.md", str(tmp_path))).read_text()
+    assert f"- This night: val_bpb {summary.night}\n" in report
+    # The hidden holdout: every champion version scored on the held-out play, beside its validation metric.
+    champion = client.get_run(
+        client.get_experiment(experiment.experiment_id).tags["overnight.champion_run_id"]
+    )
+    assert champion.data.tags["overnight.holdout_status"] == "ok"
+    assert 0 < champion.data.metrics["holdout_val_bpb"] < 10
+    assert "| holdout val_bpb |" in report and f"{champion.data.metrics['holdout_val_bpb']:.6g}" in report
 
     # --- Prefect: the campaign flow run, a subflow per wave, the task runs ---------------------------------------------
     campaign, wave_runs, task_runs, artifacts = read_prefect(state.state_details.flow_run_id)
