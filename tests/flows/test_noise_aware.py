@@ -184,3 +184,37 @@ def test_baseline_copies_never_run_more_at_once_than_a_wave_does(prefect_api, tr
     copies = client.search_runs([state.result().experiment_id], query)
     assert len(copies) == 3 and all(c.data.tags["overnight.outcome"] == "ok" for c in copies)
     assert most_at_once([trial_span(c) for c in copies]) == 2
+
+
+def test_a_runner_up_is_recorded_and_re_tested_on_top_of_the_new_champion(
+    prefect_api, tracking_uri, tmp_path
+):
+    """Wave 1 confirms two real changes, LEARNING_RATE (4σ) and BATCH_SIZE (2σ): both pass, the larger is crowned;
+    the other is a runner-up, and wave 2 re-tests its change on top of the new champion."""
+    knobs = [
+        {"name": "LEARNING_RATE", "type": "choice", "choices": [1e-3, 3e-3]},
+        {"name": "BATCH_SIZE", "type": "choice", "choices": [16, 32]},
+    ]
+    summary, memory, trials = run_campaign(
+        tmp_path,
+        tracking_uri,
+        "runner-up",
+        knobs,
+        wave_size=2,
+        # A looser night (FDR 0.2) and more runs, so that a 2σ gain passes as a second confirmation; seed 1, since
+        # under seed 0 the 2σ change's one screening run happens to look worse (it would be discarded unconfirmed).
+        **{"budget.waves": 2, "decision.alpha": 0.2, "decision.confirm_runs": 8, "trial.seed": 1},
+    )
+    wave1 = {
+        t.params["LEARNING_RATE"] + "/" + t.params["BATCH_SIZE"]: t
+        for t in trials
+        if t.wave == 1 and t.role == "candidate"
+    }
+    crowned, runner_up = wave1["0.003/16"], wave1["0.001/32"]
+    why = MlflowClient(tracking_uri).get_run(runner_up.run_id).data.tags["overnight.decision_reason"]
+    assert crowned.decision == "keep" and runner_up.decision == "runner_up", why
+    assert "re-tested on top of it" in why
+    (retest,) = [t for t in trials if t.role == "candidate" and t.measures == runner_up.run_id]
+    assert retest.wave == 2 and retest.parent_champion == crowned.run_id
+    assert (retest.params["LEARNING_RATE"], retest.params["BATCH_SIZE"]) == ("0.003", "32")
+    assert "re-tested on top of" in retest.hypothesis
