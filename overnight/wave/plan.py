@@ -123,16 +123,8 @@ def plan_retests(scope: WaveScope, n: int) -> list[PlannedTrial]:
         try:
             files = apply_proposal(champion_files, proposal, scope.config.editable)
         except ProposalError as error:
-            run_id = memory.record_invalid(
-                wave_run_id=scope.wave_run_id,
-                agent_run_id=scope.agent_run_id,
-                trial_id=trial_id,
-                wave=scope.wave,
-                hypothesis=proposal.hypothesis,
-                reason=f"the runner-up no longer applies on top of the champion: {error}",
-                proposal_json=proposal.model_dump_json(indent=2),
-            )
-            planned.append(PlannedTrial(trial_id, run_id, proposal.hypothesis, None, str(error)))
+            why = f"the runner-up no longer applies on top of the champion: {error}"
+            planned.append(_record_invalid(scope, trial_id, proposal, why))
             continue
         trial = record_trial(
             scope, trial_id, proposal, champion_files, files, champion.run_id, measures=runner_up.run_id
@@ -160,20 +152,25 @@ def _record_proposals(
             if fingerprint(files) in seen and not proposal.factors:  # grid cells may repeat (the low corner)
                 raise ProposalError("it repeats a trial already run (same files)")
         except ProposalError as error:
-            run_id = scope.memory.record_invalid(
-                wave_run_id=scope.wave_run_id,
-                agent_run_id=scope.agent_run_id,
-                trial_id=trial_id,
-                wave=scope.wave,
-                hypothesis=proposal.hypothesis,
-                reason=str(error),
-                proposal_json=proposal.model_dump_json(indent=2),
-            )
-            planned.append(PlannedTrial(trial_id, run_id, proposal.hypothesis, None, str(error)))
+            planned.append(_record_invalid(scope, trial_id, proposal, str(error)))
             continue
         seen.add(fingerprint(files))
         planned.append(record_trial(scope, trial_id, proposal, champion_files, files, parent))
     return planned
+
+
+def _record_invalid(scope: WaveScope, trial_id: str, proposal: Proposal, reason: str) -> PlannedTrial:
+    """A proposal that cannot apply, recorded as invalid with the reason; it never runs."""
+    run_id = scope.memory.record_invalid(
+        wave_run_id=scope.wave_run_id,
+        agent_run_id=scope.agent_run_id,
+        trial_id=trial_id,
+        wave=scope.wave,
+        hypothesis=proposal.hypothesis,
+        reason=reason,
+        proposal_json=proposal.model_dump_json(indent=2),
+    )
+    return PlannedTrial(trial_id, run_id, proposal.hypothesis, None, reason)
 
 
 def plan_remeasure(scope: WaveScope) -> PlannedWave:
