@@ -101,7 +101,7 @@ def _markdown(memory: Memory, agent: AgentRunRecord, trials: list[TrialRecord], 
         "",
         f"- Night: {datetime.fromtimestamp(agent.started_ms / 1000):%Y-%m-%d %H:%M}, {len(trials)} trials",
         f"- This night: {metric} {_this_night(agent, metric, pct(baseline.metric, night_champion.metric))}",
-        f"- All nights: {metric} {pct(first.metric, champion.metric)}",
+        f"- All nights: {metric} {_all_nights(first, baseline, pct(first.metric, champion.metric))}",
         "- Outcomes: " + ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())),
         f"- Spend: {sum(t.duration_s for t in trials) / 3600:.3f} trial-hours; language model: "
         f"${llm.get('usd', 0.0):.2f}, {int(llm.get('input_tokens', 0))} input and "
@@ -152,6 +152,13 @@ def _this_night(agent: AgentRunRecord, metric: str, single_runs: str) -> str:
     if not agent.night:
         return f"{single_runs} (single runs: the agent run did not finish)"
     return agent.night
+
+
+def _all_nights(first: TrialRecord, baseline: TrialRecord, single_runs: str) -> str:
+    """Since the campaign began: on its first night, the night's own line above; later, single runs, saying so."""
+    if first.run_id == baseline.run_id:
+        return "as this night (the campaign's first)"
+    return f"{single_runs} (single runs: the first night's baseline, the champion's crowning run)"
 
 
 def lineage_table(versions: list[ChampionVersion], metric: str) -> list[str]:
