@@ -44,7 +44,9 @@ def test_the_campaign_writes_a_report_whose_numbers_match_mlflow(prefect_api, qu
     night = agent.data.tags["overnight.night"]  # what the CLI printed and `status` shows
     assert night.startswith(f"{baseline:.6g} -> {champion:.6g}: better by") and night == summary.night
     assert f"This night: loss {night}\n" in written.markdown
-    assert "- All nights: loss as this night (the campaign's first)\n" in written.markdown  # never a second number
+    assert (
+        "- All nights: loss as this night (the campaign's first)\n" in written.markdown
+    )  # never a second number
     outcomes = ", ".join(
         f"{int(v)} {k.removeprefix('trials_')}"
         for k, v in sorted(agent.data.metrics.items())
