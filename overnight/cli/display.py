@@ -69,25 +69,9 @@ class ProgressDisplay:
         elif event == "trial_started":
             self.progress.console.print(f"  [dim]{data['trial_id']} started: {data['hypothesis']}[/dim]")
         elif event == "confirming":
-            if self.pipelined:
-                self._add_trials(data["trials"], "trials of the waves planned")
-            else:
-                self.progress.reset(
-                    self.trials, total=data["trials"], description=f"wave {data['wave']} confirmation runs"
-                )
-            self.progress.console.print(
-                f"  [cyan]confirming[/cyan] the promising trials with {data['trials']} new-seed runs"
-            )
+            self._engine_runs(data, "confirmation runs", "confirming", "the promising trials", "new-seed")
         elif event == "remeasuring":
-            if self.pipelined:
-                self._add_trials(data["trials"], "trials of the waves planned")
-            else:
-                self.progress.reset(
-                    self.trials, total=data["trials"], description=f"wave {data['wave']} re-measurement"
-                )
-            self.progress.console.print(
-                f"  [cyan]re-measuring[/cyan] the new champion with {data['trials']} fresh-seed runs"
-            )
+            self._engine_runs(data, "re-measurement", "re-measuring", "the new champion", "fresh-seed")
         elif event == "resumed":
             self.progress.console.print(
                 f"[yellow]Resuming[/yellow] agent run {data['agent_run_id']} after {data['waves_done']} finished "
@@ -106,6 +90,14 @@ class ProgressDisplay:
             self.progress.console.print(
                 f"[bold]wave {data['wave']} done[/bold]: champion {data['champion']:.6g}"
             )
+
+    def _engine_runs(self, data: dict, label: str, doing: str, what: str, seeds: str) -> None:
+        """The runs the engine adds to a wave (confirmations, a new champion's re-measurement): counted and said."""
+        if self.pipelined:
+            self._add_trials(data["trials"], "trials of the waves planned")
+        else:
+            self.progress.reset(self.trials, total=data["trials"], description=f"wave {data['wave']} {label}")
+        self.progress.console.print(f"  [cyan]{doing}[/cyan] {what} with {data['trials']} {seeds} runs")
 
     def _add_trials(self, count: int, description: str) -> None:
         total = self.progress.tasks[self.trials].total or 0
