@@ -186,6 +186,20 @@ class PlannerSettings(_Strict):
     )
     max_output_tokens: Annotated[int, Field(ge=256)] = 8000
     timeout_s: Annotated[float, Field(gt=0)] = Field(300, description="per API request")
+    cache: Literal["off", "5m", "1h"] = Field(
+        "1h",
+        description="prompt caching of the unchanging start of each prompt (system text, brief, champion's files): "
+        "how long the cache lives (1h outlives a wave; 5m is cheaper to write), or off",
+    )
+    memory_tool_calls: Annotated[int, Field(ge=0, le=50)] = Field(
+        6,
+        description="how many times Claude may query the campaign's memory (MLflow) while it plans a wave; 0: never",
+    )
+    repair_crashes: bool = Field(
+        True,
+        description="a Claude proposal that crashes before its first result goes back to Claude once, with its "
+        "traceback, and the repair runs in the same wave",
+    )
 
 
 class SkyResources(_Strict):

@@ -172,7 +172,7 @@ def plan(
         from overnight.planners.prompts import SYSTEM
 
         console.print(
-            f"--- system ---\n{SYSTEM}\n--- user ---\n{planner.prompt(context)}",
+            f"--- system ---\n{SYSTEM}\n--- user ---\n{planner.prompt(context).text}",
             markup=False,
             highlight=False,
         )

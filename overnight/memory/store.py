@@ -688,6 +688,7 @@ def _usage_metrics(call: str, usage: Usage, cost_usd: float) -> dict[str, float]
         f"{call}_output_tokens": usage.output_tokens,
         f"{call}_cache_read_tokens": usage.cache_read_tokens,
         f"{call}_cache_creation_tokens": usage.cache_creation_tokens,
+        f"{call}_cache_creation_1h_tokens": usage.cache_creation_1h_tokens,
         f"{call}_llm_calls": usage.calls,
         f"{call}_usd": cost_usd,
     }

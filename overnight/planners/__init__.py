@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from overnight.config import CampaignConfig, resolve_planner
-from overnight.planners.base import FinishedWave, Plan, PlanContext, Planner, Reflection
+from overnight.planners.base import CrashedTrial, FinishedWave, Plan, PlanContext, Planner, Reflection
 
 
 def make_planner(config: CampaignConfig) -> Planner:
@@ -18,4 +18,4 @@ def make_planner(config: CampaignConfig) -> Planner:
     return OfflinePlanner(config)
 
 
-__all__ = ["Plan", "PlanContext", "Planner", "Reflection", "FinishedWave", "make_planner"]
+__all__ = ["CrashedTrial", "Plan", "PlanContext", "Planner", "Reflection", "FinishedWave", "make_planner"]

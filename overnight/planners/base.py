@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from overnight.memory.records import TrialRecord
@@ -24,6 +25,9 @@ class PlanContext:
     brief: str = ""  # the program's program.md
     budget_left: str = ""
     suggestions: tuple[str, ...] = ()  # a person's hypotheses that this wave must include
+    # The memory a planner may query while it plans: lookup(tool name, arguments) -> text (overnight.memory.queries,
+    # over MLflow). None where nothing can be queried (a planner under test, `overnight plan` without a store).
+    lookup: Callable[[str, dict], str] | None = None
 
     @property
     def history(self) -> tuple[TrialRecord, ...]:
@@ -43,6 +47,17 @@ class Plan:
     cost_usd: float = 0.0
     note: str = ""  # e.g. why part of the wave came from the offline planner
     prompt: str = ""  # the exact prompt sent, for `overnight plan --show-prompt` (empty offline)
+
+
+@dataclass(frozen=True)
+class CrashedTrial:
+    """A proposal whose trial crashed before its first result (an import error, a shape error): what a planner
+    needs to repair it within the wave."""
+
+    trial_id: str
+    proposal: Proposal  # as it was proposed, against the champion's files
+    reason: str  # the outcome's reason, e.g. "exited with status 1"
+    log_tail: str  # the end of its log: the traceback
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,11 @@ class Planner(ABC):
     @abstractmethod
     def propose(self, context: PlanContext) -> Plan:
         """Up to `context.n` proposals, none a repeat of a trial in the history."""
+
+    def repair(self, context: PlanContext, crashed: CrashedTrial) -> Plan:
+        """At most one proposal that fixes the crash (edits against the champion's files, as every proposal is);
+        none from a planner that cannot read a traceback."""
+        return Plan([], note=f"the {self.name} planner does not repair crashed trials")
 
     @abstractmethod
     def reflect(self, outcome: FinishedWave, context: PlanContext | None = None) -> Reflection:

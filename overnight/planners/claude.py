@@ -182,7 +182,7 @@ class ClaudePlanner(Planner):
         self.client = instructor.from_anthropic(self.raw, mode=instructor.Mode.ANTHROPIC_TOOLS)
         self.offline = OfflinePlanner(config)
 
-    def prompt(self, context: PlanContext) -> str:
+    def prompt(self, context: PlanContext) -> prompts.Prompt:
         """The plan prompt, with as much history as fits the token limit (older history shrinks first)."""
         for level in prompts.LEVELS:
             text = prompts.plan_prompt(
@@ -195,7 +195,7 @@ class ClaudePlanner(Planner):
                 budget_left=context.budget_left,
                 suggestions=context.suggestions,
             )
-            if prompts.estimate_tokens(prompts.SYSTEM + text) <= self.settings.max_prompt_tokens:
+            if prompts.estimate_tokens(prompts.SYSTEM + text.text) <= self.settings.max_prompt_tokens:
                 break
         return text
 
@@ -231,7 +231,7 @@ class ClaudePlanner(Planner):
             note += f"{len(filled)} of {context.n} proposals filled by the offline planner."
             proposals = proposals + filled
         total = sum(usage, Usage())
-        return Plan(proposals, total, cost_usd(self.settings.model, total), note.strip(), prompt)
+        return Plan(proposals, total, cost_usd(self.settings.model, total), note.strip(), prompt.text)
 
     def reflect(self, outcome: FinishedWave, context: PlanContext | None = None) -> Reflection:
         report = wave_report(outcome)
@@ -265,7 +265,26 @@ class ClaudePlanner(Planner):
         total = sum(usage, Usage())
         return Reflection(text, total, cost_usd(self.settings.model, total))
 
-    def _ask(self, prompt: str, model: type[BaseModel], usage: list[Usage], validation: dict | None) -> Any:
+    def system(self) -> list[dict]:
+        return [{"type": "text", "text": prompts.SYSTEM}]
+
+    def user_content(self, prompt: prompts.Prompt | str) -> list[dict]:
+        """The user turn as content blocks: the prompt's unchanging start marked for the cache (`planner.cache`), so
+        that the tools, the system text and that start are read back from Anthropic's cache by later calls."""
+        if isinstance(prompt, str):
+            return [{"type": "text", "text": prompt}]
+        cached: dict = {"type": "text", "text": prompt.cached}
+        if self.settings.cache != "off":
+            cached["cache_control"] = {"type": "ephemeral", "ttl": self.settings.cache}
+        return [cached, {"type": "text", "text": prompt.rest}]
+
+    def _ask(
+        self,
+        prompt: prompts.Prompt | str,
+        model: type[BaseModel],
+        usage: list[Usage],
+        validation: dict | None,
+    ) -> Any:
         """One structured call; counts the tokens of every attempt, retries included."""
 
         def count(response: Any) -> None:
@@ -276,8 +295,8 @@ class ClaudePlanner(Planner):
             return self.client.messages.create(
                 model=self.settings.model,
                 max_tokens=self.settings.max_output_tokens,
-                system=prompts.SYSTEM,
-                messages=[{"role": "user", "content": prompt}],
+                system=self.system(),
+                messages=[{"role": "user", "content": self.user_content(prompt)}],
                 response_model=model,
                 max_retries=self.settings.validation_retries,  # instructor: retries after the first attempt
                 context=validation,
@@ -325,12 +344,14 @@ class ClaudePlanner(Planner):
 
 def _usage(response: Any) -> Usage:
     u = getattr(response, "usage", None)
+    lifetimes = getattr(u, "cache_creation", None)  # the 5-minute and 1-hour parts of the cache writes
     return Usage(
         input_tokens=getattr(u, "input_tokens", 0) or 0,
         output_tokens=getattr(u, "output_tokens", 0) or 0,
         cache_creation_tokens=getattr(u, "cache_creation_input_tokens", 0) or 0,
         cache_read_tokens=getattr(u, "cache_read_input_tokens", 0) or 0,
         calls=1,
+        cache_creation_1h_tokens=getattr(lifetimes, "ephemeral_1h_input_tokens", 0) or 0,
     )
 
 

@@ -135,6 +135,20 @@ def files_block(files: dict[str, str]) -> str:
     return "\n\n".join(f'<file path="{path}">\n{text}</file>' for path, text in sorted(files.items()))
 
 
+@dataclass(frozen=True)
+class Prompt:
+    """A user prompt in two parts. `cached` is the same on every call until the champion changes (the brief, the
+    champion's files): it is sent with Anthropic's cache control, so later calls read it from the cache. `rest`
+    changes every wave (the memory, the budget, the task)."""
+
+    cached: str
+    rest: str
+
+    @property
+    def text(self) -> str:
+        return self.cached + self.rest
+
+
 def plan_prompt(
     *,
     brief: str,
@@ -145,19 +159,22 @@ def plan_prompt(
     metric: str,
     budget_left: str,
     suggestions: tuple[str, ...] = (),
-) -> str:
+) -> Prompt:
     asked = ""
     if suggestions:
         listed = "\n".join(f"- {text}" for text in suggestions)
         asked = f"<human_suggestions>\n{listed}\n</human_suggestions>\n\n{SUGGESTIONS_TASK}\n\n"
-    return (
+    cached = (
         f"<program_brief>\n{brief.strip()}\n</program_brief>\n\n"
         f"<champion_files>\n{files_block(champion_files)}\n</champion_files>\n\n"
+    )
+    rest = (
         f"<memory>\n{digest.strip()}\n</memory>\n\n"
         f"<budget_left>{budget_left}</budget_left>\n\n"
         + asked
         + PLAN_TASK.format(n=n, editable=", ".join(editable), metric=metric)
     )
+    return Prompt(cached, rest)
 
 
 def reflect_prompt(*, brief: str, wave_report: str, digest: str) -> str:

@@ -210,11 +210,11 @@ def test_the_prompt_shrinks_older_history_to_fit(api, setup):
         record(
             memory, config, agent, wave, f"old-{i:02d}", files, text, Outcome.OK, 12.0 - i / 100, "", wordy
         )
-    roomy = ClaudePlanner(config).prompt(wave_plan.plan_context(config, memory, 2, 2))
+    roomy = ClaudePlanner(config).prompt(wave_plan.plan_context(config, memory, 2, 2)).text
     small = config.model_copy(
         update={"planner": config.planner.model_copy(update={"max_prompt_tokens": 2000})}
     )
-    tight = ClaudePlanner(small).prompt(wave_plan.plan_context(small, memory, 2, 2))
+    tight = ClaudePlanner(small).prompt(wave_plan.plan_context(small, memory, 2, 2)).text
     assert len(roomy) // 4 > 2000 >= len(tight) // 4  # it had to shrink, and it fits
     assert "old-10 " in roomy and "old-10 " not in tight  # the oldest records went first, whole
     assert "Older trials not listed:" in tight  # and are still counted

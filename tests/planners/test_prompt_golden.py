@@ -140,7 +140,7 @@ def golden_prompt(memory: Memory) -> str:
         ("try a cosine learning-rate schedule",),
     )
     planner = ClaudePlanner(config, client=anthropic.Anthropic(api_key="unused: nothing is sent"))
-    return f"--- system ---\n{SYSTEM}\n--- user ---\n{planner.prompt(context)}\n"
+    return f"--- system ---\n{SYSTEM}\n--- user ---\n{planner.prompt(context).text}\n"
 
 
 def test_the_prompt_for_the_default_program_is_pinned(tmp_path, tracking_uri, campaign_name):
