@@ -20,7 +20,15 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_va
 
 from overnight.config import CampaignConfig
 from overnight.planners import prompts
-from overnight.planners.base import FinishedWave, Plan, PlanContext, Planner, Reflection, wave_report
+from overnight.planners.base import (
+    CrashedTrial,
+    FinishedWave,
+    Plan,
+    PlanContext,
+    Planner,
+    Reflection,
+    wave_report,
+)
 from overnight.planners.offline import OfflinePlanner
 from overnight.pricing import Usage, cost_usd
 from overnight.proposals import Edit, Proposal, ProposalError, apply_proposal, fingerprint
@@ -232,6 +240,41 @@ class ClaudePlanner(Planner):
             proposals = proposals + filled
         total = sum(usage, Usage())
         return Plan(proposals, total, cost_usd(self.settings.model, total), note.strip(), prompt.text)
+
+    def repair(self, context: PlanContext, crashed: CrashedTrial) -> Plan:
+        """One call: Claude reads the crashed proposal and its traceback and answers with one fixed experiment,
+        validated like a wave of one (the answer tool and the prompt's cached start are the plan call's, so the
+        cache it wrote is read). No repair when the answer stays invalid or the API is unavailable."""
+        prompt = prompts.repair_prompt(
+            cached=self.prompt(context).cached,
+            hypothesis=crashed.proposal.hypothesis,
+            edits=crashed.proposal.edits,
+            reason=crashed.reason,
+            log_tail=crashed.log_tail,
+            editable=self.config.editable,
+        )
+        seen = {t.fingerprint: t.trial_id for t in context.history if t.fingerprint}
+        validation = {
+            "champion_files": context.champion_files,
+            "editable": self.config.editable,
+            "seen": seen,
+            "n": 1,
+        }
+        usage: list[Usage] = []
+        try:
+            proposals, note = self._ask(prompt, WaveAnswer, usage, validation).proposals()[:1], ""
+        except InstructorRetryException as error:
+            proposals, note = (
+                [],
+                f"Claude's repair of {crashed.trial_id} failed validation ({_first_line(error)})",
+            )
+        except anthropic.APIError as error:
+            proposals, note = (
+                [],
+                f"Claude was unavailable to repair {crashed.trial_id} ({_describe_api_error(error)})",
+            )
+        total = sum(usage, Usage())
+        return Plan(proposals, total, cost_usd(self.settings.model, total), note, prompt.text)
 
     def reflect(self, outcome: FinishedWave, context: PlanContext | None = None) -> Reflection:
         report = wave_report(outcome)

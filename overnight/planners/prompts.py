@@ -188,3 +188,33 @@ def reflect_prompt(*, brief: str, wave_report: str, digest: str) -> str:
 def validation_feedback(errors: list[str]) -> str:
     """What the model reads when its answer fails validation (instructor sends it back with the retry)."""
     return "The proposals cannot be run as written:\n" + "\n".join(f"- {e}" for e in errors)
+
+
+# --- repairs: a proposal that crashed before its first result goes back once, with its traceback --------------------
+
+REPAIR_TASK = """The experiment in <crashed_experiment> crashed before its first result, most likely from a bug in \
+its edits rather than a bad idea. Give exactly 1 experiment: the same idea with the bug fixed, as edits to the \
+champion's files shown above (not on top of the crashed version). The same rules apply: edit only {editable}; the \
+`search` text must occur exactly once in the champion's file; the result must be valid Python. If the idea cannot \
+work at all, give the closest change that can."""
+
+
+def edits_block(edits: list) -> str:
+    """A proposal's edits as the model wrote them."""
+    return "\n".join(
+        f'<edit path="{e.path}">\n<search>\n{e.search}\n</search>\n<replace>\n{e.replace}\n</replace>\n</edit>'
+        for e in edits
+    )
+
+
+def repair_prompt(
+    *, cached: str, hypothesis: str, edits: list, reason: str, log_tail: str, editable: list[str]
+) -> Prompt:
+    """The repair of one crashed proposal; `cached` is the plan prompt's unchanging start, so it is read from the
+    cache the plan call wrote."""
+    rest = (
+        f"<crashed_experiment>\n<hypothesis>{hypothesis}</hypothesis>\n{edits_block(edits)}\n"
+        f"<outcome>{reason}</outcome>\n<log_tail>\n{log_tail.strip()}\n</log_tail>\n</crashed_experiment>\n\n"
+        + REPAIR_TASK.format(editable=", ".join(editable))
+    )
+    return Prompt(cached, rest)
