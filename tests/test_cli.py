@@ -174,7 +174,11 @@ def test_plan_with_claude_prints_proposals_and_the_exact_prompt(tmp_path, quadra
     assert "Planner: claude, because ANTHROPIC_API_KEY is set" in planned.stdout
     assert "1. X toward 3" in planned.stdout and "the loss is a bowl" in planned.stdout
     assert "+X = 2.5  # best at 3" in planned.stdout
-    assert "Planner usage: 1200 input / 300 output tokens" in planned.stdout
+    (usage,) = api.usages()
+    assert (
+        f"Planner usage: {usage['input_tokens']} input / {usage['output_tokens']} output tokens"
+        in planned.stdout
+    )
     assert "sk-ant-cli-test" not in planned.stdout + planned.stderr
 
 

@@ -84,24 +84,31 @@ def test_claude_plans_and_reflects_a_campaign(prefect_api, api, quadratic, tmp_p
     waves = sorted(
         (r for r in runs if r.data.tags.get("overnight.kind") == "wave"), key=lambda r: r.info.start_time
     )
-    one = Usage(
-        USAGE["input_tokens"],
-        USAGE["output_tokens"],
-        USAGE["cache_creation_input_tokens"],
-        USAGE["cache_read_input_tokens"],
-        1,
-    )
-    for wave in waves[1:]:
+
+    def usage(reported):
+        return Usage(
+            reported["input_tokens"],
+            reported["output_tokens"],
+            reported["cache_creation_input_tokens"],
+            reported["cache_read_input_tokens"],
+            1,
+            reported["cache_creation"]["ephemeral_1h_input_tokens"],
+        )
+
+    plans = [usage(u) for u in api.usages("WaveAnswer")]
+    reflections = [usage(u) for u in api.usages("Insights")]
+    for wave, plan, reflection in zip(waves[1:], plans, reflections, strict=True):
         metrics = wave.data.metrics
-        assert metrics["plan_input_tokens"] == USAGE["input_tokens"]
-        assert metrics["plan_output_tokens"] == USAGE["output_tokens"]
-        assert metrics["plan_cache_read_tokens"] == USAGE["cache_read_input_tokens"]
-        assert metrics["plan_cache_creation_tokens"] == USAGE["cache_creation_input_tokens"]
-        assert metrics["plan_usd"] == pytest.approx(cost_usd("claude-sonnet-4-5", one))
-        assert metrics["reflect_usd"] == pytest.approx(cost_usd("claude-sonnet-4-5", one))
+        assert metrics["plan_input_tokens"] == plan.input_tokens
+        assert metrics["plan_output_tokens"] == plan.output_tokens
+        assert metrics["plan_cache_read_tokens"] == plan.cache_read_tokens
+        assert metrics["plan_cache_creation_tokens"] == plan.cache_creation_tokens
+        assert metrics["plan_usd"] == pytest.approx(cost_usd("claude-sonnet-4-5", plan))
+        assert metrics["reflect_usd"] == pytest.approx(cost_usd("claude-sonnet-4-5", reflection))
     agent = next(r for r in runs if r.data.tags.get("overnight.kind") == "agent_run")
     assert agent.data.params["planner"] == "claude" and agent.data.params["model"] == "claude-sonnet-4-5"
-    assert agent.data.metrics["llm_usd"] == pytest.approx(4 * cost_usd("claude-sonnet-4-5", one))
+    spent = sum(cost_usd("claude-sonnet-4-5", u) for u in plans + reflections)
+    assert agent.data.metrics["llm_usd"] == pytest.approx(spent)
 
     # the reflection is stored, and the next plan reads it
     with open(client.download_artifacts(waves[1].info.run_id, "reflection.md")) as reflection:
@@ -138,8 +145,8 @@ def test_a_rejected_key_stops_the_campaign_and_keeps_the_baseline(prefect_api, a
 
 
 def test_a_wave_that_would_pass_the_dollar_budget_is_not_planned(prefect_api, api, quadratic, tmp_path):
-    api.script("WaveAnswer", tool_answer(WAVE_1), tool_answer(WAVE_2))
-    api.script("Insights", tool_answer(INSIGHTS))
+    api.script("WaveAnswer", tool_answer(WAVE_1, usage=USAGE), tool_answer(WAVE_2, usage=USAGE))
+    api.script("Insights", tool_answer(INSIGHTS, usage=USAGE))  # a known cost per wave
     path = configure(quadratic, tmp_path, waves=5)
     one_wave = 2 * cost_usd("claude-sonnet-4-5", Usage(1200, 300, 50, 100, 1))  # a plan and a reflection
     state = campaign_flow(
