@@ -251,9 +251,8 @@ class MessagesAPI:
         self.clock = clock
         self.cache = PromptCache()
         self.queues: dict[str, list[Reply]] = {}
-        self.requests: list[
-            dict
-        ] = []  # {"path": ..., "headers": {...}, "body": {...}, "usage": {...} or None}
+        # every request: {"path": ..., "headers": {...}, "body": {...}, "usage": what was reported, or None}
+        self.requests: list[dict] = []
         self._lock = threading.Lock()
         api = self
 
