@@ -4,7 +4,8 @@ Point the real `anthropic` client at it with ANTHROPIC_BASE_URL (or base_url=). 
 POST /v1/messages takes the next reply of its tool's queue, and the last one repeats once the queue is used up. A
 request's tool is the one it forces (`tool_choice: {"type": "tool", "name": ...}`, as instructor asks for its response
 model, e.g. "WaveAnswer" or "Insights"); a request that forces none (tool_choice absent, "auto" or "any") goes to the
-queue of the first tool it offers. A reply is a function of the request body returning (status, headers, json body).
+queue of the first tool it offers. A tool without a queue gets the default replies (`script_default`), if any, else an
+HTTP 500. A reply is a function of the request body returning (status, headers, json body).
 
 Usage is reported the way the real API reports it, prompt caching included, unless a reply was built with an
 explicit `usage=` (then it is reported as given):
@@ -251,6 +252,7 @@ class MessagesAPI:
         self.clock = clock
         self.cache = PromptCache()
         self.queues: dict[str, list[Reply]] = {}
+        self.default: list[Reply] = []  # for a tool with no queue of its own
         # every request: {"path": ..., "headers": {...}, "body": {...}, "usage": what was reported, or None}
         self.requests: list[dict] = []
         self._lock = threading.Lock()
@@ -269,7 +271,7 @@ class MessagesAPI:
                 refused = _invalid_breakpoints(body)
                 with api._lock:
                     api.requests.append(record)
-                    queue = [] if refused else api.queues.get(route(body), [])
+                    queue = [] if refused else api.queues.get(route(body), api.default)
                     reply = queue.pop(0) if len(queue) > 1 else (queue[0] if queue else None)
                 if refused:
                     status, headers, payload = (
@@ -310,6 +312,10 @@ class MessagesAPI:
     def script(self, tool: str, *replies: Reply) -> None:
         """The replies to requests for `tool`, in order; the last repeats."""
         self.queues[tool] = list(replies)
+
+    def script_default(self, *replies: Reply) -> None:
+        """The replies to requests for any tool that has no script of its own, in order; the last repeats."""
+        self.default = list(replies)
 
     def for_tool(self, tool: str) -> list[dict]:
         return [r["body"] for r in self.requests if route(r["body"]) == tool]

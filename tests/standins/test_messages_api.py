@@ -145,3 +145,12 @@ def test_a_request_that_forces_no_tool_is_answered_from_its_first_tools_queue(ap
     forced = ask(api, system="short", tools=(SEARCH, TOOL), tool_choice={"type": "tool", "name": "Answer"})
     assert [(b.name, b.input) for b in forced.content] == [("Answer", {"ok": True})]
     assert len(api.for_tool("search_trials")) == 2 and len(api.for_tool("Answer")) == 1
+
+
+def test_a_tool_without_a_script_gets_the_default_replies(api):
+    with pytest.raises(anthropic.InternalServerError):  # no script: the stand-in says so
+        ask(api, system="short", tools=(SEARCH, TOOL), tool_choice={"type": "auto"})
+    api.script_default(text_answer("nothing to look up"))
+    reply = ask(api, system="short", tools=(SEARCH, TOOL), tool_choice={"type": "auto"})
+    assert reply.stop_reason == "end_turn" and reply.content[0].text == "nothing to look up"
+    assert ask(api, system="short").content[0].name == "Answer"  # a scripted tool keeps its own
