@@ -46,10 +46,12 @@ def campaign_name(request) -> str:
 
 @pytest.fixture
 def messages_api(monkeypatch):
-    """The local Messages API stand-in, with the real anthropic client pointed at it by its environment variables."""
-    from standins.messages_api import TEST_KEY, MessagesAPI
+    """The local Messages API stand-in, with the real anthropic client pointed at it by its environment variables.
+    Unless a test scripts them, the planner's rounds of memory queries get a plain answer that queries nothing."""
+    from standins.messages_api import TEST_KEY, MessagesAPI, text_answer
 
     with MessagesAPI() as server:
+        server.script("search_trials", text_answer("The summary is enough; no query needed."))
         monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
         yield server

@@ -114,7 +114,7 @@ def test_plan_offline_says_why_and_shows_the_diffs(tmp_path, quadratic):
 
 
 def test_plan_with_claude_prints_proposals_and_the_exact_prompt(tmp_path, quadratic):
-    from standins.messages_api import MessagesAPI, tool_answer
+    from standins.messages_api import MessagesAPI, text_answer, tool_answer
 
     edit = {"path": "train.py", "search": "X = 1.0  # best at 3", "replace": "X = 2.5  # best at 3"}
     answer = {
@@ -136,6 +136,7 @@ def test_plan_with_claude_prints_proposals_and_the_exact_prompt(tmp_path, quadra
         ]
     }
     with MessagesAPI() as api:
+        api.script("search_trials", text_answer("No query needed."))  # Claude's round of memory queries
         api.script("WaveAnswer", tool_answer(answer))
         env = {
             **without_key(),
@@ -174,11 +175,9 @@ def test_plan_with_claude_prints_proposals_and_the_exact_prompt(tmp_path, quadra
     assert "Planner: claude, because ANTHROPIC_API_KEY is set" in planned.stdout
     assert "1. X toward 3" in planned.stdout and "the loss is a bowl" in planned.stdout
     assert "+X = 2.5  # best at 3" in planned.stdout
-    (usage,) = api.usages()
-    assert (
-        f"Planner usage: {usage['input_tokens']} input / {usage['output_tokens']} output tokens"
-        in planned.stdout
-    )
+    usages = api.usages()  # a round of memory queries, then the answer
+    tokens = [sum(u[key] for u in usages) for key in ("input_tokens", "output_tokens")]
+    assert f"Planner usage: {tokens[0]} input / {tokens[1]} output tokens" in planned.stdout
     assert "sk-ant-cli-test" not in planned.stdout + planned.stderr
 
 

@@ -287,6 +287,22 @@ class Memory:
                 self.client.set_tag(wave_run_id, PREFIX + "planner_note", note[:4000])
             self.client.log_batch(wave_run_id, metrics=_metric_list(_usage_metrics("plan", usage, cost_usd)))
 
+    def record_memory_queries(
+        self, wave_run_id: str, queries: list[dict], usage: Usage, cost_usd: float
+    ) -> None:
+        """The memory queries the planner made while planning the wave (part of the plan's usage, not added to it):
+        metrics `plan_memory_queries` and `plan_query_*` tokens and dollars, and memory_queries.json with each one."""
+        metrics = {"plan_memory_queries": len(queries)}
+        metrics.update(
+            {
+                f"plan_query_{k.removeprefix('plan_')}": v
+                for k, v in _usage_metrics("plan", usage, cost_usd).items()
+            }
+        )
+        with self._lock:
+            self.client.log_batch(wave_run_id, metrics=_metric_list(metrics))
+            self.client.log_text(wave_run_id, json.dumps(queries, indent=2), "memory_queries.json")
+
     def record_reflection_usage(self, wave_run_id: str, usage: Usage, cost_usd: float) -> None:
         with self._lock:
             self.client.log_batch(
@@ -527,6 +543,13 @@ class Memory:
         if champion is None:
             raise LookupError("this campaign has no champion yet")
         return self.trial_files(champion.run_id)
+
+    def trial_texts(self, run_id: str) -> dict[str, str]:
+        """A trial's long texts, which records leave out: its rationale, expected effect and decision's reason."""
+        with self._lock:
+            tags = self.client.get_run(run_id).data.tags
+        keys = ("rationale", "expected", "decision_reason")
+        return {key: tags.get(PREFIX + key, "") for key in keys}
 
     def trial_files(self, run_id: str) -> dict[str, str]:
         local = self._local_artifact(run_id, "files")

@@ -39,14 +39,27 @@ class PlanContext:
 
 
 @dataclass(frozen=True)
+class MemoryQuery:
+    """One query a planner made of the campaign's memory while planning, and what it returned."""
+
+    tool: str
+    arguments: dict
+    answer: str
+    error: bool = False  # the query could not be answered as asked (the answer says why)
+
+
+@dataclass(frozen=True)
 class Plan:
     """A planner's answer: the proposals, what producing them cost, and anything a person should know."""
 
     proposals: list[Proposal]
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = field(default_factory=Usage)  # every call, the memory queries' included
     cost_usd: float = 0.0
     note: str = ""  # e.g. why part of the wave came from the offline planner
     prompt: str = ""  # the exact prompt sent, for `overnight plan --show-prompt` (empty offline)
+    queries: tuple[MemoryQuery, ...] = ()  # the memory queries made before answering, in order
+    query_usage: Usage = field(default_factory=Usage)  # the part of `usage` spent on the calls that queried
+    query_cost_usd: float = 0.0  # the part of `cost_usd` they cost
 
 
 @dataclass(frozen=True)

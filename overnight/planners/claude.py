@@ -23,6 +23,7 @@ from overnight.planners import prompts
 from overnight.planners.base import (
     CrashedTrial,
     FinishedWave,
+    MemoryQuery,
     Plan,
     PlanContext,
     Planner,
@@ -218,9 +219,20 @@ class ClaudePlanner(Planner):
             "suggestions": len(context.suggestions),
         }
         usage: list[Usage] = []
+        queried: list[Usage] = []
+        queries: list[MemoryQuery] = []
         note = ""
         try:
-            answer = self._ask(prompt, WaveAnswer, usage, validation)
+            try:
+                queries = self._explore(prompt, context, queried)
+            except anthropic.APIError as error:  # the memory is a help: the wave can be planned without it
+                note = f"Claude's memory queries failed ({_describe_api_error(error)}); it planned without them. "
+            answer_prompt = prompts.Prompt(
+                prompt.cached,
+                prompt.rest
+                + prompts.memory_queries_block([(q.tool, q.arguments, q.answer) for q in queries]),
+            )
+            answer = self._ask(answer_prompt, WaveAnswer, usage, validation)
             proposals = answer.proposals()
         except InstructorRetryException as error:
             proposals = self._salvage(error, validation)
@@ -238,8 +250,73 @@ class ClaudePlanner(Planner):
             filled = self.offline.proposals(context, context.n - len(proposals), exclude)
             note += f"{len(filled)} of {context.n} proposals filled by the offline planner."
             proposals = proposals + filled
-        total = sum(usage, Usage())
-        return Plan(proposals, total, cost_usd(self.settings.model, total), note.strip(), prompt.text)
+        query_usage = sum(queried, Usage())
+        total = sum(usage, query_usage)
+        return Plan(
+            proposals,
+            total,
+            cost_usd(self.settings.model, total),
+            note.strip(),
+            prompt.text,
+            tuple(queries),
+            query_usage,
+            cost_usd(self.settings.model, query_usage),
+        )
+
+    def _explore(self, prompt: prompts.Prompt, context: PlanContext, usage: list[Usage]) -> list[MemoryQuery]:
+        """Claude's queries of the campaign's memory before it answers: rounds of tool calls, each answered by
+        `context.lookup`, until Claude stops calling or `planner.memory_tool_calls` queries were made. Every
+        round's tokens go to `usage`. None when no memory is at hand or the setting is 0."""
+        limit = self.settings.memory_tool_calls
+        if not limit or context.lookup is None:
+            return []
+        task = {"type": "text", "text": prompts.EXPLORE_TASK.format(calls=limit)}
+        messages: list[dict] = [{"role": "user", "content": [*self.user_content(prompt), task]}]
+        queries: list[MemoryQuery] = []
+        while len(queries) < limit:
+            response = self._call(
+                model=self.settings.model,
+                max_tokens=self.settings.max_output_tokens,
+                system=self.system(),
+                tools=prompts.MEMORY_TOOLS,
+                messages=messages,
+            )
+            usage.append(_usage(response))
+            calls = [block for block in response.content if block.type == "tool_use"]
+            if not calls:
+                break
+            results = [self._answer_query(call, context.lookup, queries, limit) for call in calls]
+            if self.settings.cache != "off":  # the conversation so far is read back by the next round
+                for message in messages[1:]:
+                    for block in message["content"]:
+                        block.pop("cache_control", None)
+                results[-1]["cache_control"] = {"type": "ephemeral", "ttl": self.settings.cache}
+            messages += [
+                {"role": "assistant", "content": [_block(b) for b in response.content]},
+                {"role": "user", "content": results},
+            ]
+        return queries
+
+    @staticmethod
+    def _answer_query(call: Any, lookup, queries: list[MemoryQuery], limit: int) -> dict:
+        """One tool call answered (and added to `queries`), as the tool_result block that goes back to Claude."""
+        arguments = dict(call.input or {})
+        if len(queries) >= limit:
+            answer, failed = f"the limit of {limit} queries is reached: answer with what you have", True
+        else:
+            try:
+                answer, failed = lookup(call.name, arguments), False
+            except ValueError as error:  # overnight.memory.queries.QueryError: a query it cannot answer
+                answer, failed = f"error: {error}", True
+            queries.append(MemoryQuery(call.name, arguments, answer, failed))
+        return {"type": "tool_result", "tool_use_id": call.id, "content": answer, "is_error": failed}
+
+    def _call(self, **request: Any) -> Any:
+        """A plain Messages API call (no response model); a rejected key stops the campaign."""
+        try:
+            return self.raw.messages.create(**request)
+        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as error:
+            raise _key_rejected(error) from None
 
     def repair(self, context: PlanContext, crashed: CrashedTrial) -> Plan:
         """One call: Claude reads the crashed proposal and its traceback and answers with one fixed experiment,
@@ -345,17 +422,11 @@ class ClaudePlanner(Planner):
                 context=validation,
             )
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as error:
-            raise PlannerAuthError(
-                f"the Anthropic API rejected the key ({_describe_api_error(error)}): check ANTHROPIC_API_KEY. "
-                "Trials recorded so far are kept."
-            ) from None
+            raise _key_rejected(error) from None
         except InstructorRetryException as error:
             cause = _api_cause(error)
             if isinstance(cause, (anthropic.AuthenticationError, anthropic.PermissionDeniedError)):
-                raise PlannerAuthError(
-                    f"the Anthropic API rejected the key ({_describe_api_error(cause)}): check ANTHROPIC_API_KEY. "
-                    "Trials recorded so far are kept."
-                ) from None
+                raise _key_rejected(cause) from None
             if isinstance(cause, anthropic.APIError):
                 raise cause from None
             raise
@@ -396,6 +467,20 @@ def _usage(response: Any) -> Usage:
         calls=1,
         cache_creation_1h_tokens=getattr(lifetimes, "ephemeral_1h_input_tokens", 0) or 0,
     )
+
+
+def _key_rejected(error: anthropic.APIError) -> PlannerAuthError:
+    return PlannerAuthError(
+        f"the Anthropic API rejected the key ({_describe_api_error(error)}): check ANTHROPIC_API_KEY. "
+        "Trials recorded so far are kept."
+    )
+
+
+def _block(block: Any) -> dict:
+    """A content block of Claude's answer as it goes back in the conversation."""
+    if block.type == "tool_use":
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return {"type": "text", "text": getattr(block, "text", "")}
 
 
 def _api_cause(error: BaseException) -> BaseException | None:

@@ -8,6 +8,7 @@ insights), the wave size and the budget left. It must fit a token limit: the dig
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -218,3 +219,58 @@ def repair_prompt(
         + REPAIR_TASK.format(editable=", ".join(editable))
     )
     return Prompt(cached, rest)
+
+
+# --- the memory Claude may query before it answers (answered by overnight.memory.queries) ---------------------------
+
+MEMORY_TOOLS = [
+    {
+        "name": "search_trials",
+        "description": "Search every trial of the campaign, all nights, newest first. Each filter given must hold: "
+        "`text` in the hypothesis, `knob` (an UPPER_CASE constant) moved from the champion it was built on, "
+        "`outcome` (ok, crash, timeout, over_budget, invalid, oom...), `decision` (keep, discard, runner_up...). "
+        "One line per trial: id, wave, outcome, decision, metric, knobs moved, hypothesis.",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "text": {"type": "string"},
+                "knob": {"type": "string"},
+                "outcome": {"type": "string"},
+                "decision": {"type": "string"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+            },
+        },
+    },
+    {
+        "name": "read_trial",
+        "description": "One trial whole, by its id: hypothesis, rationale, expected effect, hardware and budget, "
+        "outcome, decision and its reason, every metric the script printed, its diff, and its log's last lines.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"trial_id": {"type": "string"}},
+            "required": ["trial_id"],
+        },
+    },
+    {
+        "name": "lineage",
+        "description": "The champion's lineage from the program as shipped: each change crowned, its metric, its "
+        "confirmed gain, the verdict that crowned it and its diff.",
+        "input_schema": {"type": "object", "properties": {}},
+    },
+]
+
+EXPLORE_TASK = """Before you answer, you may query the campaign's memory with the tools offered (at most {calls} \
+queries in all): look up what the summary above leaves out, such as a near-miss's diff, a crash's log or everything \
+tried on one knob. When you know enough, reply with a short plain-text note of what you found and call no tool; you \
+will then be asked for the wave."""
+
+
+def memory_queries_block(queries: list[tuple[str, dict, str]]) -> str:
+    """What Claude's queries returned, for the call that asks for the wave: (tool, arguments, answer) each."""
+    if not queries:
+        return ""
+    shown = "\n".join(
+        f"<query tool=\"{tool}\" arguments='{json.dumps(arguments, sort_keys=True)}'>\n{answer.strip()}\n</query>"
+        for tool, arguments, answer in queries
+    )
+    return f"\n\n<memory_queries>\nWhat your queries of the memory returned:\n{shown}\n</memory_queries>"

@@ -5,10 +5,14 @@ wants (confirmations, re-measurements of the champion)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from overnight.config import CampaignConfig
+from overnight.memory.queries import MemoryQueries
 from overnight.memory.records import TrialRecord
 from overnight.memory.store import Memory
 from overnight.planners import Plan, PlanContext, Planner
+from overnight.planners.prompts import estimate_tokens
 from overnight.policy import RunsWanted
 from overnight.program import constants, read_files
 from overnight.proposals import (
@@ -40,7 +44,8 @@ def plan_context(
     files = memory.champion_files() if snapshot.champion else read_files(config.program, config.editable)
     brief_path = config.program / "program.md"
     brief = brief_path.read_text() if brief_path.is_file() else ""
-    return PlanContext(wave, n, files, snapshot, brief, budget_left, tuple(suggestions))
+    lookup = MemoryQueries(memory).lookup  # what Claude may query while it plans
+    return PlanContext(wave, n, files, snapshot, brief, budget_left, tuple(suggestions), lookup)
 
 
 def plan_baseline(scope: WaveScope) -> PlannedWave:
@@ -96,6 +101,11 @@ def plan_wave(scope: WaveScope, planner: Planner, n: int, budget_left: str = "")
         wanted = scope.policy.remeasure_champion(scope.history(), champion)
         planned += plan_wanted_runs(scope, [wanted] if wanted else [])
     memory.record_plan(scope.wave_run_id, plan.note, plan.usage, plan.cost_usd, planner.name)
+    if plan.queries:
+        queries = [
+            {**asdict(query), "answer_tokens": estimate_tokens(query.answer)} for query in plan.queries
+        ]
+        memory.record_memory_queries(scope.wave_run_id, queries, plan.query_usage, plan.query_cost_usd)
     return PlannedWave(planned, plan.note, plan.usage, plan.cost_usd)
 
 

@@ -95,7 +95,9 @@ def test_claude_plans_and_reflects_a_campaign(prefect_api, api, quadratic, tmp_p
             reported["cache_creation"]["ephemeral_1h_input_tokens"],
         )
 
-    plans = [usage(u) for u in api.usages("WaveAnswer")]
+    # each plan: a round of memory queries, then the answer
+    queried = [usage(u) for u in api.usages("search_trials")]
+    plans = [query + usage(u) for query, u in zip(queried, api.usages("WaveAnswer"), strict=True)]
     reflections = [usage(u) for u in api.usages("Insights")]
     for wave, plan, reflection in zip(waves[1:], plans, reflections, strict=True):
         metrics = wave.data.metrics
@@ -147,8 +149,10 @@ def test_a_rejected_key_stops_the_campaign_and_keeps_the_baseline(prefect_api, a
 def test_a_wave_that_would_pass_the_dollar_budget_is_not_planned(prefect_api, api, quadratic, tmp_path):
     api.script("WaveAnswer", tool_answer(WAVE_1, usage=USAGE), tool_answer(WAVE_2, usage=USAGE))
     api.script("Insights", tool_answer(INSIGHTS, usage=USAGE))  # a known cost per wave
+    api.script("search_trials", text_answer("No query needed.", usage=USAGE))
     path = configure(quadratic, tmp_path, waves=5)
-    one_wave = 2 * cost_usd("claude-sonnet-4-5", Usage(1200, 300, 50, 100, 1))  # a plan and a reflection
+    # a round of memory queries, a plan and a reflection
+    one_wave = 3 * cost_usd("claude-sonnet-4-5", Usage(1200, 300, 50, 100, 1))
     state = campaign_flow(
         config_path=str(path), overrides={"budget.max_usd": 1.5 * one_wave}, return_state=True
     )

@@ -104,9 +104,11 @@ def test_a_valid_answer_becomes_the_wave(api, setup):
     assert all(p.source == "claude" for p in plan.proposals) and plan.note == ""
     files = apply_proposal(context.champion_files, plan.proposals[0], config.editable)
     assert "X = 2.5  # best at 3" in files["train.py"]
-    (reported,) = api.usages()  # the quadratic's prompt is too short to cache: all of it is input
-    assert reported["cache_creation_input_tokens"] == reported["cache_read_input_tokens"] == 0
-    expected = Usage(reported["input_tokens"], reported["output_tokens"], 0, 0, 1)
+    reported = api.usages()  # a round of memory queries, then the answer
+    assert len(reported) == 2  # the quadratic's prompt is too short to cache: all of it is input
+    assert all(r["cache_creation_input_tokens"] == r["cache_read_input_tokens"] == 0 for r in reported)
+    tokens = [sum(r[key] for r in reported) for key in ("input_tokens", "output_tokens")]
+    expected = Usage(*tokens, 0, 0, 2)
     assert plan.usage == expected and plan.cost_usd == pytest.approx(cost_usd(config.planner.model, expected))
 
 
@@ -114,7 +116,7 @@ def test_the_request_carries_code_results_and_failures_but_never_the_key(api, se
     config, memory = setup
     api.script("WaveAnswer", tool_answer(GOOD))
     propose(config, memory)
-    (request,) = api.requests
+    (request,) = [r for r in api.requests if r["body"].get("tool_choice", {}).get("name") == "WaveAnswer"]
     prompt = json.dumps(request["body"])
     assert "X = 1.0  # best at 3" in prompt  # the champion's code
     assert "baseline" in prompt and "loss=13" in prompt  # earlier results
@@ -136,9 +138,9 @@ def test_a_missing_anchor_is_sent_back_and_the_correction_used(api, setup):
     first, retry = api.for_tool("WaveAnswer")
     assert "search text was not found" not in json.dumps(first)
     assert "experiment 1 (X toward 3): edit 1 to train.py: the search text was not found" in json.dumps(retry)
-    assert plan.usage.calls == 2 and plan.usage.input_tokens == sum(
+    assert plan.usage.calls == 3 and plan.usage.input_tokens == sum(
         u["input_tokens"] for u in api.usages()
-    )  # retries are paid too
+    )  # retries are paid too (and the round of memory queries before them)
 
 
 def test_repeating_a_past_trial_is_refused(api, setup):
@@ -181,7 +183,7 @@ def test_rate_limits_and_server_errors_are_retried(api, setup, status, kind):
     api.script("WaveAnswer", error(status, kind), tool_answer(GOOD))
     plan, _ = propose(config, memory)
     assert [p.source for p in plan.proposals] == ["claude", "claude"]
-    assert len(api.requests) == 2
+    assert len(api.for_tool("WaveAnswer")) == 2
 
 
 def test_an_api_that_stays_down_hands_the_wave_to_the_offline_planner(api, setup):
@@ -190,7 +192,7 @@ def test_an_api_that_stays_down_hands_the_wave_to_the_offline_planner(api, setup
     plan, _ = propose(config, memory)
     assert all(p.source == "offline" for p in plan.proposals)
     assert "Claude was unavailable (HTTP 503" in plan.note
-    assert len(api.requests) == config.planner.http_retries + 1
+    assert len(api.for_tool("WaveAnswer")) == config.planner.http_retries + 1
 
 
 def test_a_rejected_key_stops_with_a_clear_message(api, setup):
@@ -198,7 +200,7 @@ def test_a_rejected_key_stops_with_a_clear_message(api, setup):
     api.script("WaveAnswer", error(401, "authentication_error", "invalid x-api-key"))
     with pytest.raises(PlannerAuthError, match=r"rejected the key \(HTTP 401.*check ANTHROPIC_API_KEY"):
         propose(config, memory)
-    assert len(api.requests) == 1  # not retried
+    assert len(api.for_tool("WaveAnswer")) == 1  # not retried
 
 
 def test_the_prompt_shrinks_older_history_to_fit(api, setup):
