@@ -11,6 +11,8 @@ The API key is read by the anthropic client from ANTHROPIC_API_KEY; overnight ne
 from __future__ import annotations
 
 import itertools
+import logging
+import math
 from typing import Any
 
 import anthropic
@@ -33,6 +35,10 @@ from overnight.planners.base import (
 from overnight.planners.offline import OfflinePlanner
 from overnight.pricing import Usage, cost_usd
 from overnight.proposals import Edit, Proposal, ProposalError, apply_proposal, fingerprint
+
+# instructor logs every failed attempt at ERROR ("Max retries exceeded..."); each is handled here and said once, in
+# the wave's note, so its log would only repeat it on the console with a stack of its own.
+logging.getLogger("instructor").setLevel(logging.CRITICAL)
 
 
 class PlannerAuthError(RuntimeError):
@@ -116,10 +122,17 @@ class WaveAnswer(BaseModel):
                 )
         return found
 
+    def size(self) -> int:
+        """How many experiments the answer holds, a grid's cells counted without expanding them."""
+        cells = math.prod(len(f.levels) for f in self.factorial.factors) if self.factorial else 0
+        return len(self.experiments) + cells
+
     @model_validator(mode="after")
     def _runs_as_written(self, info: ValidationInfo) -> WaveAnswer:
         context = info.context or {}
         if "champion_files" in context:
+            if self.size() > context["n"]:  # refused before a grid of 2^18 cells is expanded and applied
+                raise ValueError(prompts.validation_feedback([_size_error(self.size(), context["n"])]))
             errors = check_wave(self.proposals(), **context)
             if errors:
                 raise ValueError(prompts.validation_feedback(errors))
@@ -152,9 +165,7 @@ def check_wave(
             f"'{prompts.SUGGESTION_PREFIX}'); found {answered}"
         )
     if len(proposals) != n:
-        errors.append(
-            f"the wave has {len(proposals)} experiments (factorial combinations included); give exactly {n}"
-        )
+        errors.append(_size_error(len(proposals), n))
     mine: dict[str, int] = {}
     for number, proposal in enumerate(proposals, start=1):
         label = f"experiment {number} ({proposal.hypothesis[:60]})"
@@ -173,6 +184,10 @@ def check_wave(
             errors.append(f"{label} is identical to experiment {mine[key]}")
         mine.setdefault(key, number)
     return errors
+
+
+def _size_error(size: int, n: int) -> str:
+    return f"the wave has {size} experiments (factorial combinations included); give exactly {n}"
 
 
 # --- the planner ----------------------------------------------------------------------------------------------------
@@ -443,6 +458,8 @@ class ClaudePlanner(Planner):
             answer = WaveAnswer.model_validate(blocks[0].input)
         except ValidationError:
             return []
+        if answer.size() > validation["n"]:  # a grid too large: its single experiments may still do
+            answer = answer.model_copy(update={"factorial": None})
         kept, seen = [], dict(validation["seen"])
         for proposal in answer.proposals():
             one = {**validation, "seen": seen, "n": 1, "suggestions": 0}

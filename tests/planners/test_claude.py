@@ -268,6 +268,28 @@ def test_a_factorial_grid_expands_into_trials(api, setup):
     assert "X = 2.5  # best at 3" in last and "Y = -1  # best at -1" in last
 
 
+def test_a_grid_larger_than_the_wave_is_refused_by_counting_its_cells(api, setup):
+    config, memory = setup
+    same = [{"label": "as is", "edits": []}, {"label": "as is too", "edits": []}]
+    factors = [{"name": f"F{i}", "levels": same} for i in range(18)]  # 2^18 = 262,144 cells
+    huge = {"experiments": [], "factorial": {"hypothesis": "h", "rationale": "r", "factors": factors}}
+    api.script("WaveAnswer", tool_answer(huge), tool_answer(GOOD))
+    plan, _ = propose(config, memory)
+    assert [p.hypothesis for p in plan.proposals] == ["X toward 3", "Y toward -1"]
+    feedback = json.dumps(api.for_tool("WaveAnswer")[1])
+    assert "the wave has 262144 experiments (factorial combinations included); give exactly 2" in feedback
+    assert "is identical to" not in feedback  # refused before its cells were expanded and compared
+
+
+def test_a_handled_validation_failure_is_one_line_in_the_note_and_nothing_on_the_console(api, setup, caplog):
+    config, memory = setup
+    api.script("WaveAnswer", tool_answer(MISSING_ANCHOR))
+    with caplog.at_level("DEBUG"):
+        plan, _ = propose(config, memory)
+    assert "failed validation 3 times" in plan.note and len(plan.note.splitlines()) == 1
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("instructor")] == []
+
+
 def test_a_human_suggestion_must_be_in_the_wave(api, setup):
     config, memory = setup
     suggested = {
