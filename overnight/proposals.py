@@ -9,6 +9,9 @@ from __future__ import annotations
 import ast
 import difflib
 import hashlib
+import io
+import re
+import tokenize
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 
@@ -132,3 +135,55 @@ def change_as_edits(before: Files, after: Files) -> list[Edit]:
             replace = "".join(old[start:i1] + new[j1:j2] + old[i2:end])
             edits.append(Edit(path=path, search=search, replace=replace))
     return edits
+
+
+_CONSTANT = re.compile(r"([A-Z][A-Z0-9_]*)\s*=(?!=)\s*(.+)")  # a module-level `NAME = value` line
+
+
+def compact_change(before: Files, after: Files, limit: int = 200) -> str:
+    """The change from `before` to `after` in one short line, for a prompt's history: each UPPER_CASE constant that
+    moved as `NAME old -> new` (its literals as written), other changed lines as `path: -old +new`; cut at `limit`
+    characters with a count of the parts left out. Empty when no line changed but comments or spacing."""
+    parts = []
+    for path in sorted(after):
+        old, new = before.get(path, "").splitlines(), after[path].splitlines()
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+            if tag != "equal":
+                parts += _changed_lines(path, old[i1:i2], new[j1:j2])
+    text = ""
+    for shown, part in enumerate(parts):
+        longer, after_it = f"{text}; {part}" if text else part, len(parts) - shown - 1
+        if len(longer) + (len(f"; ... ({after_it} more)") if after_it else 0) > limit:
+            return f"{text}; ... ({len(parts) - shown} more)" if text else part[: limit - 3] + "..."
+        text = longer
+    return text
+
+
+def _changed_lines(path: str, removed: list[str], added: list[str]) -> list[str]:
+    """One changed block of a file: the constants it moves, then its other changed lines."""
+    old = dict(found for line in removed if (found := _constant(line)))
+    new = dict(found for line in added if (found := _constant(line)))
+    moved = [name for name in new if name in old]
+    parts = [f"{name} {old[name]} -> {new[name]}" for name in moved if old[name] != new[name]]
+
+    def other(line: str) -> bool:
+        found = _constant(line)
+        return bool(line.strip()) and not (found and found[0] in moved)
+
+    code = [f"-{line.strip()}" for line in removed if other(line)]
+    code += [f"+{line.strip()}" for line in added if other(line)]
+    return parts + ([f"{path}: {' '.join(code)}"] if code else [])
+
+
+def _constant(line: str) -> tuple[str, str] | None:
+    """(name, literal as written) of a module-level `NAME = value  # comment` line; None for any other line."""
+    match = _CONSTANT.fullmatch(line.rstrip())
+    if match is None:
+        return None
+    value = match[2]
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(value).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    comment = next((t.start[1] for t in tokens if t.type == tokenize.COMMENT), None)
+    return match[1], (value[:comment] if comment is not None else value).rstrip()

@@ -140,6 +140,8 @@ def history(memory):
             params={"X": 1, "Y": "a"},
             files={"train.py": "X = 1\n"},
             diff="",
+            change="X 0.5 -> 1",
+            expected="-0.1 loss",
             fingerprint="f",
             parent_champion=ok,
             role="confirmation",
@@ -174,6 +176,7 @@ def test_trials_read_from_sql_equal_mlflow_search(memory):
     assert trials == by_search(memory)
     running = next(t for t in trials if t.trial_id == "n1-running")
     assert running.factors == {"X": ["high", 1]} and running.where == "local host /tmp/x"
+    assert (running.change, running.expected) == ("X 0.5 -> 1", "-0.1 loss")  # what a planner's history shows
 
 
 def test_trials_of_one_agent_run_or_one_decision(memory):

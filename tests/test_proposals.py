@@ -1,7 +1,15 @@
 import pytest
 
 from overnight.program import constants, set_constant
-from overnight.proposals import Edit, Proposal, ProposalError, apply_proposal, fingerprint, unified_diff
+from overnight.proposals import (
+    Edit,
+    Proposal,
+    ProposalError,
+    apply_proposal,
+    compact_change,
+    fingerprint,
+    unified_diff,
+)
 
 FILES = {"train.py": "LR = 1e-3  # learning rate\nDEPTH = 4\n\nprint(LR * DEPTH)\n"}
 
@@ -92,3 +100,23 @@ def test_a_trial_file_never_lands_outside_its_folder(tmp_path):
         with pytest.raises(OSError, match="outside the trial's folder"):
             copy_program(program, tmp_path / f"trial-{len(name)}", {name: "rigged\n"})
     assert outside.read_text() == "precious\n"
+
+
+def test_a_compact_change_names_each_moved_constant_with_its_literals_and_the_other_lines():
+    after = {"train.py": "LR = 3e-3  # learning rate, faster\nDEPTH = 4\n\nprint(LR * DEPTH * 2)\n"}
+    assert (
+        compact_change(FILES, after) == "LR 1e-3 -> 3e-3; train.py: -print(LR * DEPTH) +print(LR * DEPTH * 2)"
+    )
+    comment_only = {"train.py": FILES["train.py"].replace("# learning rate", "# the learning rate")}
+    assert compact_change(FILES, comment_only) == ""  # a comment moves no knob and changes no code
+    quoted = {"train.py": 'NAME = "a#b"  # c\n'}
+    assert compact_change(quoted, {"train.py": 'NAME = "c#d"  # c\n'}) == 'NAME "a#b" -> "c#d"'
+
+
+def test_a_compact_change_is_cut_at_whole_parts_and_says_how_many_were_left_out():
+    after = {"train.py": "LR = 3e-3  # learning rate\nDEPTH = 6\n\nprint(LR * DEPTH * 2)\n"}
+    assert compact_change(FILES, after, limit=45) == "LR 1e-3 -> 3e-3; DEPTH 4 -> 6; ... (1 more)"
+    assert compact_change(FILES, after, limit=40) == "LR 1e-3 -> 3e-3; ... (2 more)"
+    wide = {"train.py": FILES["train.py"] + "x = " + "+".join(["y"] * 200) + "\n"}
+    cut = compact_change(FILES, wide, limit=60)
+    assert len(cut) == 60 and cut.startswith("train.py: +x = y+y") and cut.endswith("...")

@@ -49,11 +49,13 @@ RUN_NAME = "mlflow.runName"
     _MEASURES,
     _PINNED,
     _FACTORS,
+    _EXPECTED,
+    _CHANGE,
 ) = (
     PREFIX + key
     for key in (
         "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware role "
-        "seed budget_s measures pinned factors"
+        "seed budget_s measures pinned factors expected change"
     ).split()
 )
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
@@ -68,7 +70,7 @@ READ_TAGS = (
         for key in (
             "trial_id agent_run_id wave hypothesis fingerprint parent_champion decision reason where hardware "
             "role stage seed budget_s measures pinned factors champion_parent champion_why was_champion "
-            "holdout_status"
+            "holdout_status expected change"
         ).split()
     ),
     KIND,
@@ -127,6 +129,8 @@ class TrialRecord:
     factors: dict[str, list] = field(
         default_factory=dict
     )  # a grid cell: factor -> [level label, 0 low | 1 high]
+    expected: str = ""  # the effect its proposal expected on the metric, in the planner's words
+    change: str = ""  # its change from the champion it was built on, in one line (proposals.compact_change)
 
     @property
     def unbiased(self) -> bool:
@@ -215,6 +219,8 @@ def trial_record(run: Run, metric: str) -> TrialRecord:
         measures=get(_MEASURES, ""),
         pinned=get(_PINNED, ""),
         factors=json.loads(factors) if factors and factors != "{}" else {},
+        expected=get(_EXPECTED, ""),
+        change=get(_CHANGE, ""),
     )
 
 

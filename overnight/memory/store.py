@@ -135,6 +135,7 @@ class Memory:
         source: str = "",
         files: dict[str, str],
         diff: str,
+        change: str = "",
         fingerprint: str,
         parent_champion: str,
         role: str = "candidate",
@@ -147,7 +148,8 @@ class Memory:
         """Record a trial as it is dispatched, with its full files: the champion can be rebuilt from them alone.
 
         role: baseline | candidate | confirmation | champion (a re-measurement of the champion); `measures` is the
-        run id of the trial a confirmation or champion run measures again, with a new seed."""
+        run id of the trial a confirmation or champion run measures again, with a new seed; `change` is the diff in
+        one line (proposals.compact_change), as a planner's history shows it."""
         with self._lock:
             run = self.client.create_run(
                 self.experiment_id,
@@ -157,6 +159,7 @@ class Memory:
                     STATUS: "running",
                     PREFIX + "rationale": rationale[:4000],
                     PREFIX + "expected": expected[:1000],
+                    PREFIX + "change": change[:1000],
                     PREFIX + "proposed_by": source,
                     PREFIX + "fingerprint": fingerprint,
                     PREFIX + "parent_champion": parent_champion,

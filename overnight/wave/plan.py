@@ -20,6 +20,7 @@ from overnight.proposals import (
     ProposalError,
     apply_proposal,
     change_as_edits,
+    compact_change,
     fingerprint,
     unified_diff,
 )
@@ -275,6 +276,7 @@ def record_trial(
         params=knob_values(config, files),
         files=files,
         diff=unified_diff(before, files),
+        change=compact_change(before, files),
         fingerprint=fingerprint(files),
         parent_champion=parent,
         role=role,
