@@ -426,6 +426,21 @@ class DecisionPolicy:
         )
         return decision, verdict
 
+    def smallest_confirmable_gain(self, floor: stats.NoiseFloor, passed: list[bool]) -> float:
+        """The confirmed gain (metric units, positive = better) that the next confirmation must exceed to keep a
+        candidate: its `confirm_runs` new-seed runs against as many of the champion, under this floor, at the level
+        the error control gives it after the campaign's earlier confirmations (`passed`, in order). For the t test,
+        t_crit(α_t, dof)·σ·√(2/n), never below min_improvement; math.inf when nothing can be kept (no noise
+        measured and no min_improvement)."""
+        rule = self.rule
+        # stats.compare's se, σ·√(1/n_champion + 1/n_candidate), with confirm_runs runs on each side
+        se = floor.sigma * math.sqrt(2 / rule.confirm_runs)
+        if se == 0:
+            return rule.margin if rule.margin > 0 else math.inf
+        if rule.kind == "k_sigma":
+            return rule.margin + rule.k * se
+        return max(rule.margin, stats.t_critical(self.error_control.level(passed), floor.dof) * se)
+
     # --- after a crowning --------------------------------------------------------------------------------------
 
     def retests(self, history: list[TrialRecord], champion: TrialRecord) -> list[TrialRecord]:

@@ -15,7 +15,7 @@ from helpers import load_synthetic
 from overnight import stats
 from overnight.fdr import ErrorControl
 from overnight.memory.records import TrialRecord
-from overnight.policy import DecisionPolicy, reference_runs
+from overnight.policy import DecisionPolicy, condition_floor, earlier_tests, reference_runs
 from overnight.trial import Outcome
 
 synthetic, DEFAULTS = load_synthetic()
@@ -196,3 +196,74 @@ def test_a_new_champion_is_judged_by_fresh_runs_never_by_the_runs_that_crowned_i
     night = judge.night_improvement(history, history[0], crowned)
     truth = synthetic.expected_score(DEFAULTS) - synthetic.expected_score(four_sigma)
     assert night.low <= truth <= night.high and night.n_before == 3 and night.n_after == len(fresh)
+
+
+def run(run_id, metric, role, fingerprint, measures="", decision="", metrics=None) -> TrialRecord:
+    """A finished run of one set of files with a chosen metric, on h100 at the test's budget."""
+    return TrialRecord(
+        run_id=run_id,
+        trial_id=run_id,
+        agent_run_id="a",
+        wave=1,
+        status="finished",
+        outcome=Outcome.OK,
+        metric=metric,
+        hypothesis="",
+        params={},
+        fingerprint=fingerprint,
+        parent_champion="",
+        decision=decision,
+        reason="",
+        duration_s=1.0,
+        started_ms=0,
+        metrics=metrics or {},
+        hardware="h100",
+        budget_s=BUDGET,
+        role=role,
+        measures=measures,
+    )
+
+
+def confirmed_with_gain(judge: DecisionPolicy, gain: float, tested: list[TrialRecord]) -> tuple[str, object]:
+    """A candidate whose new-seed runs are the champion's runs of the same batch, better by exactly `gain`: its
+    decision, and the noise floor the confirmation was judged under (the same for every gain: a shift of one group
+    leaves the spread within it as it was)."""
+    batch = [1.010, 0.981, 1.032, 1.004, 0.996][: judge.rule.confirm_runs]
+    champion = run("champ", 1.0, "baseline", "champ")
+    history = [champion, run("b1", 1.021, "baseline", "champ"), run("b2", 0.987, "baseline", "champ")]
+    candidate = run("cand", 0.9, "candidate", "cand")
+    history.append(candidate)
+    history += [run(f"k{i}", x, "champion", "champ", measures="champ") for i, x in enumerate(batch)]
+    history += [run(f"c{i}", x - gain, "confirmation", "cand", measures="cand") for i, x in enumerate(batch)]
+    crowning = judge.confirm(history, champion, [candidate], tested)
+    return crowning.decisions[0].decision, condition_floor(history, BUDGET, "h100")
+
+
+@pytest.mark.parametrize(
+    "rule, control, earlier",
+    [
+        (stats.Rule(), ErrorControl("lord", 0.05), []),  # a campaign's first confirmation: LORD++'s least
+        (stats.Rule(), ErrorControl("lord", 0.05), ["keep", "discard", "inconclusive"]),  # level earned
+        (stats.Rule(margin=0.5), ErrorControl("lord", 0.05), []),  # min_improvement above the statistics
+        (stats.Rule(kind="k_sigma", confirm_runs=3), ErrorControl("per_candidate", 0.05), []),
+    ],
+)
+def test_the_smallest_confirmable_gain_is_where_the_policys_confirmation_starts_to_keep(
+    rule, control, earlier
+):
+    judge = DecisionPolicy("minimize", rule, 2, BUDGET, BUDGET, error_control=control)
+    tested = [
+        run(f"t{i}", 1.0, "candidate", f"t{i}", decision=d, metrics={"confirm_test_index": i})
+        for i, d in enumerate(earlier, start=1)
+    ]
+    _, floor = confirmed_with_gain(judge, 0.0, tested)
+    smallest = judge.smallest_confirmable_gain(floor, earlier_tests(tested))
+    assert 0 < smallest < math.inf
+    assert confirmed_with_gain(judge, smallest * (1 + 1e-6), tested)[0] == "keep"
+    assert confirmed_with_gain(judge, smallest * (1 - 1e-6), tested)[0] != "keep"
+
+
+def test_with_no_noise_measured_only_min_improvement_can_be_confirmed():
+    silent = stats.NoiseFloor(sigma=0.0, n=4, dof=2)
+    assert policy(stats.Rule(margin=0.01)).smallest_confirmable_gain(silent, []) == 0.01
+    assert policy().smallest_confirmable_gain(silent, []) == math.inf
