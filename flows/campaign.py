@@ -56,7 +56,7 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> agent_run.
         # Never more trials at once than a wave has (the baseline's copies included): runs compared with each other
         # share the machine alike. A pipelined campaign's worker slots hold the same limit.
         runner = ThreadPoolTaskRunner(max_workers=max(1, min(size, config.wave_size)))
-        left = budget_left(config, memory, agent_run_id, wave - 1) if wave else ""
+        left = budget_left(config, memory, agent_run_id, wave - 1, deadline_ts) if wave else ""
         return wave_flow.with_options(task_runner=runner)(
             config=config,
             backend=backend,

@@ -1,13 +1,16 @@
-"""What is left of every budget of an agent run (waves, trials, trial-hours, dollars, the deadline), and the spend."""
+"""What is left of every budget of an agent run (waves, trials, trial-hours, dollars, the deadline), and the spend.
+
+The planner reads it in words (`budget_left`, worded by overnight.planners.prompts.budget_text)."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
 
-from overnight.config import CampaignConfig
+from overnight.config import CampaignConfig, deadline_after
 from overnight.memory.records import TrialRecord
 from overnight.memory.store import Memory
+from overnight.planners import prompts
 
 DEADLINE_MARGIN_S = 5.0  # planning, evaluation and bookkeeping around a wave's trials
 
@@ -61,14 +64,45 @@ def trials_left(
     return n, ""
 
 
-def budget_left(config: CampaignConfig, memory: Memory, agent_run_id: str, waves_done: int) -> str:
-    """The budget left after the wave being planned, in words for the planner."""
+def budget_left(
+    config: CampaignConfig,
+    memory: Memory,
+    agent_run_id: str,
+    waves_done: int,
+    deadline_ts: float | None = None,
+) -> str:
+    """Every budget left after the wave being planned (waves, trials, trial-hours, dollars, the time to the
+    deadline) and the seconds each trial trains, in words for the planner. `agent_run_id` "" for an agent run not
+    started yet (nothing spent)."""
     budget = config.budget
-    parts = [f"{budget.waves - waves_done - 1} more waves after this one"]
-    mine = memory.trials(agent_run_id=agent_run_id)
-    if budget.trials is not None:
-        parts.append(f"{budget.trials - len(mine)} trials")
-    if budget.max_usd is not None:
-        spent = spent_usd(memory, agent_run_id, mine)
-        parts.append(f"${budget.max_usd - spent:.2f} of spend (language model and compute)")
-    return "; ".join(parts)
+    mine = memory.trials(agent_run_id=agent_run_id) if agent_run_id else []
+    hours = sum(t.duration_s for t in mine) / 3600
+    spent = spent_usd(memory, agent_run_id, mine) if agent_run_id and budget.max_usd is not None else 0.0
+    screen, confirm = config.stage("screen"), config.stage("confirm")
+    return prompts.budget_text(
+        waves=budget.waves - waves_done - 1,
+        trials=None if budget.trials is None else budget.trials - len(mine),
+        trial_hours=None if budget.trial_hours is None else budget.trial_hours - hours,
+        usd=None if budget.max_usd is None else budget.max_usd - spent,
+        deadline=None if deadline_ts is None else datetime.fromtimestamp(deadline_ts),
+        now=datetime.now(),
+        screen_s=screen.budget_s,
+        confirm_s=confirm.budget_s,
+        timeout_s=max(screen.timeout_s, confirm.timeout_s),
+    )
+
+
+def next_wave(config: CampaignConfig, memory: Memory) -> tuple[str, int, str]:
+    """Where the campaign would plan its next wave, for `overnight plan`: the agent run ("" for a night not started
+    yet), the wave's number, and the budget left it would tell the planner (`budget_left`, as the campaign flow
+    calls it). An unfinished agent run goes on from its last wave; otherwise a new night plans its first wave."""
+    unfinished = memory.unfinished_agent_run()
+    deadline = config.budget.deadline
+    if unfinished is None:
+        deadline_ts = deadline_after(datetime.now(), deadline).timestamp() if deadline else None
+        return "", 1, budget_left(config, memory, "", 0, deadline_ts)
+    waves_done = max((t.wave for t in memory.trials(agent_run_id=unfinished.run_id)), default=0)
+    started = datetime.fromtimestamp(unfinished.started_ms / 1000)
+    deadline_ts = deadline_after(started, deadline).timestamp() if deadline else None
+    left = budget_left(config, memory, unfinished.run_id, waves_done, deadline_ts)
+    return unfinished.run_id, waves_done + 1, left

@@ -162,6 +162,8 @@ def test_plan_with_claude_prints_proposals_and_the_exact_prompt(tmp_path, quadra
         assert shown.returncode == 0, shown.stdout + shown.stderr
         assert "--- system ---" in shown.stdout and "X = 1.0  # best at 3" in shown.stdout
         assert "Propose exactly 2 experiments" in shown.stdout
+        budget = "<budget_left>1 more waves after this one; each trial trains for 1 s (stopped past 30 s)</budget_left>"
+        assert budget in shown.stdout  # the budget text the campaign would send
         assert api.requests == []  # showing the prompt calls nothing
         planned = subprocess.run(
             [sys.executable, "-m", "overnight.cli", "plan", str(quadratic / "campaign.yaml")],

@@ -154,6 +154,7 @@ def plan(
 ) -> None:
     """Print the next wave's proposals (hypothesis, rationale, diff) without running or recording them."""
     from overnight import agent_run
+    from overnight.budget import next_wave
     from overnight.planners import make_planner
     from overnight.proposals import apply_proposal, unified_diff
     from overnight.wave.plan import plan_context
@@ -162,8 +163,11 @@ def plan(
     kind, why = resolve_planner(campaign)
     memory = agent_run.open_memory(campaign)
     quiet_libraries()
-    waves_done = len({t.wave for t in memory.trials() if t.wave > 0})
-    context = plan_context(campaign, memory, waves_done + 1, campaign.wave_size)
+    agent_run_id, wave, left = next_wave(campaign, memory)  # as the campaign would plan it, budget text too
+    suggestions = tuple(memory.pending_suggestions().values())
+    context = plan_context(
+        campaign, memory, wave, campaign.wave_size, left, suggestions, agent_run_id=agent_run_id
+    )
     planner = make_planner(campaign)
     if show_prompt:
         if kind != "claude":

@@ -15,6 +15,40 @@ from overnight.trial import Outcome
 
 
 @dataclass(frozen=True)
+class ConditionNoise:
+    """The seed noise measured under one condition (training budget and hardware) on the agent run's unbiased
+    repeated runs, and the smallest gain a confirmation under it can keep."""
+
+    hardware: str
+    budget_s: float
+    sigma: float  # the noise floor: the spread of one run's metric between seeds
+    runs: int
+    dof: int
+    pooled: bool  # no repeated runs on this hardware yet: the spread within each type, pooled over the types
+    smallest_gain: float  # DecisionPolicy.smallest_confirmable_gain under it; math.inf: nothing can be kept
+
+
+@dataclass(frozen=True)
+class CampaignFacts:
+    """What the campaign knows of its own rule, as plain values for a planner: the noise per condition, the
+    smallest gain the next confirmation can keep, and how a wave is judged (overnight/policy.py)."""
+
+    noise: tuple[ConditionNoise, ...]
+    rule: str  # t_test | k_sigma
+    k: float  # k_sigma: standard errors a confirmed gain must clear
+    screen_k: float  # a screening run is promising past min_improvement + screen_k standard errors
+    min_improvement: float
+    confirm_top: int  # promising candidates confirmed per wave at most
+    confirm_runs: int  # new-seed runs of each, and as many of the champion beside them
+    screen_budget_s: float
+    confirm_budget_s: float
+    error_control: str  # lord | per_candidate
+    alpha: float
+    level: float  # the level α_t of the campaign's next confirmation
+    tests_done: int  # confirmations the campaign has tested so far (all nights)
+
+
+@dataclass(frozen=True)
 class PlanContext:
     """What a planner may know when it plans wave `wave`."""
 
@@ -28,6 +62,8 @@ class PlanContext:
     # The memory a planner may query while it plans: lookup(tool name, arguments) -> text (overnight.memory.queries,
     # over MLflow). None where nothing can be queried (a planner under test, `overnight plan` without a store).
     lookup: Callable[[str, dict], str] | None = None
+    facts: CampaignFacts | None = None  # the noise floor, the smallest confirmable gain, how a wave is judged
+    in_wave: tuple[str, ...] = ()  # hypotheses of the wave's trials already planned (runners-up re-tested)
 
     @property
     def history(self) -> tuple[TrialRecord, ...]:

@@ -207,7 +207,9 @@ class ClaudePlanner(Planner):
         self.offline = OfflinePlanner(config)
 
     def prompt(self, context: PlanContext) -> prompts.Prompt:
-        """The plan prompt, with as much history as fits the token limit (older history shrinks first)."""
+        """The plan prompt, with as much history as fits the token limit: old groups of trials shrink to counts
+        first, then the listing of recent ones (prompts.LEVELS); the champion's files are never cut."""
+        facts = prompts.facts_text(context.facts, self.config.metric.name)
         for level in prompts.LEVELS:
             text = prompts.plan_prompt(
                 brief=context.brief,
@@ -218,6 +220,8 @@ class ClaudePlanner(Planner):
                 metric=self.config.metric.name,
                 budget_left=context.budget_left,
                 suggestions=context.suggestions,
+                facts=facts,
+                in_wave=context.in_wave,
             )
             if prompts.estimate_tokens(prompts.SYSTEM + text.text) <= self.settings.max_prompt_tokens:
                 break

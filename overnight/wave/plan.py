@@ -10,10 +10,12 @@ from dataclasses import asdict
 from overnight.config import CampaignConfig
 from overnight.memory.queries import MemoryQueries
 from overnight.memory.records import TrialRecord
+from overnight.memory.snapshot import MemorySnapshot
 from overnight.memory.store import Memory
 from overnight.planners import Plan, PlanContext, Planner
+from overnight.planners.base import CampaignFacts, ConditionNoise
 from overnight.planners.prompts import estimate_tokens
-from overnight.policy import RunsWanted
+from overnight.policy import DecisionPolicy, RunsWanted, earlier_tests, noise_floor
 from overnight.program import constants, read_files
 from overnight.proposals import (
     Proposal,
@@ -38,15 +40,63 @@ def knob_values(config: CampaignConfig, files: dict[str, str]) -> dict[str, obje
 
 
 def plan_context(
-    config: CampaignConfig, memory: Memory, wave: int, n: int, budget_left: str = "", suggestions: tuple = ()
+    config: CampaignConfig,
+    memory: Memory,
+    wave: int,
+    n: int,
+    budget_left: str = "",
+    suggestions: tuple = (),
+    *,
+    agent_run_id: str = "",
+    in_wave: tuple[str, ...] = (),
 ) -> PlanContext:
-    """What the planner may read: the champion's files, a frozen snapshot of memory, the program's brief."""
+    """What the planner may read: the champion's files, a frozen snapshot of memory, the program's brief, what the
+    campaign knows of its rule (`campaign_facts`, for the agent run named or the newest) and the hypotheses of the
+    wave's trials already planned (`in_wave`)."""
     snapshot = memory.snapshot()
     files = memory.champion_files() if snapshot.champion else read_files(config.program, config.editable)
     brief_path = config.program / "program.md"
     brief = brief_path.read_text() if brief_path.is_file() else ""
     lookup = MemoryQueries(memory).lookup  # what Claude may query while it plans
-    return PlanContext(wave, n, files, snapshot, brief, budget_left, tuple(suggestions), lookup)
+    facts = campaign_facts(DecisionPolicy.from_config(config), snapshot, agent_run_id)
+    return PlanContext(
+        wave, n, files, snapshot, brief, budget_left, tuple(suggestions), lookup, facts=facts, in_wave=in_wave
+    )
+
+
+def campaign_facts(policy: DecisionPolicy, snapshot: MemorySnapshot, agent_run_id: str = "") -> CampaignFacts:
+    """The rule as the planner should know it: the noise floor of each condition the agent run measured (the
+    newest agent run's when none is named), the smallest gain a confirmation there can keep at the level the
+    campaign's earlier confirmations leave, and how a wave is screened and confirmed."""
+    night_id = agent_run_id or (snapshot.trials[-1].agent_run_id if snapshot.trials else "")
+    night = [t for t in snapshot.trials if t.agent_run_id == night_id]
+    passed = earlier_tests(snapshot.trials)  # every night's confirmations count, as evaluate's do
+    measured = {(t.hardware, t.budget_s) for t in night if t.unbiased and t.outcome is Outcome.OK}
+    noise = []
+    for hardware, budget_s in sorted(measured):
+        own = noise_floor(night, budget_s, hardware or None)
+        floor = own or noise_floor(night, budget_s)
+        if floor is not None:
+            smallest = policy.smallest_confirmable_gain(floor, passed)
+            noise.append(
+                ConditionNoise(hardware, budget_s, floor.sigma, floor.n, floor.dof, own is None, smallest)
+            )
+    rule, control = policy.rule, policy.error_control
+    return CampaignFacts(
+        noise=tuple(noise),
+        rule=rule.kind,
+        k=rule.k,
+        screen_k=rule.screen_k,
+        min_improvement=rule.margin,
+        confirm_top=policy.confirm_top,
+        confirm_runs=rule.confirm_runs,
+        screen_budget_s=policy.screen_budget_s,
+        confirm_budget_s=policy.confirm_budget_s,
+        error_control=control.kind,
+        alpha=control.alpha,
+        level=control.level(passed),
+        tests_done=len(passed),
+    )
 
 
 def plan_baseline(scope: WaveScope) -> PlannedWave:
@@ -91,7 +141,16 @@ def plan_wave(scope: WaveScope, planner: Planner, n: int, budget_left: str = "")
     retests = plan_retests(scope, n)  # runners-up of the last crowning, re-applied on top of the new champion
     n -= len(retests)
     pending = memory.pending_suggestions()  # a person's hypotheses: this wave must include them
-    context = plan_context(scope.config, memory, scope.wave, n, budget_left, tuple(pending.values()))
+    context = plan_context(
+        scope.config,
+        memory,
+        scope.wave,
+        n,
+        budget_left,
+        tuple(pending.values()),
+        agent_run_id=scope.agent_run_id,
+        in_wave=tuple(t.hypothesis for t in retests if t.valid),
+    )
     plan = planner.propose(context) if n else Plan([], note="every trial of the wave re-tests a runner-up")
     for key in pending:
         memory.take_suggestion(key, f"wave {scope.wave}" + (f": {plan.note}" if plan.note else ""))

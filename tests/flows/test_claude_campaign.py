@@ -117,7 +117,8 @@ def test_claude_plans_and_reflects_a_campaign(prefect_api, api, quadratic, tmp_p
         assert "INSIGHT-42" in reflection.read()
     first_plan, second_plan = api.for_tool("WaveAnswer")
     assert "INSIGHT-42" not in json.dumps(first_plan) and "INSIGHT-42" in json.dumps(second_plan)
-    assert "<budget_left>1 more waves after this one</budget_left>" in json.dumps(first_plan)
+    budget = "<budget_left>1 more waves after this one; each trial trains for 1 s (stopped past 30 s)</budget_left>"
+    assert budget in json.dumps(first_plan)
 
     # the key is nowhere in what was recorded
     recorded = json.dumps([[r.data.params, r.data.tags] for r in runs])

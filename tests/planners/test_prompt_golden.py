@@ -14,12 +14,14 @@ from pathlib import Path
 
 import anthropic
 
+from overnight.budget import budget_left
 from overnight.config import default_config_path, load_config
 from overnight.memory.store import Memory
 from overnight.planners.claude import ClaudePlanner
 from overnight.planners.prompts import SYSTEM
+from overnight.policy import DecisionPolicy
 from overnight.program import read_files, set_constant
-from overnight.proposals import fingerprint, unified_diff
+from overnight.proposals import compact_change, fingerprint, unified_diff
 from overnight.trial import Outcome, TrialResult
 from overnight.wave import plan as wave_plan
 
@@ -41,10 +43,13 @@ def next_millisecond() -> None:
 
 
 class Night:
-    """One agent run of the default campaign, written trial by trial as the engine would."""
+    """One agent run of the default campaign, written trial by trial as the engine would: each trial's knobs, change
+    and expected effect as planned, its script's measurements and hardware as it finished, and the decision policy's
+    own verdicts with their numbers."""
 
-    def __init__(self, memory: Memory, shipped: dict[str, str]):
-        self.memory, self.shipped = memory, shipped
+    def __init__(self, memory: Memory, config):
+        self.memory, self.config = memory, config
+        self.policy = DecisionPolicy.from_config(config)
         self.agent = memory.start_agent_run("night 1", {"planner": "claude"})
         self.wave_runs: dict[int, str] = {}
         self.trial_ids: dict[str, str] = {}  # run id -> trial id
@@ -54,9 +59,7 @@ class Night:
         self.wave_runs[number] = self.memory.start_wave(self.agent, number)
         return self.wave_runs[number]
 
-    def trial(
-        self, wave: int, trial_id: str, hypothesis: str, files: dict[str, str], role="candidate"
-    ) -> str:
+    def trial(self, wave, trial_id, hypothesis, files, before, parent="", role="candidate", **fields) -> str:
         next_millisecond()
         run_id = self.memory.start_trial(
             wave_run_id=self.wave_runs[wave],
@@ -65,25 +68,52 @@ class Night:
             wave=wave,
             hypothesis=hypothesis,
             rationale="",
-            params={},
+            params=wave_plan.knob_values(self.config, files),
             files=files,
-            diff=unified_diff(self.shipped, files),
+            diff=unified_diff(before, files),
+            change=compact_change(before, files),
             fingerprint=fingerprint(files),
-            parent_champion="",
+            parent_champion=parent,
             role=role,
+            budget_s=self.config.trial.time_budget_s,
+            **fields,
         )
         self.trial_ids[run_id] = trial_id
         return run_id
 
     def finish(
-        self, run_id: str, outcome: Outcome, val_bpb: float | None, decision: str, reason="", log=""
+        self, run_id: str, outcome: Outcome, val_bpb: float | None, steps=0, log="", reason=""
     ) -> None:
-        metrics = {"val_bpb": val_bpb} if val_bpb is not None else {}
+        """The trial's end as the local backend reports it, with what the default program prints."""
+        metrics = {}
+        if val_bpb is not None:
+            seconds = 30.1
+            metrics = {"val_bpb": val_bpb, "training_seconds": seconds, "num_steps": steps}
+            metrics |= {"tokens_seen": steps * 2048, "num_params": 431712, "peak_memory_mb": 212.5}
         code = 0 if outcome is Outcome.OK else 1
-        result = TrialResult(self.trial_ids[run_id], outcome, metrics, 31.0, code, log, reason)
+        placement = {"hardware": "cpu"}
+        result = TrialResult(self.trial_ids[run_id], outcome, metrics, 31.0, code, log, reason, placement)
         self.memory.finish_trial(run_id, result)
-        if decision:
-            self.memory.record_decision(run_id, decision, reason or decision)
+
+    def decide(self, decisions) -> None:
+        for decision in decisions:
+            self.memory.record_decision(decision.run_id, decision.decision, decision.reason, decision.numbers)
+
+    def screen(self, *run_ids: str):
+        """The policy's screening of these candidates against the champion, recorded."""
+        history = self.memory.trials(agent_run_id=self.agent)
+        screened = [t for t in history if t.run_id in run_ids]
+        screening = self.policy.screen(history, self.memory.champion(), screened)
+        self.decide(screening.decisions)
+        return screening
+
+    def confirm(self, candidate: str):
+        """The policy's confirmation of a candidate (its new-seed runs and the champion's have run), recorded."""
+        history = self.memory.trials(agent_run_id=self.agent)
+        record = next(t for t in history if t.run_id == candidate)
+        crowning = self.policy.confirm(history, self.memory.champion(), [record], self.memory.trials())
+        self.decide(crowning.decisions)
+        return crowning
 
 
 def with_constant(files: dict[str, str], name: str, value: object) -> dict[str, str]:
@@ -95,28 +125,86 @@ def golden_prompt(memory: Memory) -> str:
     """What `overnight plan --show-prompt` prints for the third wave of a night on the default program."""
     config = load_config(default_config_path())
     shipped = read_files(config.program, config.editable)
-    night = Night(memory, shipped)
+    night = Night(memory, config)
 
     night.wave(0)
-    baseline = night.trial(0, "n1-baseline", "baseline: the program as shipped", shipped, role="baseline")
-    night.finish(baseline, Outcome.OK, 3.0561, "baseline")
-    repeat = night.trial(
-        0, "n1-baseline-s1", "baseline: the program as shipped (seed 1)", shipped, role="baseline"
+    baseline = night.trial(
+        0, "n1-baseline", "baseline: the program as shipped", shipped, shipped, role="baseline"
     )
-    night.finish(repeat, Outcome.OK, 3.0683, "baseline_repeat")
+    night.finish(baseline, Outcome.OK, 3.0561, steps=801)
+    repeat = night.trial(
+        0,
+        "n1-baseline-s1",
+        "baseline: the program as shipped (seed 1)",
+        shipped,
+        shipped,
+        role="baseline",
+        seed=1,
+    )
+    night.finish(repeat, Outcome.OK, 3.0683, steps=797)
+    memory.record_decision(baseline, "baseline", "the program as shipped")
+    memory.record_decision(repeat, "baseline_repeat", "another seed of the baseline: measures seed noise")
     memory.set_champion(baseline, "", why="the program as shipped")
     memory.finish_wave(night.wave_runs[0], {}, "Baseline: val_bpb 3.0561 and 3.0683 (seeds 0 and 1).", [])
 
     night.wave(1)
     faster = with_constant(shipped, "LEARNING_RATE", 3e-3)
     kept = night.trial(
-        1, "n1-w1-t0", "LEARNING_RATE 1e-3 -> 3e-3: the loss still falls fast at the end", faster
+        1,
+        "n1-w1-t0",
+        "LEARNING_RATE 1e-3 -> 3e-3: the loss still falls fast at the end",
+        faster,
+        shipped,
+        baseline,
+        expected="-0.05 val_bpb",
     )
-    night.finish(kept, Outcome.OK, 2.9012, "keep", "beats the champion by 0.155 (p = 0.004)")
+    night.finish(kept, Outcome.OK, 2.9012, steps=806)
     wider = with_constant(shipped, "WIDTH", 128)
-    crashed = night.trial(1, "n1-w1-t1", "WIDTH 96 -> 128: more capacity per layer", wider)
-    night.finish(crashed, Outcome.CRASH, None, "discard", "exited with status 1", CRASH_LOG)
-    memory.set_champion(kept, baseline, gain=0.1549, why="confirmed by 2 new-seed runs (p = 0.004)")
+    crashed = night.trial(
+        1, "n1-w1-t1", "WIDTH 96 -> 128: more capacity per layer", wider, shipped, baseline, expected="-0.03"
+    )
+    night.finish(crashed, Outcome.CRASH, None, log=CRASH_LOG, reason="exited with status 1")
+    night.screen(kept, crashed)
+    for number, (seed, bpb, champion_bpb) in enumerate([(1, 2.9046, 3.0622), (2, 2.8981, 3.0577)]):
+        run = night.trial(
+            1,
+            f"n1-w1-t0-c{number}",
+            "confirmation",
+            faster,
+            shipped,
+            baseline,
+            "confirmation",
+            seed=seed,
+            measures=kept,
+        )
+        night.finish(run, Outcome.OK, bpb, steps=804)
+        run = night.trial(
+            1,
+            f"n1-w1-champion-{number}",
+            "champion re-measured",
+            shipped,
+            shipped,
+            baseline,
+            "champion",
+            seed=seed + 1,
+            measures=baseline,
+        )
+        night.finish(run, Outcome.OK, champion_bpb, steps=799)
+    crowning = night.confirm(kept)
+    memory.set_champion(kept, baseline, gain=crowning.verdict.gain, why=crowning.verdict.reason)
+    for number, (seed, bpb) in enumerate([(3, 2.9071), (4, 2.9003)]):
+        run = night.trial(
+            1,
+            f"n1-w1-fresh-{number}",
+            "champion re-measured",
+            faster,
+            faster,
+            kept,
+            "champion",
+            seed=seed,
+            measures=kept,
+        )
+        night.finish(run, Outcome.OK, bpb, steps=805)
     memory.finish_wave(
         night.wave_runs[1],
         {},
@@ -127,17 +215,34 @@ def golden_prompt(memory: Memory) -> str:
 
     night.wave(2)
     deeper = with_constant(faster, "DEPTH", 4)
-    discarded = night.trial(2, "n1-w2-t0", "DEPTH 3 -> 4: a deeper model at the faster learning rate", deeper)
-    night.finish(discarded, Outcome.OK, 2.9387, "discard", "worse than the champion by 0.0375")
-    night.trial(2, "n1-w2-t1", "WARMDOWN_FRAC 0.3 -> 0.5", with_constant(faster, "WARMDOWN_FRAC", 0.5))
+    discarded = night.trial(
+        2, "n1-w2-t0", "DEPTH 3 -> 4: a deeper model at the faster learning rate", deeper, faster, kept
+    )
+    night.finish(discarded, Outcome.OK, 2.9387, steps=611)
+    clipped = with_constant(faster, "GRAD_CLIP", 0.5)
+    close = night.trial(
+        2,
+        "n1-w2-t1",
+        "GRAD_CLIP 1.0 -> 0.5: steadier steps at the higher rate",
+        clipped,
+        faster,
+        kept,
+        expected="-0.01 val_bpb",
+    )
+    night.finish(close, Outcome.OK, 2.8991, steps=803)
+    night.screen(discarded, close)
+    night.trial(
+        2, "n1-w2-t2", "WARMDOWN_FRAC 0.3 -> 0.5", with_constant(faster, "WARMDOWN_FRAC", 0.5), faster, kept
+    )
 
     context = wave_plan.plan_context(
         config,
         memory,
         3,
         config.wave_size,
-        "4 more waves after this one",
+        budget_left(config, memory, night.agent, 2),
         ("try a cosine learning-rate schedule",),
+        agent_run_id=night.agent,
     )
     planner = ClaudePlanner(config, client=anthropic.Anthropic(api_key="unused: nothing is sent"))
     return f"--- system ---\n{SYSTEM}\n--- user ---\n{planner.prompt(context).text}\n"
