@@ -2,7 +2,7 @@
 5-minute and 1-hour.
 
     .venv/bin/python benchmarks/planner_cost.py [--waves 10] [--wave-size 16] [--wave-minutes 12 17] [--seed 0]
-        [--crown-every 3]
+        [--crown-every 3] [--lookups 0]
 
 A night of the default program (overnight/programs/tiny_gpt with its campaign, `overnight.config.default_config_path()`)
 at `--wave-size` trials a wave for `--waves` waves, 5-minute trials (trial.time_budget_s 300). Each wave is planned by
@@ -11,8 +11,9 @@ client and `instructor`, against the local Messages API stand-in (tests/standins
 cache the way the API does and reports its usage: the tokens are its estimate of 4 characters per token. Its answers
 are scripted: `--wave-size` valid experiments a wave, each an edit of one of train.py's UPPER_CASE constants
 (`overnight.program.set_constant`) to a value no earlier experiment used, with a hypothesis, a rationale and an
-expected effect of a few dozen words; a reflection of a few lines. Memory queries, when the planner makes them, are
-answered by the stand-in with no query at all (the cheapest round there can be).
+expected effect of a few dozen words; a reflection of a few lines. Claude plans in one conversation where it may
+query the memory before it answers: here it makes `--lookups` rounds of one query each (a search of the trials that
+moved one knob, answered from the real MLflow store), then answers in the same conversation.
 
 The memory is a real MLflow store, written as the engine writes it (`Memory.start_trial`, `finish_trial` with the
 script's `name: value` lines, `record_decision` with the verdict's numbers, `set_champion`, `finish_wave`): the
@@ -308,7 +309,7 @@ class Night:
 def run(args) -> tuple[list[Setting], object, float]:
     from contextlib import ExitStack
 
-    from standins.messages_api import tool_answer
+    from standins.messages_api import tool_answer, tool_calls
 
     from overnight.budget import budget_left
     from overnight.config import default_config_path, load_config
@@ -335,7 +336,14 @@ def run(args) -> tuple[list[Setting], object, float]:
             context = plan_context(config, night.memory, wave, args.wave_size, left)
             plans = []
             for setting in settings:
-                setting.api.script("WaveAnswer", tool_answer(answer))
+                lookups = [
+                    tool_calls(("search_trials", {"knob": list(STEPS)[n % len(STEPS)]}))
+                    for n in range(args.lookups)
+                ]
+                setting.api.script("search_trials", *lookups, tool_calls(("WaveAnswer", answer)))
+                setting.api.script(
+                    "WaveAnswer", tool_answer(answer)
+                )  # instructor's call, should one be needed
                 setting.api.script("Insights", tool_answer(insights(wave)))
                 plan = setting.planner.propose(context)
                 if plan.note or any(p.source != "claude" for p in plan.proposals):
@@ -436,8 +444,9 @@ def report(settings: list[Setting], config, args, seconds: float, command: str) 
         "- The scripted answers are short and valid the first time: a real model writes longer rationales, may "
         "think first, and a rejected answer is retried at full price (each retry is one more call here, when it "
         "happens).",
-        "- Memory queries, when the planner makes them, are answered with no query at all; real rounds of lookups "
-        "add calls, their results and their output.",
+        f"- Claude made {args.lookups} rounds of memory queries a wave here and answered validly in the same "
+        "conversation; a real model may query more, and an answer that cannot run costs instructor's call and its "
+        "retries on top.",
         "- The history is one night of this benchmark's trials with short logs; a campaign of several nights has "
         "more of it in every prompt (up to planner.max_prompt_tokens).",
         "",
@@ -457,6 +466,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--crown-every", type=int, default=3, help="a new champion every this many waves")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lookups", type=int, default=0, help="rounds of one memory query before each answer"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     settings, config, seconds = run(args)

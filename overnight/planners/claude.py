@@ -190,6 +190,11 @@ def _size_error(size: int, n: int) -> str:
     return f"the wave has {size} experiments (factorial combinations included); give exactly {n}"
 
 
+# The answer tool as instructor offers it (its name, description and schema are WaveAnswer's): offered beside the
+# memory tools, Claude can answer in the conversation in which it queried, and instructor's call is then not needed.
+ANSWER_TOOL = instructor.openai_schema(WaveAnswer).anthropic_schema
+
+
 # --- the planner ----------------------------------------------------------------------------------------------------
 
 
@@ -229,29 +234,21 @@ class ClaudePlanner(Planner):
 
     def propose(self, context: PlanContext) -> Plan:
         prompt = self.prompt(context)
-        seen = {t.fingerprint: t.trial_id for t in context.history if t.fingerprint}
-        validation = {
-            "champion_files": context.champion_files,
-            "editable": self.config.editable,
-            "seen": seen,
-            "n": context.n,
-            "suggestions": len(context.suggestions),
-        }
+        validation = self._validation(context, context.n, len(context.suggestions))
         usage: list[Usage] = []
-        queried: list[Usage] = []
+        researched: list[Usage] = []  # the rounds of the conversation in which Claude may query the memory
         queries: list[MemoryQuery] = []
         note = ""
         try:
             try:
-                queries = self._explore(prompt, context, queried)
+                answer, feedback = self._research(prompt, context, validation, researched, queries)
             except anthropic.APIError as error:  # the memory is a help: the wave can be planned without it
+                answer, feedback = None, ""
                 note = f"Claude's memory queries failed ({_describe_api_error(error)}); it planned without them. "
-            answer_prompt = prompts.Prompt(
-                prompt.cached,
-                prompt.rest
-                + prompts.memory_queries_block([(q.tool, q.arguments, q.answer) for q in queries]),
-            )
-            answer = self._ask(answer_prompt, WaveAnswer, usage, validation)
+            if answer is None:  # no valid answer in the conversation: instructor asks for it, and corrects it
+                found = [(q.tool, q.arguments, q.answer) for q in queries]
+                asked = prompts.Prompt(prompt.cached, prompt.rest + prompts.answer_block(found, feedback))
+                answer = self._ask(asked, WaveAnswer, usage, validation)
             proposals = answer.proposals()
         except InstructorRetryException as error:
             proposals = self._salvage(error, validation)
@@ -261,67 +258,99 @@ class ClaudePlanner(Planner):
             )
         except anthropic.APIError as error:
             proposals, note = [], f"Claude was unavailable ({_describe_api_error(error)}); "
-        if len(proposals) < context.n:
-            exclude = {
-                fingerprint(apply_proposal(context.champion_files, p, self.config.editable))
-                for p in proposals
-            }
-            filled = self.offline.proposals(context, context.n - len(proposals), exclude)
-            note += f"{len(filled)} of {context.n} proposals filled by the offline planner."
-            proposals = proposals + filled
-        query_usage = sum(queried, Usage())
-        total = sum(usage, query_usage)
+        proposals, filled = self._fill(context, proposals)
+        research = sum(researched, Usage())
+        total = sum(usage, research)
         return Plan(
             proposals,
             total,
             cost_usd(self.settings.model, total),
-            note.strip(),
+            (note + filled).strip(),
             prompt.text,
             tuple(queries),
-            query_usage,
-            cost_usd(self.settings.model, query_usage),
+            research,
+            cost_usd(self.settings.model, research),
         )
 
-    def _explore(self, prompt: prompts.Prompt, context: PlanContext, usage: list[Usage]) -> list[MemoryQuery]:
-        """Claude's queries of the campaign's memory before it answers: rounds of tool calls, each answered by
-        `context.lookup`, until Claude stops calling or `planner.memory_tool_calls` queries were made. Every
-        round's tokens go to `usage`. None when no memory is at hand or the setting is 0."""
+    def _validation(self, context: PlanContext, n: int, suggestions: int = 0) -> dict:
+        """What an answer is validated against (`check_wave`): the champion's files, the trials already run."""
+        return {
+            "champion_files": context.champion_files,
+            "editable": self.config.editable,
+            "seen": {t.fingerprint: t.trial_id for t in context.history if t.fingerprint},
+            "n": n,
+            "suggestions": suggestions,
+        }
+
+    def _fill(self, context: PlanContext, proposals: list[Proposal]) -> tuple[list[Proposal], str]:
+        """The wave completed by the offline planner where Claude gave fewer valid proposals than asked."""
+        if len(proposals) >= context.n:
+            return proposals, ""
+        exclude = {
+            fingerprint(apply_proposal(context.champion_files, p, self.config.editable)) for p in proposals
+        }
+        filled = self.offline.proposals(context, context.n - len(proposals), exclude)
+        return proposals + filled, f"{len(filled)} of {context.n} proposals filled by the offline planner."
+
+    def _research(
+        self,
+        prompt: prompts.Prompt,
+        context: PlanContext,
+        validation: dict,
+        usage: list[Usage],
+        queries: list[MemoryQuery],
+    ) -> tuple[WaveAnswer | None, str]:
+        """One conversation in which Claude queries the campaign's memory (the tools answered by `context.lookup`,
+        at most `planner.memory_tool_calls` queries in all) and then answers with the wave's own tool. Every round
+        offers the same tools, so each reads the one before from the prompt cache. Returns the answer when it is
+        valid, else None and why it failed (or "" when Claude gave none): instructor then asks for it. Every
+        round's tokens go to `usage`, every query to `queries`."""
         limit = self.settings.memory_tool_calls
         if not limit or context.lookup is None:
-            return []
-        task = {"type": "text", "text": prompts.EXPLORE_TASK.format(calls=limit)}
+            return None, ""
+        task = {"type": "text", "text": prompts.RESEARCH_TASK.format(calls=limit)}
         messages: list[dict] = [{"role": "user", "content": [*self.user_content(prompt), task]}]
-        queries: list[MemoryQuery] = []
-        while len(queries) < limit:
+        for _ in range(limit + 1):  # each round queries at least once, or ends the conversation
             response = self._call(
                 model=self.settings.model,
                 max_tokens=self.settings.max_output_tokens,
                 system=self.system(),
-                tools=prompts.MEMORY_TOOLS,
-                messages=messages,
+                tools=[*prompts.MEMORY_TOOLS, ANSWER_TOOL],
+                messages=self._cached_conversation(messages),
             )
             usage.append(_usage(response))
             calls = [block for block in response.content if block.type == "tool_use"]
-            if not calls:
-                break
+            answered = next((call for call in calls if call.name == ANSWER_TOOL["name"]), None)
+            if answered is not None:
+                try:
+                    return WaveAnswer.model_validate(answered.input, context=validation), ""
+                except ValidationError as error:
+                    return None, "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
+            if not calls or len(queries) >= limit:
+                return None, ""
             results = [self._answer_query(call, context.lookup, queries, limit) for call in calls]
-            if self.settings.cache != "off":  # the conversation so far is read back by the next round
-                for message in messages[1:]:
-                    for block in message["content"]:
-                        block.pop("cache_control", None)
-                results[-1]["cache_control"] = {"type": "ephemeral", "ttl": self.settings.cache}
             messages += [
                 {"role": "assistant", "content": [_block(b) for b in response.content]},
                 {"role": "user", "content": results},
             ]
-        return queries
+        return None, ""
+
+    def _cached_conversation(self, messages: list[dict]) -> list[dict]:
+        """The conversation with its newest turn marked for the cache (5 minutes: the next round is seconds away),
+        so that the next round reads all of it back; the prompt's own marks stay as they are. Not in the first
+        round: most waves are answered there, and a write no round reads costs a quarter more than input."""
+        if self.settings.cache == "off" or len(messages) == 1:
+            return messages
+        marked = [dict(m, content=[dict(b) for b in m["content"]]) for m in messages]
+        marked[-1]["content"][-1]["cache_control"] = {"type": "ephemeral", "ttl": "5m"}
+        return marked
 
     @staticmethod
     def _answer_query(call: Any, lookup, queries: list[MemoryQuery], limit: int) -> dict:
         """One tool call answered (and added to `queries`), as the tool_result block that goes back to Claude."""
         arguments = dict(call.input or {})
         if len(queries) >= limit:
-            answer, failed = f"the limit of {limit} queries is reached: answer with what you have", True
+            answer, failed = f"the limit of {limit} queries is reached: answer with the wave now", True
         else:
             try:
                 answer, failed = lookup(call.name, arguments), False

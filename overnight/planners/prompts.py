@@ -522,18 +522,21 @@ MEMORY_TOOLS = [
     },
 ]
 
-EXPLORE_TASK = """Before you answer, you may query the campaign's memory with the tools offered (at most {calls} \
-queries in all): look up what the summary above leaves out, such as a near-miss's diff, a crash's log or everything \
-tried on one knob. When you know enough, reply with a short plain-text note of what you found and call no tool; you \
-will then be asked for the wave."""
+RESEARCH_TASK = """You may first query the campaign's memory with the memory tools (at most {calls} queries in \
+all), to look up what the summary above leaves out: a near-miss's diff, a crash's log, everything tried on one knob. \
+Then answer with the WaveAnswer tool, as the task above says. If the summary is enough, answer at once."""
 
 
-def memory_queries_block(queries: list[tuple[str, dict, str]]) -> str:
-    """What Claude's queries returned, for the call that asks for the wave: (tool, arguments, answer) each."""
-    if not queries:
-        return ""
-    shown = "\n".join(
-        f"<query tool=\"{tool}\" arguments='{json.dumps(arguments, sort_keys=True)}'>\n{answer.strip()}\n</query>"
-        for tool, arguments, answer in queries
-    )
-    return f"\n\n<memory_queries>\nWhat your queries of the memory returned:\n{shown}\n</memory_queries>"
+def answer_block(queries: list[tuple[str, dict, str]], failed: str = "") -> str:
+    """For the call that asks for the wave after the memory conversation: what Claude's queries returned, (tool,
+    arguments, answer) each, and why the answer it gave there could not run."""
+    text = ""
+    if queries:
+        shown = "\n".join(
+            f"<query tool=\"{tool}\" arguments='{json.dumps(arguments, sort_keys=True)}'>\n{answer.strip()}\n</query>"
+            for tool, arguments, answer in queries
+        )
+        text += f"\n\n<memory_queries>\nWhat your queries of the memory returned:\n{shown}\n</memory_queries>"
+    if failed:
+        text += f"\n\n<last_answer_failed>\n{failed}\n</last_answer_failed>"
+    return text

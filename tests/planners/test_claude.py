@@ -104,11 +104,12 @@ def test_a_valid_answer_becomes_the_wave(api, setup):
     assert all(p.source == "claude" for p in plan.proposals) and plan.note == ""
     files = apply_proposal(context.champion_files, plan.proposals[0], config.editable)
     assert "X = 2.5  # best at 3" in files["train.py"]
-    reported = api.usages()  # a round of memory queries, then the answer
-    assert len(reported) == 2  # the quadratic's prompt is too short to cache: all of it is input
-    assert all(r["cache_creation_input_tokens"] == r["cache_read_input_tokens"] == 0 for r in reported)
-    tokens = [sum(r[key] for r in reported) for key in ("input_tokens", "output_tokens")]
-    expected = Usage(*tokens, 0, 0, 2)
+    reported = api.usages()  # a round of the memory conversation, then instructor's call for the answer
+    keys = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    tokens = [sum(r[key] for r in reported) for key in keys]
+    hour = sum(r["cache_creation"]["ephemeral_1h_input_tokens"] for r in reported)
+    expected = Usage(*tokens, len(reported), hour)
+    assert len(reported) == 2 and tokens[3] == 0  # nothing to read yet
     assert plan.usage == expected and plan.cost_usd == pytest.approx(cost_usd(config.planner.model, expected))
 
 

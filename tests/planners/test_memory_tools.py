@@ -6,7 +6,7 @@ import re
 
 import pytest
 from mlflow.tracking import MlflowClient
-from standins.messages_api import text_answer, tool_answer, tool_calls
+from standins.messages_api import tool_answer, tool_calls
 
 from overnight.config import load_config
 from overnight.memory.store import Memory
@@ -102,29 +102,30 @@ def test_claude_queries_the_memory_and_plans_from_what_it_returned(messages_api,
         return {"experiments": [experiment("Y further", search, f"Y = {int(value) - 1}  # best at -1")]}
 
     messages_api.script(
-        "search_trials",
+        "search_trials",  # the conversation's rounds (they force no tool: the stand-in routes them here)
         tool_calls(("search_trials", {"knob": "Y"})),
         tool_calls(read_what_search_found),
-        text_answer("Y helped; going further."),
+        tool_calls(lambda body: [("WaveAnswer", from_the_diff(body))]),
     )
-    messages_api.script("WaveAnswer", tool_answer(from_the_diff))
     planned, wave_run = plan_wave(config, memory, agent)
 
     assert [t.hypothesis for t in planned.trials if t.role == "candidate"] == ["Y further"]
     assert "Y = 0  # best at -1" in planned.trials[0].files["train.py"]  # 1, from the diff, minus 1
-    explore = messages_api.for_tool("search_trials")
-    assert len(explore) == 3  # two rounds of queries, then Claude says it knows enough
-    assert {t["name"] for t in explore[0]["tools"]} == {"search_trials", "read_trial", "lineage"}
-    assert "n1-w1-t0 w1 [ok] loss=9 Y 2 -> 1;" in last_tool_results(explore[1])  # MLflow's records
-    assert "+Y = 1  # best at -1" in last_tool_results(explore[2])  # the diff artifact
-    (answer,) = messages_api.for_tool("WaveAnswer")
-    assert "<memory_queries>" in json.dumps(answer) and answer["tool_choice"]["name"] == "WaveAnswer"
+    rounds = messages_api.for_tool("search_trials")
+    assert len(rounds) == 3  # two rounds of queries, then the answer in the same conversation
+    assert {t["name"] for t in rounds[0]["tools"]} == {"search_trials", "read_trial", "lineage", "WaveAnswer"}
+    assert "n1-w1-t0 w1 [ok] loss=9 Y 2 -> 1;" in last_tool_results(rounds[1])  # MLflow's records
+    assert "+Y = 1  # best at -1" in last_tool_results(rounds[2])  # the diff artifact
+    assert messages_api.for_tool("WaveAnswer") == []  # a valid answer there needs no call of its own
+    # from the second round on, each round marks the conversation so far for the cache: the next reads it back
+    reads = [u["cache_read_input_tokens"] for u in messages_api.usages("search_trials")]
+    writes = [u["cache_creation"]["ephemeral_5m_input_tokens"] for u in messages_api.usages("search_trials")]
+    assert reads[0] == writes[0] == 0 and writes[1] > 0 and reads[2] >= writes[1]
 
     run = MlflowClient(memory.tracking_uri).get_run(wave_run)
     assert run.data.metrics["plan_memory_queries"] == 2
-    assert run.data.metrics["plan_query_llm_calls"] == 3
-    assert run.data.metrics["plan_llm_calls"] == 4  # the three query rounds and the answer
-    assert 0 < run.data.metrics["plan_query_usd"] < run.data.metrics["plan_usd"]
+    assert run.data.metrics["plan_query_llm_calls"] == run.data.metrics["plan_llm_calls"] == 3
+    assert run.data.metrics["plan_query_usd"] == run.data.metrics["plan_usd"] > 0
     logged = json.loads(memory.read_artifact(wave_run, "memory_queries.json"))
     assert [(q["tool"], q["arguments"]) for q in logged] == [
         ("search_trials", {"knob": "Y"}),
@@ -148,12 +149,26 @@ def test_queries_stop_at_the_configured_number_and_bad_ones_are_answered_as_erro
     planned, _ = plan_wave(config, memory, agent)
 
     assert [t.hypothesis for t in planned.trials if t.role == "candidate"] == ["X up"]
-    assert len(messages_api.for_tool("search_trials")) == 1  # the limit was reached in the first round
+    # the limit was reached in the first round; the second still queried, so instructor asked for the wave
+    assert len(messages_api.for_tool("search_trials")) == 2
     (answer,) = messages_api.for_tool("WaveAnswer")
     sent = json.dumps(answer)
     assert "no trial has the id" in sent  # the bad query's error went back, planning went on
     assert "v0 n1-baseline: loss=13" in sent  # the lineage's answer
     assert "MODE guard" not in sent.split("<memory_queries>")[1]  # the third query was never answered
+
+
+def test_an_answer_that_cannot_run_goes_to_instructor_with_the_reason(messages_api, campaign):
+    config, memory, agent = campaign
+    bad = {"experiments": [experiment("X up", "X = 1.5  # best", "X = 2.0  # best")]}  # no such line
+    good = {"experiments": [experiment("X up", "X = 1.0  # best", "X = 2.0  # best")]}
+    messages_api.script("search_trials", tool_calls(("WaveAnswer", bad)))
+    messages_api.script("WaveAnswer", tool_answer(good))
+    planned, _ = plan_wave(config, memory, agent)
+    assert [t.hypothesis for t in planned.trials if t.role == "candidate"] == ["X up"]
+    (asked,) = messages_api.for_tool("WaveAnswer")
+    failed = json.dumps(asked).split("<last_answer_failed>")[1]
+    assert "experiment 1 (X up): edit 1 to train.py: the search text was not found" in failed
 
 
 def test_no_queries_when_the_setting_is_zero(messages_api, campaign):
