@@ -149,7 +149,11 @@ def serve(
 def plan(
     config: ConfigArg = None,
     show_prompt: Annotated[
-        bool, typer.Option("--show-prompt", help="Print the exact prompt Claude would get, and call nothing.")
+        bool,
+        typer.Option(
+            "--show-prompt",
+            help="Print exactly what the next call would send Claude (system text, tools, prompt), and call nothing.",
+        ),
     ] = False,
 ) -> None:
     """Print the next wave's proposals (hypothesis, rationale, diff) without running or recording them."""
@@ -173,13 +177,9 @@ def plan(
         if kind != "claude":
             console.print(f"The offline planner sends no prompt ({why}).")
             return
-        from overnight.planners.prompts import SYSTEM
+        from overnight.planners.claude import describe_request
 
-        console.print(
-            f"--- system ---\n{SYSTEM}\n--- user ---\n{planner.prompt(context).text}",
-            markup=False,
-            highlight=False,
-        )
+        console.print(describe_request(planner.first_request(context)), markup=False, highlight=False)
         return
     console.print(f"Planner: {kind}, because {why}. Next wave: {context.wave}, {context.n} proposals.")
     try:

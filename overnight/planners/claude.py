@@ -193,6 +193,20 @@ def _size_error(size: int, n: int) -> str:
 # The answer tool as instructor offers it (its name, description and schema are WaveAnswer's): offered beside the
 # memory tools, Claude can answer in the conversation in which it queried, and instructor's call is then not needed.
 ANSWER_TOOL = instructor.openai_schema(WaveAnswer).anthropic_schema
+RESEARCH_TOOLS = [*prompts.MEMORY_TOOLS, ANSWER_TOOL]
+
+
+def describe_request(request: dict) -> str:
+    """A request of `ClaudePlanner.first_request` as a person reads it: the system text, the tools offered (their
+    names and descriptions; the answer's JSON schema is WaveAnswer's), and the user turn, with where the cache ends."""
+    lines = ["--- system ---", *(block["text"] for block in request["system"]), "--- tools ---"]
+    lines += [f"{tool['name']}: {tool['description']}" for tool in request["tools"]]
+    lines.append("--- user ---")
+    for block in request["content"]:
+        lines.append(block["text"])
+        if "cache_control" in block:
+            lines.append(f"[--- cached for {block['cache_control']['ttl']} up to here ---]")
+    return "\n".join(lines)
 
 
 # --- the planner ----------------------------------------------------------------------------------------------------
@@ -306,16 +320,15 @@ class ClaudePlanner(Planner):
         valid, else None and why it failed (or "" when Claude gave none): instructor then asks for it. Every
         round's tokens go to `usage`, every query to `queries`."""
         limit = self.settings.memory_tool_calls
-        if not limit or context.lookup is None:
+        if not self._researches(context):
             return None, ""
-        task = {"type": "text", "text": prompts.RESEARCH_TASK.format(calls=limit)}
-        messages: list[dict] = [{"role": "user", "content": [*self.user_content(prompt), task]}]
+        messages: list[dict] = [{"role": "user", "content": self._research_opening(prompt)}]
         for _ in range(limit + 1):  # each round queries at least once, or ends the conversation
             response = self._call(
                 model=self.settings.model,
                 max_tokens=self.settings.max_output_tokens,
                 system=self.system(),
-                tools=[*prompts.MEMORY_TOOLS, ANSWER_TOOL],
+                tools=RESEARCH_TOOLS,
                 messages=self._cached_conversation(messages),
             )
             usage.append(_usage(response))
@@ -334,6 +347,25 @@ class ClaudePlanner(Planner):
                 {"role": "user", "content": results},
             ]
         return None, ""
+
+    def _researches(self, context: PlanContext) -> bool:
+        return bool(self.settings.memory_tool_calls) and context.lookup is not None
+
+    def _research_opening(self, prompt: prompts.Prompt) -> list[dict]:
+        task = {"type": "text", "text": prompts.RESEARCH_TASK.format(calls=self.settings.memory_tool_calls)}
+        return [*self.user_content(prompt), task]
+
+    def first_request(self, context: PlanContext) -> dict:
+        """What the plan's first call sends: the research conversation's first round, or instructor's call when
+        no memory can be queried (`overnight plan --show-prompt` prints it, `describe_request`)."""
+        prompt = self.prompt(context)
+        if self._researches(context):
+            return {
+                "system": self.system(),
+                "tools": RESEARCH_TOOLS,
+                "content": self._research_opening(prompt),
+            }
+        return {"system": self.system(), "tools": [ANSWER_TOOL], "content": self.user_content(prompt)}
 
     def _cached_conversation(self, messages: list[dict]) -> list[dict]:
         """The conversation with its newest turn marked for the cache (5 minutes: the next round is seconds away),

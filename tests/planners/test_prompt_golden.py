@@ -17,8 +17,7 @@ import anthropic
 from overnight.budget import budget_left
 from overnight.config import default_config_path, load_config
 from overnight.memory.store import Memory
-from overnight.planners.claude import ClaudePlanner
-from overnight.planners.prompts import SYSTEM
+from overnight.planners.claude import ClaudePlanner, describe_request
 from overnight.policy import DecisionPolicy
 from overnight.program import read_files, set_constant
 from overnight.proposals import compact_change, fingerprint, unified_diff
@@ -245,7 +244,7 @@ def golden_prompt(memory: Memory) -> str:
         agent_run_id=night.agent,
     )
     planner = ClaudePlanner(config, client=anthropic.Anthropic(api_key="unused: nothing is sent"))
-    return f"--- system ---\n{SYSTEM}\n--- user ---\n{planner.prompt(context).text}\n"
+    return describe_request(planner.first_request(context)) + "\n"
 
 
 def test_the_prompt_for_the_default_program_is_pinned(tmp_path, tracking_uri, campaign_name):
