@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from dataclasses import replace
 from typing import Any
 
 import anthropic
@@ -261,7 +262,7 @@ class ClaudePlanner(Planner):
                 note = f"Claude's memory queries failed ({_describe_api_error(error)}); it planned without them. "
             if answer is None:  # no valid answer in the conversation: instructor asks for it, and corrects it
                 found = [(q.tool, q.arguments, q.answer) for q in queries]
-                asked = prompts.Prompt(prompt.cached, prompt.rest + prompts.answer_block(found, feedback))
+                asked = replace(prompt, rest=prompt.rest + prompts.answer_block(found, feedback))
                 answer = self._ask(asked, WaveAnswer, usage, validation)
             proposals = answer.proposals()
         except InstructorRetryException as error:
@@ -403,7 +404,7 @@ class ClaudePlanner(Planner):
         validated like a wave of one (the answer tool and the prompt's cached start are the plan call's, so the
         cache it wrote is read). No repair when the answer stays invalid or the API is unavailable."""
         prompt = prompts.repair_prompt(
-            cached=self.prompt(context).cached,
+            plan=self.prompt(context),
             hypothesis=crashed.proposal.hypothesis,
             edits=crashed.proposal.edits,
             reason=crashed.reason,
@@ -473,10 +474,13 @@ class ClaudePlanner(Planner):
         that the tools, the system text and that start are read back from Anthropic's cache by later calls."""
         if isinstance(prompt, str):
             return [{"type": "text", "text": prompt}]
-        cached: dict = {"type": "text", "text": prompt.cached}
-        if self.settings.cache != "off":
-            cached["cache_control"] = {"type": "ephemeral", "ttl": self.settings.cache}
-        return [cached, {"type": "text", "text": prompt.rest}]
+        blocks: list[dict] = [
+            {"type": "text", "text": text} for text in (prompt.brief, prompt.files, prompt.rest)
+        ]
+        if self.settings.cache != "off":  # the brief outlives every champion; the files, until the next one
+            for block in blocks[:2]:
+                block["cache_control"] = {"type": "ephemeral", "ttl": self.settings.cache}
+        return blocks
 
     def _ask(
         self,

@@ -392,16 +392,18 @@ def files_block(files: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Prompt:
-    """A user prompt in two parts. `cached` is the same on every call until the champion changes (the brief, the
-    champion's files): it is sent with Anthropic's cache control, so later calls read it from the cache. `rest`
+    """A user prompt in three parts, each sent as its own block. `brief` (the program's brief) is the same for the
+    whole campaign and `files` (the champion's files) until the champion changes: both are sent with Anthropic's
+    cache control, so later calls read them from the cache, and a new champion rewrites only its files. `rest`
     changes every wave (the memory, the budget, the task)."""
 
-    cached: str
+    brief: str
+    files: str
     rest: str
 
     @property
     def text(self) -> str:
-        return self.cached + self.rest
+        return self.brief + self.files + self.rest
 
 
 def plan_prompt(
@@ -421,10 +423,8 @@ def plan_prompt(
     if suggestions:
         listed = "\n".join(f"- {text}" for text in suggestions)
         asked = f"<human_suggestions>\n{listed}\n</human_suggestions>\n\n{SUGGESTIONS_TASK}\n\n"
-    cached = (
-        f"<program_brief>\n{brief.strip()}\n</program_brief>\n\n"
-        f"<champion_files>\n{files_block(champion_files)}\n</champion_files>\n\n"
-    )
+    start = f"<program_brief>\n{brief.strip()}\n</program_brief>\n\n"
+    files = f"<champion_files>\n{files_block(champion_files)}\n</champion_files>\n\n"
     known = f"<campaign_facts>\n{facts.strip()}\n</campaign_facts>\n\n" if facts else ""
     wave = ""
     if in_wave:
@@ -438,7 +438,7 @@ def plan_prompt(
         + asked
         + PLAN_TASK.format(n=n, editable=", ".join(editable), metric=metric)
     )
-    return Prompt(cached, rest)
+    return Prompt(start, files, rest)
 
 
 def reflect_prompt(*, brief: str, wave_report: str, digest: str) -> str:
@@ -472,16 +472,16 @@ def edits_block(edits: list) -> str:
 
 
 def repair_prompt(
-    *, cached: str, hypothesis: str, edits: list, reason: str, log_tail: str, editable: list[str]
+    *, plan: Prompt, hypothesis: str, edits: list, reason: str, log_tail: str, editable: list[str]
 ) -> Prompt:
-    """The repair of one crashed proposal; `cached` is the plan prompt's unchanging start, so it is read from the
-    cache the plan call wrote."""
+    """The repair of one crashed proposal, after the plan prompt's brief and files: their cache, written by the
+    plan's calls, is read back."""
     rest = (
         f"<crashed_experiment>\n<hypothesis>{hypothesis}</hypothesis>\n{edits_block(edits)}\n"
         f"<outcome>{reason}</outcome>\n<log_tail>\n{log_tail.strip()}\n</log_tail>\n</crashed_experiment>\n\n"
         + REPAIR_TASK.format(editable=", ".join(editable))
     )
-    return Prompt(cached, rest)
+    return Prompt(plan.brief, plan.files, rest)
 
 
 # --- the memory Claude may query before it answers (answered by overnight.memory.queries) ---------------------------

@@ -129,3 +129,37 @@ def test_an_entry_lives_for_its_lifetime(setup, cache, read):
     else:  # gone: written again
         assert (second.usage.cache_read_tokens, second.usage.cache_creation_tokens) == (0, written)
     assert second.cost_usd == pytest.approx(dollars(second.usage))
+
+
+def test_a_new_champion_rewrites_only_its_files(setup):
+    config, memory, api, clock = setup
+    first = plan(config, memory, "1h")
+    files = memory.champion_files()
+    faster = {"train.py": files["train.py"].replace(*_moved(files, "LEARNING_RATE", 3e-3))}
+    wave = memory.start_wave(memory.start_agent_run("test 2", {}), 1)
+    run_id = memory.start_trial(
+        wave_run_id=wave,
+        agent_run_id="",
+        trial_id="faster",
+        wave=1,
+        hypothesis="LEARNING_RATE up",
+        rationale="",
+        params={},
+        files=faster,
+        diff=unified_diff(files, faster),
+        fingerprint=fingerprint(faster),
+        parent_champion="",
+    )
+    memory.finish_trial(run_id, TrialResult("faster", Outcome.OK, {"val_bpb": 2.9}, 30.0, 0, ""))
+    memory.set_champion(run_id, "")
+    api.script("search_trials", tool_calls(("WaveAnswer", answer(config, faster))))
+    clock.advance(15 * 60)
+    second = plan(config, memory, "1h")
+    # the tools, the system text and the brief are read back; the new champion's files are written
+    assert 1024 <= second.usage.cache_read_tokens < first.usage.cache_creation_tokens
+    assert 0 < second.usage.cache_creation_tokens < first.usage.cache_creation_tokens
+
+
+def _moved(files, name, value):
+    edit = set_constant("train.py", files["train.py"], name, value)
+    return edit.search, edit.replace
