@@ -99,6 +99,17 @@ class TrialResult:
     wall_s: float | None = None  # the script's run as the engine timed it (duration_s also counts the setup)
 
 
+# The metrics the engine records of every run, whatever the script printed: the trials running at once (dispatch), its
+# times and compute cost (MLflow, read back by a resumed wave).
+ENGINE_METRICS = frozenset({"concurrency", "duration_s", "wall_s", "compute_usd"})
+
+
+def crashed_before_first_result(result: TrialResult) -> bool:
+    """A crash before the script printed any `name: value` line (an import error, a shape error): a bug in the
+    change, caught in its first seconds, rather than a change that ran and failed late."""
+    return result.outcome is Outcome.CRASH and not set(result.metrics) - ENGINE_METRICS
+
+
 _LINE = re.compile(r"^\s*([A-Za-z_]\w*):\s*(\S+)\s*$")
 
 

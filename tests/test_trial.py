@@ -2,7 +2,16 @@
 
 import pytest
 
-from overnight.trial import Outcome, TimeBudget, TrialFacts, TrialSpec, judge, parse_metrics
+from overnight.trial import (
+    Outcome,
+    TimeBudget,
+    TrialFacts,
+    TrialResult,
+    TrialSpec,
+    crashed_before_first_result,
+    judge,
+    parse_metrics,
+)
 
 TAMPERED = ("data.txt",)
 CAP = "killed: its processes used 300 MB, over the 150 MB memory cap"
@@ -138,3 +147,24 @@ def test_the_metrics_of_a_run_are_its_lines_then_its_result_file():
         0, log="step 1\nloss: 0.9\ndevice: cpu\nloss: 0.5\n", result_json='{"acc": 0.7, "ok": true}'
     )
     assert facts.metrics == parse_metrics(facts.log, facts.result_json) == {"loss": 0.5, "acc": 0.7}
+
+
+@pytest.mark.parametrize(
+    "outcome, metrics, early",
+    [
+        (Outcome.CRASH, {"concurrency": 2.0}, True),  # a traceback and nothing else: what the engine counted
+        (
+            Outcome.CRASH,
+            {"concurrency": 1.0, "duration_s": 0.2, "wall_s": 0.1},
+            True,
+        ),  # as a resumed wave reads it
+        (Outcome.CRASH, {"concurrency": 1.0, "step": 100.0}, False),  # it trained, then crashed: not early
+        (Outcome.CRASH, {"concurrency": 1.0, "loss": 0.5}, False),
+        (Outcome.TIMEOUT, {"concurrency": 1.0}, False),
+        (Outcome.NO_METRIC, {}, False),
+    ],
+    ids=["traceback_only", "resumed", "after_a_metric_line", "after_the_metric", "timeout", "no_metric"],
+)
+def test_a_crash_is_early_only_before_the_script_printed_any_metric_line(outcome, metrics, early):
+    result = TrialResult("t", outcome, metrics, 0.2, 1, "Traceback (most recent call last): ...")
+    assert crashed_before_first_result(result) is early
