@@ -15,6 +15,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -53,6 +54,10 @@ from overnight.memory.sql import read_runs
 from overnight.pricing import Usage
 from overnight.secrets import scrub
 from overnight.trial import Outcome, TrialResult
+
+# A repair call's usage metrics on the wave run are repair_*, as a plan's are plan_*; overnight.repair_of and
+# overnight.repaired_by link a crashed trial and its repair.
+REPAIR_CALL, REPAIR_OF, REPAIRED_BY = "repair", "repair_of", "repaired_by"
 
 
 class Memory:
@@ -312,6 +317,40 @@ class Memory:
                 wave_run_id, metrics=_metric_list(_usage_metrics("reflect", usage, cost_usd))
             )
 
+    # --- repairs: a trial that crashed before its first result, and the repair its planner gave in the wave --------
+
+    def repair_links(self, run_id: str) -> dict[str, str]:
+        """Who proposed a trial and how it is tied to a repair: {proposed_by, repair_of, repaired_by} ("" if unset;
+        repaired_by is "none" where no repair came)."""
+        with self._lock:
+            tags = self.client.get_run(run_id).data.tags
+        return {key: tags.get(PREFIX + key, "") for key in ("proposed_by", REPAIR_OF, REPAIRED_BY)}
+
+    def link_repair(self, crashed_run_id: str, repair_run_id: str) -> None:
+        """Tie a crashed trial and its repair both ways (tags overnight.repaired_by and overnight.repair_of)."""
+        with self._lock:
+            self.client.set_tag(crashed_run_id, PREFIX + REPAIRED_BY, repair_run_id)
+            self.client.set_tag(repair_run_id, PREFIX + REPAIR_OF, crashed_run_id)
+
+    def record_no_repair(self, wave_run_id: str, crashed_run_id: str, note: str) -> None:
+        """No repair came for a crashed trial: it is marked handled, and the reason is a line of the wave's
+        overnight.repair_note."""
+        with self._lock:
+            self.client.set_tag(crashed_run_id, PREFIX + REPAIRED_BY, "none")
+            earlier = self.client.get_run(wave_run_id).data.tags.get(PREFIX + "repair_note", "")
+            lines = "\n".join(line for line in (earlier, note.splitlines()[0] if note else "") if line)
+            self.client.set_tag(wave_run_id, PREFIX + "repair_note", lines[-4000:])
+
+    def record_repair_usage(self, wave_run_id: str, usage: Usage, cost_usd: float) -> None:
+        """A repair call's tokens and dollars, added to the wave's repair_* metrics (a wave may repair several)."""
+        with self._lock:
+            so_far = self.client.get_run(wave_run_id).data.metrics
+            metrics = {
+                key: so_far.get(key, 0.0) + value
+                for key, value in _usage_metrics(REPAIR_CALL, usage, cost_usd).items()
+            }
+            self.client.log_batch(wave_run_id, metrics=_metric_list(metrics))
+
     def add_suggestion(self, text: str) -> str:
         """Queue a person's hypothesis for the next wave (an experiment tag, so it outlives any run)."""
         key = f"{SUGGESTION}{time.time_ns()}"
@@ -459,13 +498,16 @@ class Memory:
         return {k: v for k, v in metrics.items() if k.startswith("noise_")}
 
     def spend_usd(self, agent_run_id: str) -> float:
-        """Dollars the agent run's planner has spent so far (plans and reflections of all its waves)."""
+        """Dollars the agent run's planner has spent so far (plans, repairs and reflections of all its waves)."""
         return self.llm_totals(agent_run_id).get("usd", 0.0)
 
     def llm_totals(self, agent_run_id: str) -> dict[str, float]:
         """Tokens and dollars of the agent run's planner calls: input_tokens, output_tokens, ..., usd."""
         with self._lock:
-            return llm_totals(self._runs({KIND: "wave", PARENT_RUN: agent_run_id}))
+            waves = self._runs({KIND: "wave", PARENT_RUN: agent_run_id})
+        totals = Counter(llm_totals(waves))
+        totals.update(_repair_totals(waves))
+        return dict(totals)
 
     def pending_suggestions(self) -> dict[str, str]:
         """Suggestions no wave has taken up yet, oldest first: key -> text."""
@@ -718,6 +760,16 @@ def _usage_metrics(call: str, usage: Usage, cost_usd: float) -> dict[str, float]
         f"{call}_llm_calls": usage.calls,
         f"{call}_usd": cost_usd,
     }
+
+
+def _repair_totals(waves: list[Run]) -> Counter:
+    """The repair calls' tokens and dollars on these wave runs (metrics repair_*), keyed as llm_totals keys them."""
+    totals: Counter = Counter()
+    for wave in waves:
+        for key, value in wave.metrics.items():
+            if key.startswith(f"{REPAIR_CALL}_"):
+                totals[key.removeprefix(f"{REPAIR_CALL}_")] += value
+    return totals
 
 
 def _metric_list(metrics: dict[str, float], step: int = 0):

@@ -135,6 +135,7 @@ class Planner(ABC):
     reads_memory_to_reflect: bool = (
         False  # reflect() is handed a PlanContext (a snapshot of memory) when True
     )
+    repairs_crashes: bool = False  # repair() can fix a crashed trial from its traceback: the wave asks it
 
     @abstractmethod
     def propose(self, context: PlanContext) -> Plan:

@@ -216,6 +216,7 @@ def describe_request(request: dict) -> str:
 class ClaudePlanner(Planner):
     name = "claude"
     reads_memory_to_reflect = True  # the reflection prompt carries a digest of the campaign's memory
+    repairs_crashes = True  # repair() reads the traceback of a trial that crashed before its first result
 
     def __init__(self, config: CampaignConfig, client: anthropic.Anthropic | None = None):
         self.config = config
