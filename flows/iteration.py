@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prefect import flow
+from prefect.futures import PrefectFuture, as_completed
 
 from overnight import progress
 from overnight.agent_run import open_memory
@@ -10,11 +11,13 @@ from overnight.backends import Backend
 from overnight.config import CampaignConfig
 from overnight.pipeline import Pipeline, PipelineStopped
 from overnight.planners import make_planner
-from overnight.wave.scope import WaveScope
+from overnight.trial import TrialResult
+from overnight.wave.repair import may_repair
+from overnight.wave.scope import PlannedTrial, WaveScope
 from tasks.dispatch import run_trial
 from tasks.evaluate import evaluate, evaluate_baseline, remeasured, screen
 from tasks.holdout import holdout
-from tasks.plan import plan, plan_baseline, plan_confirmation, plan_remeasure
+from tasks.plan import plan, plan_baseline, plan_confirmation, plan_remeasure, repair
 from tasks.reflect import reflect
 
 
@@ -37,8 +40,13 @@ def wave_flow(
     planner = make_planner(config)
     scope = WaveScope(config, memory, agent_run_id, memory.start_wave(agent_run_id, wave), wave)
 
-    def dispatch(trials) -> None:
-        _dispatch(config, memory, backend, trials, deadline_ts, pipeline, wave)
+    def dispatch(trials, repairing=None) -> list[PlannedTrial]:
+        return _dispatch(config, memory, backend, trials, deadline_ts, pipeline, wave, repairing)
+
+    def repair_crashed(trial: PlannedTrial, result: TrialResult) -> PlannedTrial | None:
+        if not may_repair(config, planner, trial, result):
+            return None
+        return repair(scope, planner, trial, result, budget_left)
 
     try:
         # --- plan ------------------------------------------------------------------------------------------------
@@ -48,8 +56,9 @@ def wave_flow(
             pipeline.planned(wave)
         _announce(wave, planned_wave)
 
-        # --- dispatch: one task run per trial, all at once -------------------------------------------------------
-        dispatch(planned)
+        # --- dispatch: one task run per trial, all at once; a trial that crashed before its first result goes ----
+        # back to the planner once, and its repair runs in the wave
+        planned = planned + dispatch(planned, repair_crashed)
         if pipeline:
             pipeline.screened(wave)
             pipeline.wait_turn(wave)  # waves decide in order: the champion this wave meets is final
@@ -107,29 +116,56 @@ def _announce(wave: int, planned_wave) -> None:
             )
 
 
-def _dispatch(config, memory, backend, planned, deadline_ts, pipeline=None, wave=0) -> None:
-    """One task run per valid trial, all at once; returns when every one has ended. With a pipeline, each trial
+def _dispatch(
+    config, memory, backend, planned, deadline_ts, pipeline=None, wave=0, repairing=None
+) -> list[PlannedTrial]:
+    """One task run per valid trial, all at once; returns when every one has ended, with the repairs that ran too
+    (`repairing(trial, result)`: the repair of a trial as soon as it ends, or None). With a pipeline, each trial
     starts as a worker slot frees up."""
     trials = [trial for trial in planned if trial.valid]
     if pipeline is None:
-        futures = [run_trial.submit(config, memory, backend, trial, deadline_ts) for trial in trials]
-        for future in futures:
-            future.wait()
-        return
+        return _run_all(
+            trials, lambda trial: run_trial.submit(config, memory, backend, trial, deadline_ts), repairing
+        )
     futures = []
+
+    def submit(trial: PlannedTrial) -> PrefectFuture:
+        slot = pipeline.take_slot(wave)
+        try:
+            future = run_trial.submit(config, memory, backend, trial, deadline_ts, slot)
+        except BaseException:
+            slot.release()
+            raise
+        future.add_done_callback(lambda _, slot=slot: slot.release())
+        futures.append(future)
+        return future
+
     try:
-        for trial in trials:
-            slot = pipeline.take_slot(wave)
-            try:
-                future = run_trial.submit(config, memory, backend, trial, deadline_ts, slot)
-            except BaseException:
-                slot.release()
-                raise
-            future.add_done_callback(lambda _, slot=slot: slot.release())
-            futures.append(future)
+        repaired = _run_all(trials, submit, repairing)
     finally:  # even when stopping: the trials already started end and are recorded
         for future in futures:
             future.wait()
     if any(future.state.is_crashed() for future in futures):  # Ctrl-C stopped them before the campaign knew
         pipeline.stop("interrupted by the user")
     pipeline.check()  # stopping (Ctrl-C killed these trials, or another wave failed): nothing to judge
+    return repaired
+
+
+def _run_all(trials, submit, repairing=None) -> list[PlannedTrial]:
+    """Submit every trial and wait for them all. As each one ends, `repairing` may give its repair, which is
+    submitted at once while the others run (and waited for too). Returns the repairs."""
+    running = {submit(trial): trial for trial in trials}
+    pending, repairs = set(running), []
+    while pending:
+        for future in as_completed(list(pending)):
+            pending.discard(future)
+            future.wait()  # its final state, read from the task itself (not from the API, which may lag)
+            result = future.result() if repairing and future.state.is_completed() else None
+            fix = repairing(running[future], result) if result is not None else None
+            if fix is not None:
+                repairs.append(fix)
+                fixed = submit(fix)
+                running[fixed] = fix
+                pending.add(fixed)
+                break  # wait again, for the repair too
+    return repairs

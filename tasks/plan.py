@@ -8,8 +8,10 @@ from prefect.cache_policies import NONE
 
 from overnight.planners import Planner
 from overnight.policy import Screening
+from overnight.trial import TrialResult
 from overnight.wave import plan as core
-from overnight.wave.scope import PlannedWave, WaveScope
+from overnight.wave import repair as repairs
+from overnight.wave.scope import PlannedTrial, PlannedWave, WaveScope
 from tasks.reflect import artifact_key
 
 
@@ -29,6 +31,15 @@ def plan(scope: WaveScope, planner: Planner, n: int, budget_left: str = "") -> P
         description=f"Proposals of wave {scope.wave} of campaign {scope.config.name}",
     )
     return planned
+
+
+@task(name="repair", task_run_name="repair {trial.trial_id}", cache_policy=NONE)
+def repair(
+    scope: WaveScope, planner: Planner, trial: PlannedTrial, result: TrialResult, budget_left: str = ""
+) -> PlannedTrial | None:
+    """A trial that crashed before its first result, sent back to the planner once: its repair, recorded and ready
+    to run in this wave, or None (not the planner's to repair, handled before, or no repair came)."""
+    return repairs.repair_crash(scope, planner, trial, result, budget_left)
 
 
 @task(name="plan-confirmation", task_run_name="confirmations for wave {scope.wave}", cache_policy=NONE)

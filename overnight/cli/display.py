@@ -68,6 +68,8 @@ class ProgressDisplay:
             self.progress.console.print(f"  {data['trial_id']}: {data['outcome']}{metric}{reason}")
         elif event == "trial_started":
             self.progress.console.print(f"  [dim]{data['trial_id']} started: {data['hypothesis']}[/dim]")
+        elif event == "trial_repaired":
+            self._repaired(data)
         elif event == "confirming":
             self._engine_runs(data, "confirmation runs", "confirming", "the promising trials", "new-seed")
         elif event == "remeasuring":
@@ -98,6 +100,18 @@ class ProgressDisplay:
         else:
             self.progress.reset(self.trials, total=data["trials"], description=f"wave {data['wave']} {label}")
         self.progress.console.print(f"  [cyan]{doing}[/cyan] {what} with {data['trials']} {seeds} runs")
+
+    def _repaired(self, data: dict) -> None:
+        """One line: a trial that crashed before its first result, and the repair that runs in its place (counted)."""
+        if not data["repair_id"]:
+            self.progress.console.print(f"  [yellow]not repaired[/yellow] {data['trial_id']}: {data['note']}")
+            return
+        total = self.progress.tasks[self.trials].total or 0
+        self.progress.update(self.trials, total=total + 1)
+        self.progress.console.print(
+            f"  [cyan]repaired[/cyan] {data['trial_id']} (crashed before its first result) as "
+            f"{data['repair_id']}: {data['hypothesis']}"
+        )
 
     def _add_trials(self, count: int, description: str) -> None:
         total = self.progress.tasks[self.trials].total or 0
