@@ -87,6 +87,7 @@ def night_in_flight(memory) -> list[str]:
     memory.finish_wave(wave, {}, "a reflection", [])
     wave = memory.start_wave(night, 1)
     memory.record_plan(wave, "", Usage(2000, 400, 0, 0, 1), 0.031, "claude")
+    memory.record_repair_usage(wave, Usage(500, 100, 0, 0, 1), 0.002)  # a crashed trial sent back to Claude
     trial(night, wave, 1, "n2-ok", ok("n2-ok", 0.7, cost_usd=0.02))
     trial(
         night,

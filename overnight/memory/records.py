@@ -225,12 +225,13 @@ def trial_record(run: Run, metric: str) -> TrialRecord:
 
 
 def llm_totals(waves: list[Run]) -> dict[str, float]:
-    """Tokens and dollars of the planner calls recorded on these wave runs: input_tokens, output_tokens, ..., usd."""
+    """Tokens and dollars of the planner calls recorded on these wave runs (plans, reflections, repairs):
+    input_tokens, output_tokens, ..., usd."""
     totals: dict[str, float] = Counter()
     for wave in waves:
         for key in sorted(wave.metrics):  # one order, whatever order the store returned them in
             call, _, what = key.partition("_")
-            if call in ("plan", "reflect") and what:
+            if call in ("plan", "reflect", "repair") and what:
                 totals[what] += wave.metrics[key]
     return dict(totals)
 

@@ -15,7 +15,6 @@ import os
 import tempfile
 import threading
 import time
-from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -505,9 +504,7 @@ class Memory:
         """Tokens and dollars of the agent run's planner calls: input_tokens, output_tokens, ..., usd."""
         with self._lock:
             waves = self._runs({KIND: "wave", PARENT_RUN: agent_run_id})
-        totals = Counter(llm_totals(waves))
-        totals.update(_repair_totals(waves))
-        return dict(totals)
+        return llm_totals(waves)
 
     def pending_suggestions(self) -> dict[str, str]:
         """Suggestions no wave has taken up yet, oldest first: key -> text."""
@@ -760,16 +757,6 @@ def _usage_metrics(call: str, usage: Usage, cost_usd: float) -> dict[str, float]
         f"{call}_llm_calls": usage.calls,
         f"{call}_usd": cost_usd,
     }
-
-
-def _repair_totals(waves: list[Run]) -> Counter:
-    """The repair calls' tokens and dollars on these wave runs (metrics repair_*), keyed as llm_totals keys them."""
-    totals: Counter = Counter()
-    for wave in waves:
-        for key, value in wave.metrics.items():
-            if key.startswith(f"{REPAIR_CALL}_"):
-                totals[key.removeprefix(f"{REPAIR_CALL}_")] += value
-    return totals
 
 
 def _metric_list(metrics: dict[str, float], step: int = 0):
