@@ -231,11 +231,13 @@ class ClaudePlanner(Planner):
         """The plan prompt, with as much history as fits the token limit: old groups of trials shrink to counts
         first, then the listing of recent ones (prompts.LEVELS); the champion's files are never cut."""
         facts = prompts.facts_text(context.facts, self.config.metric.name)
+        settled, which = prompts.settled_trials(context.memory)
         for level in prompts.LEVELS:
             text = prompts.plan_prompt(
                 brief=context.brief,
                 champion_files=context.champion_files,
-                digest=prompts.digest(context.memory, level),
+                digest=prompts.digest(context.memory, level, settled),
+                settled=prompts.settled_history(context.memory, settled, which, level),
                 n=context.n,
                 editable=self.config.editable,
                 metric=self.config.metric.name,
@@ -437,10 +439,15 @@ class ClaudePlanner(Planner):
 
     def reflect(self, outcome: FinishedWave, context: PlanContext | None = None) -> Reflection:
         report = wave_report(outcome)
-        digest = prompts.digest(context.memory, prompts.REFLECT) if context else ""
-        prompt = prompts.reflect_prompt(
-            brief=context.brief if context else "", wave_report=report, digest=digest
-        )
+        if context:
+            settled, which = prompts.settled_trials(context.memory)
+            digest = prompts.digest(context.memory, prompts.REFLECT, settled)
+            old = prompts.settled_history(context.memory, settled, which, prompts.REFLECT)
+            prompt = prompts.reflect_prompt(
+                brief=context.brief, wave_report=report, digest=digest, settled=old
+            )
+        else:
+            prompt = prompts.reflect_prompt(brief="", wave_report=report, digest="")
         usage: list[Usage] = []
         try:
             insights = self._ask(prompt, Insights, usage, None)
@@ -471,16 +478,16 @@ class ClaudePlanner(Planner):
         return [{"type": "text", "text": prompts.SYSTEM}]
 
     def user_content(self, prompt: prompts.Prompt | str) -> list[dict]:
-        """The user turn as content blocks: the prompt's unchanging start marked for the cache (`planner.cache`), so
-        that the tools, the system text and that start are read back from Anthropic's cache by later calls."""
+        """The user turn as content blocks, the prompt's slow-changing parts marked for the cache (`planner.cache`):
+        the brief outlives every champion, the settled history a few waves, the files the champion. Later calls
+        read back from Anthropic's cache the tools, the system text and the parts that did not change."""
         if isinstance(prompt, str):
             return [{"type": "text", "text": prompt}]
-        blocks: list[dict] = [
-            {"type": "text", "text": text} for text in (prompt.brief, prompt.files, prompt.rest)
-        ]
-        if self.settings.cache != "off":  # the brief outlives every champion; the files, until the next one
-            for block in blocks[:2]:
-                block["cache_control"] = {"type": "ephemeral", "ttl": self.settings.cache}
+        blocks = []
+        for text, cached in prompt.parts:
+            blocks.append({"type": "text", "text": text})
+            if cached and self.settings.cache != "off":
+                blocks[-1]["cache_control"] = {"type": "ephemeral", "ttl": self.settings.cache}
         return blocks
 
     def _ask(

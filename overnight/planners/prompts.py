@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from overnight.memory.records import TrialRecord
@@ -80,11 +80,11 @@ class DigestLevel:
     log_lines: int
 
 
-LEVELS = (  # the plan prompt's
-    DigestLevel(groups=None, listed=None, full=30, near_misses=30, failed=10, insights=8, log_lines=15),
-    DigestLevel(groups=12, listed=None, full=30, near_misses=20, failed=10, insights=8, log_lines=15),
-    DigestLevel(groups=6, listed=None, full=30, near_misses=12, failed=10, insights=8, log_lines=15),
-    DigestLevel(groups=3, listed=None, full=30, near_misses=8, failed=10, insights=8, log_lines=15),
+LEVELS = (  # the plan prompt's (in full: about the last wave's proposals, and the near-misses)
+    DigestLevel(groups=None, listed=None, full=16, near_misses=30, failed=10, insights=8, log_lines=15),
+    DigestLevel(groups=12, listed=None, full=16, near_misses=20, failed=10, insights=8, log_lines=15),
+    DigestLevel(groups=6, listed=None, full=16, near_misses=12, failed=10, insights=8, log_lines=15),
+    DigestLevel(groups=3, listed=None, full=16, near_misses=8, failed=10, insights=8, log_lines=15),
     DigestLevel(groups=3, listed=60, full=15, near_misses=6, failed=6, insights=5, log_lines=8),
     DigestLevel(groups=2, listed=24, full=8, near_misses=4, failed=4, insights=3, log_lines=4),
     DigestLevel(groups=1, listed=8, full=4, near_misses=2, failed=2, insights=2, log_lines=2),
@@ -98,6 +98,15 @@ HISTORY = """Every trial of the campaign (all nights), grouped by the knobs its 
 order they were last tried (newest last). In full: the newest {full} proposals and the near-misses (not kept, yet \
 their gain was positive, or runners-up); "vs champion" is the change in the metric against the champion of its \
 time."""
+# The history of earlier waves settles in blocks of this many waves: its text then stays the same, and is read from
+# the prompt cache, for that many waves (a 1-hour cache write costs twice the input price; a read a tenth of it).
+SETTLE_EVERY = 4
+SETTLED = """The settled history: the trials of {which}, grouped by the knobs their change moves, the groups in \
+the order they were last tried (newest last); the near-misses (not kept, yet their gain was positive, or \
+runners-up) in full. These lines no longer change; the trials since are in <memory>."""
+HISTORY_SINCE = """The trials since the settled history (in <settled_history>), grouped the same way, the groups \
+in the order they were last tried (newest last), the newest proposals and the near-misses in full; "vs champion" \
+is the change in the metric against the champion of its time."""
 GROUP_NAMES = {
     "baseline": "Baselines (the champion as each night began, and its other seeds)",
     "code": "Code changes that move no knob",
@@ -109,17 +118,22 @@ def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN + 1
 
 
-def digest(snapshot: MemorySnapshot, level: DigestLevel = DIGEST) -> str:
+def digest(
+    snapshot: MemorySnapshot, level: DigestLevel = DIGEST, settled: tuple[TrialRecord, ...] = ()
+) -> str:
     """The memory as compact text: the champion and its measurements, every trial grouped by the knobs its change
     moves (the newest and the near-misses in full, older groups as counts when the level says so), the failures
-    with their logs, the trials still running, the insights of the last waves."""
+    with their logs, the trials still running, the insights of the last waves. The `settled` trials are left
+    out of the groups: `settled_history` shows them, before the champion's files."""
     metric = snapshot.metric
     lines = [
         f"{len(snapshot.finished)} trials finished so far; metric {metric} ({snapshot.goal}, so "
         f"{'lower' if snapshot.goal == 'minimize' else 'higher'} is better)."
     ]
     lines += _champion(snapshot)
-    lines += _history(snapshot, level)
+    gone = {t.run_id for t in settled}
+    recent = replace(snapshot, trials=tuple(t for t in snapshot.trials if t.run_id not in gone))
+    lines += _history(recent, level, HISTORY_SINCE if settled else "")
     lines += _failed(snapshot, level.failed, level.log_lines)
     if snapshot.running:
         lines.append("Trials still running (treat as pending; do not repeat them):")
@@ -127,6 +141,46 @@ def digest(snapshot: MemorySnapshot, level: DigestLevel = DIGEST) -> str:
     if level.insights and snapshot.insights:
         lines.append("Insights from earlier waves (newest last):")
         lines += [f"--- \n{text.strip()}" for text in snapshot.insights[-level.insights :]]
+    return "\n".join(lines)
+
+
+def settled_trials(
+    snapshot: MemorySnapshot, every: int = SETTLE_EVERY
+) -> tuple[tuple[TrialRecord, ...], str]:
+    """The trials whose lines no longer change, and which they are in words: every earlier night's, and this
+    night's up to a wave that moves on only every `every` waves (at least one finished wave behind the newest), so
+    that the prompt's block of them stays the same, and is read from the cache, for `every` waves at a time."""
+    if not snapshot.trials:
+        return (), ""
+    night = snapshot.trials[-1].agent_run_id
+    newest = max(t.wave for t in snapshot.trials if t.agent_run_id == night)
+    through = max(0, (newest - 1) // every * every)
+    settled = tuple(
+        t
+        for t in snapshot.trials
+        if t.status == "finished" and (t.agent_run_id != night or 0 < t.wave <= through)
+    )
+    earlier = any(t.agent_run_id != night for t in settled)
+    which = " and ".join(
+        part
+        for part in (
+            "every earlier night" if earlier else "",
+            f"this night's waves 1-{through}" if through else "",
+        )
+        if part
+    )
+    return (settled, which) if settled else ((), "")
+
+
+def settled_history(
+    snapshot: MemorySnapshot, settled: tuple[TrialRecord, ...], which: str, level: DigestLevel
+) -> str:
+    """The settled trials grouped as the memory groups the rest, near-misses in full, nothing compared with
+    today's champion: text that stays the same until more trials settle."""
+    if not settled:
+        return ""
+    view = replace(snapshot, trials=settled, champion=None, lineage=())
+    lines = _history(view, replace(level, full=0, listed=None), SETTLED.format(which=which))
     return "\n".join(lines)
 
 
@@ -149,7 +203,7 @@ def _newest(items: list, n: int | None) -> list:
     return items if n is None else items[max(0, len(items) - n) :]
 
 
-def _history(snapshot: MemorySnapshot, level: DigestLevel) -> list[str]:
+def _history(snapshot: MemorySnapshot, level: DigestLevel, header: str = "") -> list[str]:
     """Every group of trials: the most recently tried listed trial by trial (the newest and the near-misses in
     full), the older as one line of counts each."""
     groups = history_groups(snapshot.trials)
@@ -162,7 +216,7 @@ def _history(snapshot: MemorySnapshot, level: DigestLevel) -> list[str]:
     proposals = [t for t in _newest(candidates, level.listed) if t.role == "candidate"]
     in_full = {t.run_id for t in _newest(proposals, level.full) + near}
     shown = {t.run_id for t in _newest(candidates, level.listed)} | in_full
-    lines = [HISTORY.format(full=level.full)]
+    lines = [header or HISTORY.format(full=level.full)]
     for number, group in enumerate(groups):
         header = _group_header(group, snapshot)
         if number < first_listed:
@@ -400,10 +454,17 @@ class Prompt:
     brief: str
     files: str
     rest: str
+    settled: str = ""  # the settled history: it changes every few waves (SETTLE_EVERY), between the two
 
     @property
     def text(self) -> str:
-        return self.brief + self.files + self.rest
+        return self.brief + self.settled + self.files + self.rest
+
+    @property
+    def parts(self) -> tuple[tuple[str, bool], ...]:
+        """The blocks in the order they are sent, each with whether it ends a cached part; empty ones left out."""
+        found = ((self.brief, True), (self.settled, True), (self.files, True), (self.rest, False))
+        return tuple((text, cached) for text, cached in found if text)
 
 
 def plan_prompt(
@@ -418,6 +479,7 @@ def plan_prompt(
     suggestions: tuple[str, ...] = (),
     facts: str = "",
     in_wave: tuple[str, ...] = (),
+    settled: str = "",
 ) -> Prompt:
     asked = ""
     if suggestions:
@@ -438,15 +500,20 @@ def plan_prompt(
         + asked
         + PLAN_TASK.format(n=n, editable=", ".join(editable), metric=metric)
     )
-    return Prompt(start, files, rest)
+    old = f"<settled_history>\n{settled.strip()}\n</settled_history>\n\n" if settled else ""
+    return Prompt(start, files, rest, old)
 
 
-def reflect_prompt(*, brief: str, wave_report: str, digest: str) -> str:
-    return (
-        f"<program_brief>\n{brief.strip()}\n</program_brief>\n\n"
+def reflect_prompt(*, brief: str, wave_report: str, digest: str, settled: str = "") -> Prompt:
+    """The reflection's prompt: the brief and the settled history first, as the plan prompt has them, so each
+    wave's reflection reads them back from the cache the one before wrote."""
+    start = f"<program_brief>\n{brief.strip()}\n</program_brief>\n\n"
+    old = f"<settled_history>\n{settled.strip()}\n</settled_history>\n\n" if settled else ""
+    rest = (
         f"<memory>\n{digest.strip()}\n</memory>\n\n"
         f"<finished_wave>\n{wave_report.strip()}\n</finished_wave>\n\n" + REFLECT_TASK
     )
+    return Prompt(start, "", rest, old)
 
 
 def validation_feedback(errors: list[str]) -> str:
@@ -481,7 +548,7 @@ def repair_prompt(
         f"<outcome>{reason}</outcome>\n<log_tail>\n{log_tail.strip()}\n</log_tail>\n</crashed_experiment>\n\n"
         + REPAIR_TASK.format(editable=", ".join(editable))
     )
-    return Prompt(plan.brief, plan.files, rest)
+    return replace(plan, rest=rest)
 
 
 # --- the memory Claude may query before it answers (answered by overnight.memory.queries) ---------------------------
