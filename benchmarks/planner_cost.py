@@ -408,22 +408,25 @@ def report(settings: list[Setting], config, args, seconds: float, command: str) 
         "### The night",
         "",
         "| setting | prompt tokens per wave | of them read from the cache | output tokens per wave | calls | "
-        "night $ | of it output | of it reflecting | $ per experiment | vs SkyPilot's |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "night $ | vs cache off | of it output | of it reflecting | $ per experiment | vs SkyPilot's |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    uncached = None
     for setting in settings:
         total = sum((w["plan"] + w["reflect"] for w in setting.waves), Usage())
         reflecting = cost_usd(model, sum((w["reflect"] for w in setting.waves), Usage()))
         usd = cost_usd(model, total)
+        uncached = usd if uncached is None else uncached  # the first setting is cache off
         lines.append(
             f"| {setting.label} | {total.prompt_tokens / args.waves:,.0f} | "
             f"{total.cache_read_tokens / max(total.prompt_tokens, 1):.0%} | {total.output_tokens / args.waves:,.0f} | "
-            f"{total.calls} | {usd:.3f} | {total.output_tokens * out / 1e6 / usd:.0%} | {reflecting / usd:.0%} | "
+            f"{total.calls} | {usd:.3f} | {usd / uncached - 1:+.0%} | {total.output_tokens * out / 1e6 / usd:.0%} | "
+            f"{reflecting / usd:.0%} | "
             f"{usd / experiments:.5f} | "
             f"{usd / experiments / sky:.0%} |"
         )
     lines += [
-        f"| SkyPilot's published run | | | | | ~{SKYPILOT_USD:g} for ~{SKYPILOT_EXPERIMENTS} experiments | | | "
+        f"| SkyPilot's published run | | | | | ~{SKYPILOT_USD:g} for ~{SKYPILOT_EXPERIMENTS} experiments | | | | "
         f"~{sky:.4f} | 100% |",
         "",
     ]
