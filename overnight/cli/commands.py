@@ -204,7 +204,9 @@ def plan(
     if proposed.usage.calls:
         console.print(
             f"Planner usage: {proposed.usage.input_tokens} input / {proposed.usage.output_tokens} output "
-            f"tokens, ${proposed.cost_usd:.4f}."
+            f"tokens ({proposed.usage.cache_read_tokens} read from the cache, "
+            f"{proposed.usage.cache_creation_tokens} written to it), {len(proposed.queries)} memory queries, "
+            f"${proposed.cost_usd:.4f}."
         )
 
 

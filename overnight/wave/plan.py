@@ -5,6 +5,7 @@ wants (confirmations, re-measurements of the champion)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 
 from overnight.config import CampaignConfig
@@ -166,7 +167,8 @@ def plan_wave(scope: WaveScope, planner: Planner, n: int, budget_left: str = "")
             {**asdict(query), "answer_tokens": estimate_tokens(query.answer)} for query in plan.queries
         ]
         memory.record_memory_queries(scope.wave_run_id, queries, plan.query_usage, plan.query_cost_usd)
-    return PlannedWave(planned, plan.note, plan.usage, plan.cost_usd)
+    asked = tuple(f"{q.tool} {json.dumps(q.arguments, sort_keys=True)}" for q in plan.queries)
+    return PlannedWave(planned, plan.note, plan.usage, plan.cost_usd, asked)
 
 
 def plan_retests(scope: WaveScope, n: int) -> list[PlannedTrial]:
@@ -375,8 +377,12 @@ def plan_markdown(scope: WaveScope, planner: str, planned: PlannedWave) -> str:
     if planned.usage.calls:
         lines.append(
             f"Planner usage: {planned.usage.input_tokens} input, {planned.usage.output_tokens} output, "
-            f"{planned.usage.cache_read_tokens} cache-read tokens; ${planned.cost_usd:.4f}."
+            f"{planned.usage.cache_read_tokens} cache-read, {planned.usage.cache_creation_tokens} cache-write "
+            f"tokens; ${planned.cost_usd:.4f}."
         )
+    if planned.queries:
+        lines.append(f"The planner queried the memory {len(planned.queries)} times:")
+        lines += [f"- `{query}`" for query in planned.queries]
     if planned.note:
         lines.append(f"**Note:** {planned.note}")
     for trial in planned.trials:

@@ -70,3 +70,4 @@ class PlannedWave:
     note: str = ""
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
+    queries: tuple[str, ...] = ()  # the planner's memory queries, e.g. 'search_trials {"knob": "LR"}'

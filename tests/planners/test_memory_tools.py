@@ -132,6 +132,9 @@ def test_claude_queries_the_memory_and_plans_from_what_it_returned(messages_api,
         ("read_trial", {"trial_id": "n1-w1-t0"}),
     ]
     assert all(q["answer_tokens"] > 0 and not q["error"] for q in logged)
+    # the wave's plan as the Prefect UI shows it
+    shown = wave_plan.plan_markdown(WaveScope(config, memory, agent, wave_run, 2), "claude", planned)
+    assert 'The planner queried the memory 2 times:\n- `search_trials {"knob": "Y"}`' in shown
 
 
 def test_queries_stop_at_the_configured_number_and_bad_ones_are_answered_as_errors(messages_api, campaign):
