@@ -208,7 +208,8 @@ def test_status_read_directly_from_sqlite_equals_memorys(memory, campaign_name, 
         0
     ].where == "local host /tmp/work/n2-run"
     assert now.finished == 3 and now.trial_hours == pytest.approx(125 / 3600)
-    assert now.llm_usd == pytest.approx(0.0123 + 0.0045 + 0.031 + 0.002) and now.compute_usd == pytest.approx(0.02)
+    assert now.llm_usd == pytest.approx(0.0123 + 0.0045 + 0.031 + 0.002)  # plans, a reflection, a repair
+    assert now.compute_usd == pytest.approx(0.02)
 
     memory.set_tags(now.agent_run_id, {"overnight.night": "3 -> 2.5: better by 0.5"})
     memory.finish_agent_run(now.agent_run_id, {}, "# Night 2\n")  # nothing runs: the champion and the night
