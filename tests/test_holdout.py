@@ -196,9 +196,13 @@ def test_no_planner_reads_the_holdout(champion):
     assert all(not key.startswith("holdout_") for record in records for key in record.metrics)
     assert "7.65432" not in repr(context)  # the offline planner's whole input
     planner = ClaudePlanner(config, client=anthropic.Anthropic(api_key="unused: nothing is sent"))
-    prompt = planner.prompt(context)
+    prompt = planner.prompt(context).text
     assert context.memory.champion.trial_id in prompt  # the champion is in it, its holdout is not
     assert "7.65432" not in prompt and HOLDOUT_METRIC not in prompt
+    champion = context.memory.champion.trial_id  # nor in what Claude's memory queries return
+    for tool, arguments in (("read_trial", {"trial_id": champion}), ("lineage", {}), ("search_trials", {})):
+        answer = context.lookup(tool, arguments)
+        assert "7.65432" not in answer and HOLDOUT_METRIC not in answer, tool
 
 
 def test_the_report_sets_validation_and_holdout_side_by_side_and_flags_a_disagreement(tmp_path):
