@@ -7,7 +7,7 @@ from helpers import configure_campaign
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from standins.messages_api import TEST_KEY as KEY
-from standins.messages_api import USAGE, error, text_answer, tool_answer
+from standins.messages_api import USAGE, as_usage, error, text_answer, tool_answer
 
 from flows.campaign import campaign_flow
 from overnight.pricing import Usage, cost_usd
@@ -85,20 +85,10 @@ def test_claude_plans_and_reflects_a_campaign(prefect_api, api, quadratic, tmp_p
         (r for r in runs if r.data.tags.get("overnight.kind") == "wave"), key=lambda r: r.info.start_time
     )
 
-    def usage(reported):
-        return Usage(
-            reported["input_tokens"],
-            reported["output_tokens"],
-            reported["cache_creation_input_tokens"],
-            reported["cache_read_input_tokens"],
-            1,
-            reported["cache_creation"]["ephemeral_1h_input_tokens"],
-        )
-
     # each plan: a round of memory queries, then the answer
-    queried = [usage(u) for u in api.usages("search_trials")]
-    plans = [query + usage(u) for query, u in zip(queried, api.usages("WaveAnswer"), strict=True)]
-    reflections = [usage(u) for u in api.usages("Insights")]
+    queried = [as_usage(u) for u in api.usages("search_trials")]
+    plans = [query + as_usage(u) for query, u in zip(queried, api.usages("WaveAnswer"), strict=True)]
+    reflections = [as_usage(u) for u in api.usages("Insights")]
     for wave, plan, reflection in zip(waves[1:], plans, reflections, strict=True):
         metrics = wave.data.metrics
         assert metrics["plan_input_tokens"] == plan.input_tokens

@@ -7,7 +7,7 @@ import json
 import pytest
 from helpers import configure_campaign
 from mlflow.tracking import MlflowClient
-from standins.messages_api import tool_answer
+from standins.messages_api import as_usage, tool_answer
 
 from flows.campaign import campaign_flow
 from overnight.pricing import Usage, cost_usd
@@ -91,21 +91,11 @@ def test_a_proposal_that_crashes_at_import_is_repaired_by_claude_and_runs_in_the
         assert "X toward 3, without the helper" in reflection.read()  # the wave's report sees the repair
 
     # the repair call's usage on the wave run, as the server reported it, and in the campaign's spend
-    def usage(reported):
-        return Usage(
-            reported["input_tokens"],
-            reported["output_tokens"],
-            reported["cache_creation_input_tokens"],
-            reported["cache_read_input_tokens"],
-            1,
-            reported["cache_creation"]["ephemeral_1h_input_tokens"],
-        )
-
-    repaired = usage(messages_api.usages("WaveAnswer")[1])
+    repaired = as_usage(messages_api.usages("WaveAnswer")[1])
     metrics = wave.data.metrics
     assert metrics["repair_llm_calls"] == 1 and metrics["repair_input_tokens"] == repaired.input_tokens
     assert metrics["repair_output_tokens"] == repaired.output_tokens
     assert metrics["repair_cache_read_tokens"] == repaired.cache_read_tokens
     assert metrics["repair_usd"] == pytest.approx(cost_usd("claude-sonnet-4-5", repaired))
-    every_call = sum((usage(u) for u in messages_api.usages()), Usage())  # plan, repair, reflection
+    every_call = sum((as_usage(u) for u in messages_api.usages()), Usage())  # plan, repair, reflection
     assert summary.llm_usd == pytest.approx(cost_usd("claude-sonnet-4-5", every_call))

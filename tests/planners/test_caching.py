@@ -39,30 +39,34 @@ def setup(messages_api, tracking_uri, campaign_name, tmp_path):
     config = load_config(default_config_path(), {"planner": {"kind": "claude"}})
     config = config.model_copy(update={"name": campaign_name})
     memory = Memory(tracking_uri, campaign_name, "minimize", "val_bpb", artifact_root=tmp_path / "artifacts")
-    agent = memory.start_agent_run("test", {})
-    wave = memory.start_wave(agent, 0)
     files = read_files(config.program, config.editable)
-    run_id = memory.start_trial(
-        wave_run_id=wave,
-        agent_run_id=agent,
-        trial_id="baseline",
-        wave=0,
-        hypothesis="baseline: the program as shipped",
-        rationale="",
-        params={},
-        files=files,
-        diff=unified_diff(files, files),
-        fingerprint=fingerprint(files),
-        parent_champion="",
-        role="baseline",
-    )
-    memory.finish_trial(run_id, TrialResult("baseline", Outcome.OK, {"val_bpb": 3.05}, 30.0, 0, ""))
-    memory.set_champion(run_id, "")
+    crown(memory, "baseline", files, files, 3.05, role="baseline")
     clock = Clock()
     messages_api.clock = clock
     # Claude answers in the conversation's first round, beside the memory tools (routed to their queue)
     messages_api.script("search_trials", tool_calls(("WaveAnswer", answer(config, files))))
     return config, memory, messages_api, clock
+
+
+def crown(memory, trial_id, before, files, val_bpb, role="candidate"):
+    """Record a trial of `files` as the engine does, and crown it."""
+    agent = memory.start_agent_run(f"night of {trial_id}", {})
+    run_id = memory.start_trial(
+        wave_run_id=memory.start_wave(agent, 0),
+        agent_run_id=agent,
+        trial_id=trial_id,
+        wave=0,
+        hypothesis=trial_id,
+        rationale="",
+        params={},
+        files=files,
+        diff=unified_diff(before, files),
+        fingerprint=fingerprint(files),
+        parent_champion="",
+        role=role,
+    )
+    memory.finish_trial(run_id, TrialResult(trial_id, Outcome.OK, {"val_bpb": val_bpb}, 30.0, 0, ""))
+    memory.set_champion(run_id, "")
 
 
 def plan(config, memory, cache):
@@ -136,22 +140,7 @@ def test_a_new_champion_rewrites_only_its_files(setup):
     first = plan(config, memory, "1h")
     files = memory.champion_files()
     faster = {"train.py": files["train.py"].replace(*_moved(files, "LEARNING_RATE", 3e-3))}
-    wave = memory.start_wave(memory.start_agent_run("test 2", {}), 1)
-    run_id = memory.start_trial(
-        wave_run_id=wave,
-        agent_run_id="",
-        trial_id="faster",
-        wave=1,
-        hypothesis="LEARNING_RATE up",
-        rationale="",
-        params={},
-        files=faster,
-        diff=unified_diff(files, faster),
-        fingerprint=fingerprint(faster),
-        parent_champion="",
-    )
-    memory.finish_trial(run_id, TrialResult("faster", Outcome.OK, {"val_bpb": 2.9}, 30.0, 0, ""))
-    memory.set_champion(run_id, "")
+    crown(memory, "faster", files, faster, 2.9)
     api.script("search_trials", tool_calls(("WaveAnswer", answer(config, faster))))
     clock.advance(15 * 60)
     second = plan(config, memory, "1h")

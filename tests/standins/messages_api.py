@@ -62,6 +62,20 @@ MIN_CACHEABLE = (
 _ids = itertools.count()
 
 
+def as_usage(reported: dict):
+    """The usage one reply reported, as overnight.pricing counts it (one call)."""
+    from overnight.pricing import Usage
+
+    return Usage(
+        reported["input_tokens"],
+        reported["output_tokens"],
+        reported["cache_creation_input_tokens"],
+        reported["cache_read_input_tokens"],
+        1,
+        reported["cache_creation"]["ephemeral_1h_input_tokens"],
+    )
+
+
 def min_cacheable_tokens(model: str) -> int:
     for prefix, tokens in MIN_CACHEABLE:
         if model.startswith(prefix):
