@@ -51,7 +51,9 @@ def slurm_campaign(tmp_path: Path, name: str, **changes) -> Path:
 
 
 def test_a_campaign_runs_every_wave_on_the_cluster_pool_and_leaves_no_cluster(sky_env, tmp_path):
-    config = slurm_campaign(tmp_path, "slurm-campaign")
+    # No change can clear this margin: no confirmation or re-measurement rounds, which test the decisions, not the
+    # cluster (tests/flows/test_noise_aware.py), and cost minutes of Slurm jobs here.
+    config = slurm_campaign(tmp_path, "slurm-campaign", min_improvement=1000.0)
     done = subprocess.run(
         [sys.executable, "-m", "overnight.cli", "run", str(config)],
         env=sky_env,
@@ -66,7 +68,7 @@ def test_a_campaign_runs_every_wave_on_the_cluster_pool_and_leaves_no_cluster(sk
     experiment = client.get_experiment_by_name("slurm-campaign")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     trials = [r for r in runs if r.data.tags.get("overnight.kind") == "trial"]
-    assert len(trials) >= 4  # two baseline copies and a wave of two, plus any confirmation runs
+    assert len(trials) == 4  # two baseline copies and a wave of two
     for trial in trials:
         tags = trial.data.tags
         assert tags["overnight.outcome"] == "ok", tags.get("overnight.reason")
