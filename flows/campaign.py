@@ -18,6 +18,7 @@ from overnight import agent_run, progress
 from overnight.backends import close_backend, make_backend
 from overnight.budget import budget_left, trials_left
 from overnight.config import CampaignConfig, deadline_after, load_config, resolve_planner
+from overnight.knobs import check_something_to_turn
 from overnight.memory.store import Memory
 from overnight.pipeline import Pipeline, PipelineStopped
 from tasks.report import report
@@ -42,6 +43,7 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> agent_run.
     """Run the campaign described by a YAML config (dotted-key overrides allowed); returns the agent run's summary."""
     started = datetime.now()
     config = load_config(Path(config_path), overrides)
+    check_something_to_turn(config, resolve_planner(config)[0])  # before a night of empty waves
     memory = agent_run.open_memory(config)
     resumed = agent_run.resumable_agent_run(memory)  # a dead process's agent run: picked up where it stopped
     backend = make_backend(

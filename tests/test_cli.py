@@ -79,6 +79,51 @@ def without_key() -> dict:
     return {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
 
 
+def test_a_program_with_nothing_to_turn_and_no_claude_is_refused_before_anything_runs(tmp_path):
+    program = tmp_path / "program"
+    program.mkdir()
+    (program / "train.py").write_text('print("loss: 1.0")\n')  # no constant to guess a range around
+    (program / "campaign.yaml").write_text("name: bare\nprogram: .\nmetric: {name: loss}\n")
+    env = {k: v for k, v in without_key().items() if k != "ANTHROPIC_BASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "overnight.cli", "run", str(program / "campaign.yaml")],
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "300"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert "the offline planner has nothing to turn" in said
+    assert "Declare the knobs in the config" in said and "set ANTHROPIC_API_KEY" in said  # the two fixes
+    assert "Traceback" not in result.stdout + result.stderr and not (tmp_path / ".overnight").exists()
+
+
+def test_show_config_lists_the_knobs_the_offline_planner_will_turn(tmp_path):
+    import json
+
+    program = tmp_path / "program"
+    program.mkdir()
+    (program / "train.py").write_text("LEARNING_RATE = 0.01\nDEPTH = 4\nprint('loss: 1.0')\n")
+    (program / "campaign.yaml").write_text("name: guessed\nprogram: .\nmetric: {name: loss}\n")
+    result = overnight("show-config", str(program / "campaign.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["knobs"] == []  # none declared: the guessed ones are listed apart, with their ranges
+    turned = {k["name"]: k for k in shown["knobs_turned"]}
+    assert turned["LEARNING_RATE"] == {
+        "name": "LEARNING_RATE",
+        "type": "float",
+        "low": 0.001,
+        "high": 0.1,
+        "log": True,
+        "current": 0.01,
+        "source": "guessed",
+    }
+    assert turned["DEPTH"]["type"] == "int" and (turned["DEPTH"]["low"], turned["DEPTH"]["high"]) == (1, 16)
+
+
 def test_claude_without_a_key_is_a_clear_error_before_anything_runs(tmp_path, quadratic):
     config = quadratic / "campaign.yaml"
     config.write_text(config.read_text() + "planner: {kind: claude}\n")

@@ -3,6 +3,7 @@ Prefect, and only lazily (importing Prefect costs seconds, which `--help` should
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -413,9 +414,14 @@ def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, Trial
 
 @app.command()
 def show_config(config: ConfigArg = None) -> None:
-    """Validate a campaign config and print it with every default filled in."""
+    """Validate a campaign config and print it with every default filled in, and the knobs the offline planner will
+    turn (declared or guessed) with their ranges and current values."""
+    from overnight.knobs import knob_table
+
     campaign = load_campaign(config)
-    console.print_json(campaign.model_dump_json())
+    shown = json.loads(campaign.model_dump_json())
+    shown["knobs_turned"] = knob_table(campaign)
+    console.print_json(json.dumps(shown, default=str))
 
 
 def main() -> None:

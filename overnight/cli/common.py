@@ -21,6 +21,7 @@ from overnight.config import (
     load_config,
     resolve_planner,
 )
+from overnight.knobs import check_something_to_turn
 
 if TYPE_CHECKING:
     pass
@@ -43,13 +44,14 @@ def load_campaign(
     store: bool = False,
     backend: bool = False,
 ) -> CampaignConfig:
-    """The validated campaign, or exit 2 naming the cause: a bad config, `claude` without a key (planner=True),
+    """The validated campaign, or exit 2 naming the cause: a bad config, `claude` without a key or the offline
+    planner with nothing to turn (planner=True),
     an MLflow store that cannot be used (store=True), a backend not installed or bad resources (backend=True).
     Checked before anything starts."""
     try:
         campaign = load_config((config or default_config_path()).resolve(), overrides)
         if planner:
-            resolve_planner(campaign)
+            check_something_to_turn(campaign, resolve_planner(campaign)[0])
         if backend:
             from overnight.backends import check_backend
 

@@ -24,6 +24,7 @@ from optuna.trial import TrialState, create_trial
 
 from overnight import stats
 from overnight.config import CampaignConfig, Knob
+from overnight.knobs import campaign_knobs
 from overnight.planners import surrogate
 from overnight.planners.base import FinishedWave, Plan, PlanContext, Planner, Reflection, wave_report
 from overnight.program import constants, format_literal, set_constant
@@ -200,25 +201,7 @@ class OfflinePlanner(Planner):
 
     def knobs(self, files: dict[str, str]) -> list[Knob]:
         """The declared knobs, or else ranges guessed around the numeric constants of the editable scripts."""
-        if self.config.knobs:
-            return list(self.config.knobs)
-        guessed = []
-        for path in self.config.editable:
-            if not path.endswith(".py"):
-                continue
-            for constant in constants(files[path]).values():
-                value = constant.value
-                if isinstance(value, bool):
-                    guessed.append(Knob(name=constant.name, type="choice", choices=[value, not value]))
-                elif isinstance(value, int) and value > 0:
-                    guessed.append(
-                        Knob(name=constant.name, type="int", low=max(1, value // 4), high=value * 4, log=True)
-                    )
-                elif isinstance(value, float) and value > 0:
-                    guessed.append(
-                        Knob(name=constant.name, type="float", low=value / 10, high=value * 10, log=True)
-                    )
-        return guessed
+        return campaign_knobs(self.config, files)
 
     def _current_values(self, knobs: list[Knob], files: dict[str, str]) -> dict[str, object]:
         found: dict[str, object] = {}
