@@ -11,13 +11,14 @@ from pathlib import Path
 
 from overnight.budget import compute_usd
 from overnight.config import CampaignConfig, resolve_planner
+from overnight.errors import ExpectedError
 from overnight.memory.records import NIGHT, PREFIX, TrialRecord
 from overnight.memory.store import Memory
 from overnight.policy import DecisionPolicy, improvement, measurements, noise_floor, reference_runs
 from overnight.proposals import unified_diff
 
 
-class CampaignError(RuntimeError):
+class CampaignError(ExpectedError, RuntimeError):
     """The campaign cannot go on (e.g. the baseline itself fails); the message says why."""
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from overnight.errors import ExpectedError
 from overnight.program import constants
 
 DEFAULT_STATE_DIR = ".overnight"
@@ -24,7 +25,7 @@ DEFAULT_MODEL = "claude-sonnet-4-5"
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 
 
-class ConfigError(ValueError):
+class ConfigError(ExpectedError, ValueError):
     """A campaign config that cannot be used; the message names the field and the fix."""
 
 

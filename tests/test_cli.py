@@ -124,6 +124,22 @@ def test_show_config_lists_the_knobs_the_offline_planner_will_turn(tmp_path):
     assert turned["DEPTH"]["type"] == "int" and (turned["DEPTH"]["low"], turned["DEPTH"]["high"]) == (1, 16)
 
 
+def test_a_failing_baseline_is_one_message_with_the_programs_last_lines_and_none_of_our_stack(
+    prefect_api, tmp_path, quadratic
+):
+    from prefect.settings import PREFECT_API_URL
+
+    (quadratic / "train.py").write_text("X = 1.0\nY = 2\nMODE = 'plain'\nimport missing_module_xyz\n")
+    env = {"PREFECT_API_URL": PREFECT_API_URL.value()}
+    result = overnight("run", str(quadratic / "campaign.yaml"), cwd=tmp_path, env={**env, "COLUMNS": "300"})
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "The campaign failed: the baseline trial failed (crash: exited with status 1)" in output
+    assert "ModuleNotFoundError: No module named 'missing_module_xyz'" in output  # the program's own lines
+    assert output.count("Traceback (most recent call last)") == 1  # the program's, in its log; not ours
+    assert "CampaignError" not in output and "Encountered exception" not in output and "prefect" not in output
+
+
 def test_claude_without_a_key_is_a_clear_error_before_anything_runs(tmp_path, quadratic):
     config = quadratic / "campaign.yaml"
     config.write_text(config.read_text() + "planner: {kind: claude}\n")

@@ -21,6 +21,7 @@ from overnight.config import (
     load_config,
     resolve_planner,
 )
+from overnight.errors import ExpectedError
 from overnight.knobs import check_something_to_turn
 
 if TYPE_CHECKING:
@@ -113,12 +114,31 @@ def quiet_libraries() -> None:
 
 
 def quiet_prefect_console(verbose: bool) -> None:
-    """The progress bar tells the story; Prefect's INFO lines still reach its API and UI."""
+    """The progress bar tells the story; Prefect's INFO lines still reach its API and UI. An expected error
+    (overnight.errors) is said once by the CLI: Prefect's console lines about it, with our stack, are left out."""
     if verbose:
         return
     for handler in logging.getLogger().handlers:
         if type(handler).__name__ == "PrefectConsoleHandler":
             handler.setLevel(logging.WARNING)
+            handler.addFilter(ExpectedErrorFilter())
+
+
+class ExpectedErrorFilter(logging.Filter):
+    """Drops the console records of an expected error: the one carrying it, then each that repeats its message
+    (a task's and a flow's final state)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: set[str] = set()  # the first line of each expected error seen
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ExpectedError):
+            self.said.add(str(error).splitlines()[0][:80] if str(error) else type(error).__name__)
+            return False
+        message = record.getMessage()
+        return not any(said in message for said in self.said)
 
 
 def silence_shutdown_noise() -> None:

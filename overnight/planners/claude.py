@@ -22,6 +22,7 @@ from instructor.core.exceptions import InstructorRetryException
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_validator
 
 from overnight.config import CampaignConfig
+from overnight.errors import ExpectedError
 from overnight.planners import prompts
 from overnight.planners.base import (
     CrashedTrial,
@@ -42,7 +43,7 @@ from overnight.proposals import Edit, Proposal, ProposalError, apply_proposal, f
 logging.getLogger("instructor").setLevel(logging.CRITICAL)
 
 
-class PlannerAuthError(RuntimeError):
+class PlannerAuthError(ExpectedError, RuntimeError):
     """The API rejected the key (401/403): the campaign stops, since no retry can fix it."""
 
 
