@@ -415,13 +415,7 @@ class ClaudePlanner(Planner):
             log_tail=crashed.log_tail,
             editable=self.config.editable,
         )
-        seen = {t.fingerprint: t.trial_id for t in context.history if t.fingerprint}
-        validation = {
-            "champion_files": context.champion_files,
-            "editable": self.config.editable,
-            "seen": seen,
-            "n": 1,
-        }
+        validation = self._validation(context, 1)
         usage: list[Usage] = []
         try:
             proposals, note = self._ask(prompt, WaveAnswer, usage, validation).proposals()[:1], ""

@@ -500,15 +500,19 @@ def plan_prompt(
         + asked
         + PLAN_TASK.format(n=n, editable=", ".join(editable), metric=metric)
     )
-    old = f"<settled_history>\n{settled.strip()}\n</settled_history>\n\n" if settled else ""
+    old = _settled_block(settled)
     return Prompt(start, files, rest, old)
+
+
+def _settled_block(settled: str) -> str:
+    return f"<settled_history>\n{settled.strip()}\n</settled_history>\n\n" if settled else ""
 
 
 def reflect_prompt(*, brief: str, wave_report: str, digest: str, settled: str = "") -> Prompt:
     """The reflection's prompt: the brief and the settled history first, as the plan prompt has them, so each
     wave's reflection reads them back from the cache the one before wrote."""
     start = f"<program_brief>\n{brief.strip()}\n</program_brief>\n\n"
-    old = f"<settled_history>\n{settled.strip()}\n</settled_history>\n\n" if settled else ""
+    old = _settled_block(settled)
     rest = (
         f"<memory>\n{digest.strip()}\n</memory>\n\n"
         f"<finished_wave>\n{wave_report.strip()}\n</finished_wave>\n\n" + REFLECT_TASK
