@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
+import operator
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,16 +53,56 @@ def changed_files(expected: dict[str, str], found: dict[str, str], allowed: set[
 
 @dataclass(frozen=True)
 class Constant:
-    """A module-level `NAME = literal` line in a script."""
+    """A module-level `NAME = value` line in a script: a literal, or plain arithmetic of numbers."""
 
     name: str
-    value: object
+    value: object  # bool, int, float or str
     line: str  # the source line, exactly as in the file (the search text of an edit)
-    literal: str  # the literal as written, e.g. "1e-3"
+    literal: str  # the value as written, e.g. "1e-3" or "2**19"
+
+
+_ARITHMETIC = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
+}
+MAX_EXPONENT = 1024  # `2**19` is a constant; `10**10**10` is not evaluated
+
+
+def _number(node: ast.expr) -> int | float:
+    """The value of a number or of plain arithmetic of numbers (+ - * / // ** and unary minus); ValueError for
+    anything else (a name, a call, a string, a result that is not a finite real number)."""
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float) and math.isfinite(node.value):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _number(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        left, right = _number(node.left), _number(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
+            raise ValueError("exponent too large")
+        try:
+            value = _ARITHMETIC[type(node.op)](left, right)
+        except (ArithmeticError, ValueError):  # 1 / 0, 10.0**400
+            raise ValueError("not a number") from None
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return value
+    raise ValueError("not plain arithmetic of numbers")
+
+
+def _value(node: ast.expr) -> object:
+    """A constant's value: a bool or string literal, or a number (arithmetic included)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (bool, str)):
+        return node.value
+    return _number(node)
 
 
 def constants(source: str) -> dict[str, Constant]:
-    """The module-level UPPER_CASE constants whose value is a plain literal, in file order."""
+    """The module-level UPPER_CASE constants whose value is a literal or plain arithmetic of numbers (`2**19`,
+    `40 * 524288`), in file order."""
     found: dict[str, Constant] = {}
     lines = source.splitlines()
     for node in ast.parse(source).body:
@@ -72,13 +114,12 @@ def constants(source: str) -> dict[str, Constant]:
         if not name.isupper() or node.lineno != node.end_lineno:
             continue
         try:
-            value = ast.literal_eval(node.value)
+            value = _value(node.value)
         except ValueError:
             continue
-        if isinstance(value, (bool, int, float, str)):
-            line = lines[node.lineno - 1]
-            literal = ast.get_source_segment(source, node.value) or repr(value)
-            found[name] = Constant(name, value, line, literal)
+        line = lines[node.lineno - 1]
+        literal = ast.get_source_segment(source, node.value) or repr(value)
+        found[name] = Constant(name, value, line, literal)
     return found
 
 
