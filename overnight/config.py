@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from overnight.errors import ExpectedError
-from overnight.program import constants
+from overnight.program import constants, knob_name, knob_values
 
 DEFAULT_STATE_DIR = ".overnight"
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -134,7 +134,9 @@ def deadline_after(start: datetime, text: str) -> datetime:
 
 
 class Knob(_Strict):
-    name: str
+    name: str = Field(
+        description="an UPPER_CASE constant of an editable script, or NAME[i]: element i of a tuple of numbers"
+    )
     type: Literal["float", "int", "choice"]
     low: float | None = None
     high: float | None = None
@@ -143,8 +145,11 @@ class Knob(_Strict):
 
     @model_validator(mode="after")
     def _range_fits_type(self) -> Knob:
-        if not self.name.isupper() or not self.name.replace("_", "").isalnum():
-            raise ValueError(f"knob name {self.name!r} must be an UPPER_CASE constant of the script")
+        if knob_name(self.name) is None:
+            raise ValueError(
+                f"knob name {self.name!r} must be an UPPER_CASE constant of the script, or NAME[i] for element i "
+                "of a tuple"
+            )
         if self.type == "choice":
             if not self.choices or len(self.choices) < 2:
                 raise ValueError(f"knob {self.name}: type 'choice' needs 'choices' with at least two values")
@@ -477,18 +482,26 @@ def parse_config(data: object, base_dir: Path, source: str = "config") -> Campai
     for name in config.editable:
         if not (program / name).is_file():
             raise ConfigError(f"{source}: editable: {name!r} is not a file in {program}")
-    declared = set()
-    for name in config.editable:
-        if name.endswith(".py"):
-            declared |= set(constants((program / name).read_text()))
+    files = {name: (program / name).read_text() for name in config.editable if name.endswith(".py")}
+    found = knob_values(config.editable, files)
     for number, knob in enumerate(config.knobs):
-        if knob.name not in declared:
+        if knob.name not in found:
             raise ConfigError(
-                f"{source}: knobs.{number}.name: {knob.name} is not an UPPER_CASE constant with a literal value "
-                f"in the editable files ({', '.join(config.editable)})"
+                f"{source}: knobs.{number}.name: {knob.name} is not an UPPER_CASE constant with a literal value, "
+                f"nor an element NAME[i] of a tuple of numbers, in the editable files ({', '.join(config.editable)}){_elements_hint(knob.name, files)}"
             )
     metric = _holdout_data_resolved(config.metric, base_dir, program, source)
     return config.model_copy(update={"program": program, "metric": metric})
+
+
+def _elements_hint(name: str, files: dict[str, str]) -> str:
+    """For a knob named after a tuple constant: the element names to declare instead."""
+    for text in files.values():
+        constant = constants(text).get(name)
+        if constant is not None and isinstance(constant.value, tuple):
+            elements = ", ".join(f"{name}[{i}]" for i in range(len(constant.value)))
+            return f"; {name} is a tuple: declare its elements, {elements}"
+    return ""
 
 
 def _holdout_data_resolved(metric: Metric, base_dir: Path, program: Path, source: str) -> Metric:

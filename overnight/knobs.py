@@ -5,7 +5,7 @@ nothing to turn is refused before anything runs."""
 from __future__ import annotations
 
 from overnight.config import CampaignConfig, ConfigError, Knob
-from overnight.program import constants, read_files
+from overnight.program import knob_values, read_files
 
 
 def campaign_knobs(config: CampaignConfig, files: dict[str, str]) -> list[Knob]:
@@ -17,21 +17,13 @@ def guess_knobs(editable: list[str], files: dict[str, str]) -> list[Knob]:
     """A range around each numeric constant: booleans flip, positive ints and floats move by up to 4x and 10x on a
     log scale. Other constants (strings, zero, negative numbers) are not guessed: declare them to turn them."""
     guessed = []
-    for path in editable:
-        if not path.endswith(".py") or path not in files:
-            continue
-        for constant in constants(files[path]).values():
-            value = constant.value
-            if isinstance(value, bool):
-                guessed.append(Knob(name=constant.name, type="choice", choices=[value, not value]))
-            elif isinstance(value, int) and value > 0:
-                guessed.append(
-                    Knob(name=constant.name, type="int", low=max(1, value // 4), high=value * 4, log=True)
-                )
-            elif isinstance(value, float) and value > 0:
-                guessed.append(
-                    Knob(name=constant.name, type="float", low=value / 10, high=value * 10, log=True)
-                )
+    for name, value in knob_values(editable, files).items():
+        if isinstance(value, bool):
+            guessed.append(Knob(name=name, type="choice", choices=[value, not value]))
+        elif isinstance(value, int) and value > 0:
+            guessed.append(Knob(name=name, type="int", low=max(1, value // 4), high=value * 4, log=True))
+        elif isinstance(value, float) and value > 0:
+            guessed.append(Knob(name=name, type="float", low=value / 10, high=value * 10, log=True))
     return guessed
 
 
@@ -50,10 +42,7 @@ def check_something_to_turn(config: CampaignConfig, planner: str) -> None:
 def knob_table(config: CampaignConfig) -> list[dict]:
     """The knobs the offline planner will turn, declared or guessed, with their ranges and current values."""
     files = read_files(config.program, config.editable)
-    current = {}
-    for path in config.editable:
-        if path.endswith(".py") and path in files:
-            current.update({name: c.value for name, c in constants(files[path]).items()})
+    current = knob_values(config.editable, files)
     source = "declared" if config.knobs else "guessed"
     return [
         {**knob.model_dump(exclude_none=True), "current": current.get(knob.name), "source": source}

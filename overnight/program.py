@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import operator
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +54,14 @@ def changed_files(expected: dict[str, str], found: dict[str, str], allowed: set[
 
 @dataclass(frozen=True)
 class Constant:
-    """A module-level `NAME = value` line in a script: a literal, or plain arithmetic of numbers."""
+    """A module-level `NAME = value` line in a script: a literal, plain arithmetic of numbers, or a tuple of them."""
 
     name: str
-    value: object  # bool, int, float or str
+    value: object  # bool, int, float, str, or a tuple of ints and floats
     line: str  # the source line, exactly as in the file (the search text of an edit)
-    literal: str  # the value as written, e.g. "1e-3" or "2**19"
+    literal: str  # the value as written, e.g. "1e-3", "2**19" or "(0.8, 0.95)"
+    span: tuple[int, int] = (0, 0)  # where the value lies in `line` (start, end)
+    elements: tuple[tuple[int, int], ...] = ()  # a tuple's: where each element lies in `line`
 
 
 _ARITHMETIC = {
@@ -94,15 +97,17 @@ def _number(node: ast.expr) -> int | float:
 
 
 def _value(node: ast.expr) -> object:
-    """A constant's value: a bool or string literal, or a number (arithmetic included)."""
+    """A constant's value: a bool or string literal, a number (arithmetic included), or a tuple of numbers."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (bool, str)):
         return node.value
+    if isinstance(node, ast.Tuple) and node.elts:
+        return tuple(_number(element) for element in node.elts)
     return _number(node)
 
 
 def constants(source: str) -> dict[str, Constant]:
-    """The module-level UPPER_CASE constants whose value is a literal or plain arithmetic of numbers (`2**19`,
-    `40 * 524288`), in file order."""
+    """The module-level UPPER_CASE constants whose value is a literal, plain arithmetic of numbers (`2**19`,
+    `40 * 524288`) or a tuple of numbers (`(0.8, 0.95)`), in file order."""
     found: dict[str, Constant] = {}
     lines = source.splitlines()
     for node in ast.parse(source).body:
@@ -119,8 +124,65 @@ def constants(source: str) -> dict[str, Constant]:
             continue
         line = lines[node.lineno - 1]
         literal = ast.get_source_segment(source, node.value) or repr(value)
-        found[name] = Constant(name, value, line, literal)
+        parts = node.value.elts if isinstance(node.value, ast.Tuple) else []
+        elements = tuple(_span(line, part) for part in parts)
+        found[name] = Constant(name, value, line, literal, _span(line, node.value), elements)
     return found
+
+
+def _span(line: str, node: ast.expr) -> tuple[int, int]:
+    """Where a one-line node lies in its line, in characters (ast counts UTF-8 bytes)."""
+    encoded = line.encode()
+    return len(encoded[: node.col_offset].decode()), len(encoded[: node.end_col_offset].decode())
+
+
+KNOB_NAME = re.compile(r"(?P<constant>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<index>\d+)\])?")
+
+
+def knob_name(name: str) -> tuple[str, int | None] | None:
+    """A knob's constant and element: `LR` -> ("LR", None), `ADAM_BETAS[1]` -> ("ADAM_BETAS", 1); None for a name
+    that is neither an UPPER_CASE constant nor an element of one."""
+    match = KNOB_NAME.fullmatch(name)
+    if match is None or not match["constant"].isupper():
+        return None
+    return match["constant"], None if match["index"] is None else int(match["index"])
+
+
+def param_name(name: str) -> str:
+    """A knob's name as an MLflow param (whose keys take no brackets): `ADAM_BETAS[1]` -> `ADAM_BETAS.1`."""
+    constant, index = knob_name(name) or (name, None)
+    return constant if index is None else f"{constant}.{index}"
+
+
+def _knobs_of(source: str) -> dict[str, object]:
+    """A script's knob names and values: each constant, and each element of a tuple as `NAME[i]`."""
+    values: dict[str, object] = {}
+    for name, constant in constants(source).items():
+        if isinstance(constant.value, tuple):
+            values.update({f"{name}[{i}]": v for i, v in enumerate(constant.value)})
+        else:
+            values[name] = constant.value
+    return values
+
+
+def knob_values(editable: list[str], files: dict[str, str]) -> dict[str, object]:
+    """Every knob of the editable scripts and its value in these files, in file order: each UPPER_CASE constant,
+    and each element of a tuple of numbers as `NAME[i]`. A name defined in two files is the first one's."""
+    values: dict[str, object] = {}
+    for path in editable:
+        if path.endswith(".py") and path in files:
+            for name, value in _knobs_of(files[path]).items():
+                values.setdefault(name, value)
+    return values
+
+
+def knob_edit(editable: list[str], files: dict[str, str], name: str, value: object) -> Edit:
+    """The edit that sets knob `name` (a constant, or `NAME[i]`) to `value` in the first editable script that
+    defines it (the one `knob_values` reads)."""
+    for path in editable:
+        if path.endswith(".py") and path in files and name in _knobs_of(files[path]):
+            return set_knob(path, files[path], name, value)
+    raise KeyError(f"{name} is not a constant of the editable scripts ({', '.join(editable)})")
 
 
 def format_literal(value: object) -> str:
@@ -139,12 +201,31 @@ def set_constant(path: str, source: str, name: str, value: object) -> Edit:
     literal = format_literal(value)
     if isinstance(value, str) and constant.literal.startswith('"'):
         literal = json.dumps(value)
-    start = constant.line.index("=") + 1
-    head, tail = constant.line[:start], constant.line[start:]
-    at = tail.index(constant.literal)
-    code, rest = tail[:at] + literal, tail[at + len(constant.literal) :]
+    return Edit(path=path, search=constant.line, replace=_rewritten(constant, constant.span, literal))
+
+
+def set_knob(path: str, source: str, name: str, value: object) -> Edit:
+    """The edit that sets knob `name` to `value`: a constant (`set_constant`), or element i of a tuple
+    (`ADAM_BETAS[1]`), rewriting only that element and keeping the rest of the line as `set_constant` does."""
+    constant, index = knob_name(name) or (name, None)
+    if index is None:
+        return set_constant(path, source, name, value)
+    found = constants(source)[constant]
+    if index >= len(found.elements):
+        raise KeyError(f"{name}: {constant} has {len(found.elements)} elements")
+    return Edit(
+        path=path, search=found.line, replace=_rewritten(found, found.elements[index], format_literal(value))
+    )
+
+
+def _rewritten(constant: Constant, span: tuple[int, int], literal: str) -> str:
+    """The constant's line with `span` (its value, or an element of it) written as `literal`, an aligned comment
+    keeping its column where the spaces before it allow."""
+    line, start, end = constant.line, *span
+    value_end = constant.span[1]
+    code, rest = line[:start] + literal + line[end:value_end], line[value_end:]
     comment = rest.find("#")
     if comment >= 0 and not rest[:comment].strip():  # only spaces between the value and its comment
-        spaces = max(min(2, comment), comment - (len(literal) - len(constant.literal)))
+        spaces = max(min(2, comment), comment - (len(literal) - (end - start)))
         rest = " " * spaces + rest[comment:]
-    return Edit(path=path, search=constant.line, replace=head + code + rest)
+    return code + rest

@@ -27,7 +27,7 @@ from overnight.config import CampaignConfig, Knob
 from overnight.knobs import campaign_knobs
 from overnight.planners import surrogate
 from overnight.planners.base import FinishedWave, Plan, PlanContext, Planner, Reflection, wave_report
-from overnight.program import constants, format_literal, set_constant
+from overnight.program import format_literal, knob_edit, knob_values, param_name
 from overnight.proposals import Proposal, ProposalError, apply_proposal, fingerprint
 from overnight.trial import Outcome
 
@@ -70,7 +70,7 @@ class OfflinePlanner(Planner):
         values: dict[str, object] = {}
         for knob in knobs:
             for name in (knob.name.lower(), knob.name.lower().replace("_", " ")):
-                found = re.search(rf"\b{re.escape(name)}\b", lowered)  # whole words: "try" does not name Y
+                found = re.search(rf"(?<!\w){re.escape(name)}(?!\w)", lowered)  # whole words: "try" is not Y
                 if found is None or knob.name not in current:
                     continue
                 at = found.start()
@@ -165,15 +165,17 @@ class OfflinePlanner(Planner):
         for trial in context.history:
             if trial.role != "candidate" or trial.outcome is not Outcome.OK or trial.metric is None:
                 continue
-            moved = [k for k in current if trial.params.get(k) != champion.params.get(k)]
+            moved = [
+                k for k in current if trial.params.get(param_name(k)) != champion.params.get(param_name(k))
+            ]
             if len(moved) != 1:
                 continue
             gain = better * (trial.metric - champion.metric)
             name = moved[0]
             try:
-                value = ast.literal_eval(trial.params[name])
+                value = ast.literal_eval(trial.params[param_name(name)])
             except (ValueError, SyntaxError):
-                value = trial.params[name]  # a bare string constant, e.g. relu
+                value = trial.params[param_name(name)]  # a bare string constant, e.g. relu
             if gain > best.get(name, (-math.inf, None))[0]:  # ranked, not filtered: a move that did nothing
                 best[name] = (gain, value)  # alone may still interact with another
         k = min(3, len(best), int(math.log2(n)) if n >= 4 else 0)
@@ -192,8 +194,8 @@ class OfflinePlanner(Planner):
             )
             if proposal is None:
                 return []
-            factors = {
-                name: (format_literal(levels[name][index]), index)
+            factors = {  # named as in the MLflow params: the effects become metrics named after them
+                param_name(name): (format_literal(levels[name][index]), index)
                 for name, index in zip(chosen, cell, strict=True)
             }
             grid.append(proposal.model_copy(update={"factors": factors}))
@@ -204,10 +206,7 @@ class OfflinePlanner(Planner):
         return campaign_knobs(self.config, files)
 
     def _current_values(self, knobs: list[Knob], files: dict[str, str]) -> dict[str, object]:
-        found: dict[str, object] = {}
-        for path in self.config.editable:
-            if path.endswith(".py"):
-                found.update({name: c.value for name, c in constants(files[path]).items()})
+        found = knob_values(self.config.editable, files)
         return {k.name: found[k.name] for k in knobs if k.name in found}
 
     def _screening_moves(self, knobs: list[Knob], files: dict[str, str]):
@@ -309,10 +308,7 @@ class OfflinePlanner(Planner):
             yield changed, f"TPE: {_moves(current, changed)}"
 
     def _proposal(self, values: dict[str, object], hypothesis: str, files: dict[str, str]) -> Proposal | None:
-        edits = []
-        for name, value in values.items():
-            path = next(p for p in self.config.editable if p.endswith(".py") and name in constants(files[p]))
-            edits.append(set_constant(path, files[path], name, value))
+        edits = [knob_edit(self.config.editable, files, name, value) for name, value in values.items()]
         proposal = Proposal(
             hypothesis=hypothesis,
             rationale="offline search over the declared knobs (Optuna)",
@@ -386,12 +382,13 @@ def _decode(params: dict[str, str], knobs: list[Knob], distributions: dict) -> d
     for knob in knobs:
         if knob.name not in distributions:
             continue
-        if knob.name not in params:
+        key = param_name(knob.name)
+        if key not in params:
             return None
         try:
-            value = ast.literal_eval(params[knob.name])
+            value = ast.literal_eval(params[key])
         except (ValueError, SyntaxError):
-            value = params[knob.name]
+            value = params[key]
         if not _in_range(knob, value):
             return None
         decoded[knob.name] = value

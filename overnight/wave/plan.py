@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from overnight import program
 from overnight.config import CampaignConfig
 from overnight.memory.queries import MemoryQueries
 from overnight.memory.records import TrialRecord
@@ -17,7 +18,7 @@ from overnight.planners import Plan, PlanContext, Planner
 from overnight.planners.base import CampaignFacts, ConditionNoise
 from overnight.planners.prompts import estimate_tokens
 from overnight.policy import DecisionPolicy, RunsWanted, earlier_tests, noise_floor
-from overnight.program import constants, read_files
+from overnight.program import read_files
 from overnight.proposals import (
     Proposal,
     ProposalError,
@@ -32,12 +33,9 @@ from overnight.wave.scope import PlannedTrial, PlannedWave, WaveScope
 
 
 def knob_values(config: CampaignConfig, files: dict[str, str]) -> dict[str, object]:
-    """The values of every UPPER_CASE constant in the editable scripts: the trial's params in MLflow."""
-    values: dict[str, object] = {}
-    for path in config.editable:
-        if path.endswith(".py") and path in files:
-            values.update({name: c.value for name, c in constants(files[path]).items()})
-    return values
+    """The value of every knob of the editable scripts (`program.knob_values`): the trial's params in MLflow, the
+    elements of a tuple as NAME.i (`program.param_name`)."""
+    return {program.param_name(name): v for name, v in program.knob_values(config.editable, files).items()}
 
 
 def plan_context(
