@@ -63,7 +63,7 @@ from overnight.memory.snapshot import MemorySnapshot
 from overnight.planners.base import PlanContext
 from overnight.planners.offline import OfflinePlanner
 from overnight.policy import DecisionPolicy, RunsWanted
-from overnight.program import constants, format_literal
+from overnight.program import constants
 from overnight.proposals import apply_proposal, fingerprint
 from overnight.trial import Outcome
 
@@ -113,14 +113,14 @@ class Bench:
 
 def resample(knob: Knob, draw: random.Random) -> object:
     """A value drawn uniformly over the knob's declared range (log-uniform on a log scale), rounded like the
-    planner rounds (three significant digits)."""
+    planner rounds (`Knob.snap`: three significant digits)."""
     if knob.type == "choice":
         return draw.choice(knob.choices)
     if knob.log:
         value = math.exp(draw.uniform(math.log(knob.low), math.log(knob.high)))
     else:
         value = draw.uniform(knob.low, knob.high)
-    return round(value) if knob.type == "int" else float(format_literal(value))
+    return knob.snap(value)
 
 
 def one_knob_change(champion: dict, draw: random.Random) -> dict:

@@ -6,6 +6,7 @@ config fails before anything runs.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -142,6 +143,18 @@ class Knob(_Strict):
     high: float | None = None
     log: bool = False
     choices: list[str | int | float | bool] | None = None
+    powers_of_two: bool = Field(
+        False,
+        description="int: every value tried is a power of two (low and high must be ones); the range is on a log "
+        "scale, moved by doublings",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _powers_of_two_on_a_log_scale(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("powers_of_two") and "log" not in data:
+            return {**data, "log": True}
+        return data
 
     @model_validator(mode="after")
     def _range_fits_type(self) -> Knob:
@@ -162,7 +175,34 @@ class Knob(_Strict):
                 raise ValueError(f"knob {self.name}: a log-scale range needs 'low' > 0")
             if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
                 raise ValueError(f"knob {self.name}: an int knob needs whole-number 'low' and 'high'")
+        if self.powers_of_two:
+            if self.type != "int" or not self.log:
+                raise ValueError(f"knob {self.name}: powers_of_two needs type 'int' on a log scale")
+            if not all(_power_of_two(bound) for bound in (self.low, self.high)):
+                raise ValueError(
+                    f"knob {self.name}: powers_of_two needs 'low' and 'high' that are powers of two"
+                )
         return self
+
+    def snap(self, value: float) -> int | float:
+        """The value this knob takes nearest `value`, as the offline planner writes it: inside [low, high]; an int
+        rounded (with powers_of_two, to the nearest power of two on a log scale); a float to 3 significant digits,
+        or finer where the range is narrow (0.9951 in [0.99, 0.9999]). A choice is returned as it is."""
+        if self.type == "choice":
+            return value
+        value = min(max(value, self.low), self.high)
+        if self.type == "int":
+            return 2 ** round(math.log2(value)) if self.powers_of_two else round(value)
+        if value == 0:
+            return 0.0
+        decimals = max(
+            2 - math.floor(math.log10(abs(value))), 1 - math.floor(math.log10(self.high - self.low))
+        )
+        return min(max(round(float(value), decimals), self.low), self.high)
+
+
+def _power_of_two(number: float) -> bool:
+    return number >= 1 and number == int(number) and int(number) & (int(number) - 1) == 0
 
 
 class PlannerSettings(_Strict):

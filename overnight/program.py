@@ -186,21 +186,34 @@ def knob_edit(editable: list[str], files: dict[str, str], name: str, value: obje
 
 
 def format_literal(value: object) -> str:
-    """A short Python literal: floats with 3 significant digits (so values read well and repeat exactly)."""
+    """A short Python literal: a float with the fewest significant digits, 3 to 6, that write it exactly, else
+    with 3 (so values read well and repeat exactly: 0.002, 0.9951, 0.0020000001 -> 0.002)."""
     if isinstance(value, bool) or isinstance(value, int):
         return repr(value)
     if isinstance(value, float):
-        text = f"{value:.3g}"
+        text = next((t for t in (f"{value:.{d}g}" for d in range(3, 7)) if float(t) == value), f"{value:.3g}")
         return text if any(c in text for c in ".en") else text + ".0"
     return repr(value)
 
 
+POWER_OF_TWO = re.compile(r"2(\s*\*\*\s*)\d+")  # a literal written 2**k
+
+
+def _written(value: object, old: str) -> str:
+    """`value` as a literal in the place of the literal `old`: a string in its quotes, 2**k as 2**k."""
+    if isinstance(value, str) and old.startswith('"'):
+        return json.dumps(value)
+    power = POWER_OF_TWO.fullmatch(old)
+    if power and type(value) is int and value >= 1 and value & (value - 1) == 0:
+        return f"2{power[1]}{value.bit_length() - 1}"
+    return format_literal(value)
+
+
 def set_constant(path: str, source: str, name: str, value: object) -> Edit:
-    """The edit that sets constant `name` to `value`, keeping its quote style and an aligned comment's column."""
+    """The edit that sets constant `name` to `value`, keeping its quote style, a power of two written 2**k, and an
+    aligned comment's column."""
     constant = constants(source)[name]
-    literal = format_literal(value)
-    if isinstance(value, str) and constant.literal.startswith('"'):
-        literal = json.dumps(value)
+    literal = _written(value, constant.literal)
     return Edit(path=path, search=constant.line, replace=_rewritten(constant, constant.span, literal))
 
 
@@ -213,9 +226,9 @@ def set_knob(path: str, source: str, name: str, value: object) -> Edit:
     found = constants(source)[constant]
     if index >= len(found.elements):
         raise KeyError(f"{name}: {constant} has {len(found.elements)} elements")
-    return Edit(
-        path=path, search=found.line, replace=_rewritten(found, found.elements[index], format_literal(value))
-    )
+    start, end = found.elements[index]
+    literal = _written(value, found.line[start:end])
+    return Edit(path=path, search=found.line, replace=_rewritten(found, (start, end), literal))
 
 
 def _rewritten(constant: Constant, span: tuple[int, int], literal: str) -> str:

@@ -1,16 +1,28 @@
 """What the offline planner turns in a program it was not told about: the constants it reads, the ranges it guesses
 around them, those it leaves out (and why), and how a config overrides the guess."""
 
+import math
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from overnight.config import CampaignConfig, ConfigError, Knob, parse_config
-from overnight.planners import offline
+from overnight.memory.records import TrialRecord
+from overnight.memory.snapshot import MemorySnapshot
+from overnight.planners import PlanContext, offline
 from overnight.planners.offline import OfflinePlanner
-from overnight.program import constants, knob_edit, knob_values, param_name, read_files, set_knob
+from overnight.program import (
+    constants,
+    format_literal,
+    knob_edit,
+    knob_values,
+    param_name,
+    read_files,
+    set_knob,
+)
 from overnight.proposals import apply_proposal
+from overnight.trial import Outcome
 from overnight.wave import plan as wave_plan
 
 AUTORESEARCH = """\
@@ -92,3 +104,78 @@ def test_knobs_may_name_elements_and_a_whole_tuple_is_refused_with_the_names_to_
         program(tmp_path, knobs=[{"name": "ADAM_BETAS", "type": "float", "low": 0.5, "high": 0.99}])
     with pytest.raises(ConfigError, match=r"knobs.0.name: ADAM_BETAS\[2\] is not"):
         program(tmp_path, knobs=[{"name": "ADAM_BETAS[2]", "type": "float", "low": 0.5, "high": 0.99}])
+
+
+def test_a_power_of_two_knob_needs_powers_of_two_and_is_on_a_log_scale():
+    knob = Knob(name="BATCH", type="int", low=32, high=512, powers_of_two=True)
+    assert knob.log is True  # by doublings, unless told otherwise
+    for bad in (
+        {"type": "int", "low": 32, "high": 500},
+        {"type": "int", "low": 3, "high": 512},
+        {"type": "float", "low": 32, "high": 512},
+        {"type": "int", "low": 32, "high": 512, "log": False},
+    ):
+        with pytest.raises(ValidationError, match="powers_of_two needs"):
+            Knob(name="BATCH", powers_of_two=True, **bad)
+    assert [knob.snap(v) for v in (200, 100, 1, 4096, 32)] == [256, 128, 32, 512, 32]
+
+
+def test_snap_keeps_floats_short_but_fine_enough_for_a_narrow_range():
+    assert Knob(name="LR", type="float", low=1e-4, high=1e-2, log=True).snap(0.0012345) == 0.00123
+    beta2 = Knob(name="BETA2", type="float", low=0.99, high=0.9999)
+    assert (beta2.snap(0.99512), beta2.snap(0.99996), beta2.snap(1.2)) == (0.9951, 0.9999, 0.9999)
+    assert format_literal(0.9951) == "0.9951" and format_literal(0.0020000001) == "0.002"
+
+
+def test_a_power_of_two_written_2_to_the_k_is_written_so_again():
+    assert set_knob("train.py", AUTORESEARCH, "TOTAL_BATCH_SIZE", 2**20).replace == (
+        "TOTAL_BATCH_SIZE = 2**20        # tokens per optimizer step"
+    )
+    assert set_knob("t.py", "N = 2 ** 7\n", "N", 64).replace == "N = 2 ** 6"
+    assert set_knob("t.py", "N = 2 ** 7\n", "N", 96).replace == "N = 96"  # no longer a power of two
+    assert set_knob("t.py", "N = 128\n", "N", 256).replace == "N = 256"  # written as a number: stays one
+
+
+def record(run: int, batch: int, wave: int) -> TrialRecord:
+    """A finished run of a program whose metric is best at BATCH = 300 (not a power of two)."""
+    return TrialRecord(
+        run_id=f"r{run}",
+        trial_id=f"r{run}",
+        agent_run_id="a",
+        wave=wave,
+        status="finished",
+        outcome=Outcome.OK,
+        metric=(math.log2(batch) - math.log2(300)) ** 2 + 0.01 * run,
+        hypothesis="",
+        params={"BATCH": str(batch)},
+        fingerprint=f"f{batch}",
+        parent_champion="r0",
+        decision="baseline" if wave == 0 else "",
+        reason="",
+        duration_s=1.0,
+        started_ms=run,
+        hardware="cpu",
+        budget_s=1.0,
+        role="baseline" if wave == 0 else "candidate",
+    )
+
+
+@pytest.mark.parametrize("search", ["surrogate", "tpe"])
+def test_every_value_the_offline_planner_proposes_for_a_power_of_two_knob_is_one(tmp_path, search):
+    knob = {"name": "BATCH", "type": "int", "low": 8, "high": 2048, "powers_of_two": True}
+    config = program(tmp_path, "BATCH = 100\n", knobs=[knob], planner={"search": search})  # not one itself
+    files = read_files(config.program, config.editable)
+    planner = OfflinePlanner(config)
+    first = planner.proposals(
+        PlanContext(1, 8, files, MemorySnapshot("m", "minimize", (), None, (), (), {})), 8
+    )
+    assert sorted(p.params["BATCH"] for p in first) == [
+        32,
+        64,
+        256,
+        512,
+    ]  # 50, 200 (one step), 25, 400 snapped
+    history = [record(0, 100, 0), *(record(i + 1, p.params["BATCH"], 1) for i, p in enumerate(first))]
+    memory = MemorySnapshot("m", "minimize", tuple(history), history[0], (history[0],), (), {})
+    later = planner.proposals(PlanContext(2, 6, files, memory), 6)
+    assert later and all(p.params["BATCH"] & (p.params["BATCH"] - 1) == 0 for p in later)

@@ -355,8 +355,7 @@ def _neighbours(knob: Knob, value: object, steps: int = 1) -> list[object]:
         up, down = value + step, value - step
     moves = []
     for candidate in (up, down):
-        candidate = min(max(candidate, knob.low), knob.high)
-        candidate = round(candidate) if knob.type == "int" else float(format_literal(float(candidate)))
+        candidate = knob.snap(candidate)
         if candidate != value and candidate not in moves:
             moves.append(candidate)
     return moves
@@ -369,11 +368,9 @@ def _in_range(knob: Knob, value: object) -> bool:
 
 
 def _round(knobs: list[Knob], name: str, value: object) -> object:
-    """Optuna's floats rounded to three significant digits, so values read well and repeats are caught."""
-    knob = next(k for k in knobs if k.name == name)
-    if knob.type == "float":
-        return min(max(float(format_literal(float(value))), knob.low), knob.high)
-    return value
+    """Optuna's values as the knob takes them (`Knob.snap`: floats to three significant digits, powers of two), so
+    values read well and repeats are caught."""
+    return next(k for k in knobs if k.name == name).snap(value)
 
 
 def _decode(params: dict[str, str], knobs: list[Knob], distributions: dict) -> dict[str, object] | None:

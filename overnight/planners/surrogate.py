@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from overnight.config import Knob
-from overnight.program import format_literal
 
 TRUST_STEPS = 2.0  # how far (in screening steps) a proposal may move a numeric knob from the champion's value
 CUBIC_PRIOR = (
@@ -43,11 +42,6 @@ def screening_step(knob: Knob) -> float:
         return math.log(2)
     step = (knob.high - knob.low) / 8
     return max(1, round(step)) if knob.type == "int" else step
-
-
-def _rounded(knob: Knob, value: float) -> object:
-    value = min(max(value, knob.low), knob.high)
-    return round(value) if knob.type == "int" else float(format_literal(float(value)))
 
 
 @dataclass(frozen=True)
@@ -78,7 +72,7 @@ class Axis:
                 value = math.exp(math.log(self.center) + u * screening_step(self.knob))
             else:
                 value = self.center + u * screening_step(self.knob)
-            value = _rounded(self.knob, value)
+            value = self.knob.snap(value)
             if value not in found:
                 found.append(value)
         return found
