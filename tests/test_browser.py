@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 from helpers import configure_campaign
+from mlflow.tracking import MlflowClient
+
+from overnight.memory.store import Memory
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's build; the /usr/bin wrapper adds flags of its own
@@ -47,6 +50,15 @@ def start(command: list[str], env: dict, health: str, log: Path) -> subprocess.P
             time.sleep(0.5)
     stop(process)
     pytest.fail(f"{command[0]} did not become healthy; see {log}")
+
+
+def assert_model_training_view(page) -> None:
+    """MLflow 3.17's model-training view as a person sees it, on a loaded page: the side bar lists Runs, Models and
+    the Model registry, and none of the GenAI view's pages (Evaluation runs, Sessions, Judges; a run under
+    "Evaluations") is there."""
+    shown = set(page.inner_text("body").splitlines())
+    assert {"Runs", "Models", "Model registry"} <= shown, sorted(shown)
+    assert not {"Evaluation runs", "Evaluations", "Sessions", "Judges"} & shown, sorted(shown)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -118,18 +130,29 @@ def test_the_campaign_is_on_screen_in_both_uis(quadratic, tmp_path):
             timeout=300,
         )
         assert ran.returncode == 0, ran.stdout + ran.stderr
-        assert f"MLflow UI:  http://127.0.0.1:{mlflow_port}/#/experiments/" in ran.stdout
+        tracking = f"http://127.0.0.1:{mlflow_port}"
+        printed = f"MLflow UI:  {tracking}/#/experiments/1/runs?workflowType=machine_learning"
+        assert printed in ran.stdout
+        memory = Memory(tracking, MlflowClient(tracking).get_experiment("1").name, "minimize", "loss")
+        trial = memory.trials()[0]
 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         with playwright.sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_FLAGS)
+            # a fresh browser, so MLflow's own default view (GenAI) unless the link says otherwise
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(
-                f"http://127.0.0.1:{mlflow_port}/#/experiments/1/runs?workflowType=machine_learning",
-                wait_until="domcontentloaded",
-            )
+            page.goto(printed.split()[-1], wait_until="domcontentloaded")
             page.get_by_text("offline 20", exact=False).first.wait_for(timeout=60000)  # the agent run's name
+            assert_model_training_view(page)
             page.screenshot(path=str(SCREENSHOTS / "mlflow-runs.png"))
+            trial_page = memory.ui_url(tracking, trial.run_id)  # a trial's own page
+            page.goto(trial_page, wait_until="domcontentloaded")
+            page.get_by_text(trial.trial_id, exact=True).first.wait_for(timeout=60000)
+            page.get_by_text("Model metrics", exact=True).first.wait_for(timeout=60000)  # a classic run tab
+            assert_model_training_view(page)
+            for tab in ("Overview", "Artifacts"):
+                assert page.get_by_text(tab, exact=True).count(), tab
+            page.screenshot(path=str(SCREENSHOTS / "mlflow-trial.png"))
 
             page.goto(f"http://127.0.0.1:{prefect_port}/runs", wait_until="domcontentloaded")
             page.get_by_text("campaign quadratic").first.wait_for(timeout=60000)

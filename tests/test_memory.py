@@ -283,3 +283,17 @@ def test_artifacts_are_read_in_place_or_not_at_all(memory):
     assert memory.read_artifact(first, "files") == ""  # a folder is not a text
     assert memory.read_artifact("no-such-run", "log_tail.txt") == ""
     assert memory.trial_files(first) == {"train.py": "X = 0.5\n"}
+
+
+def test_a_campaign_is_a_model_training_experiment_in_mlflow(memory, tracking_uri, campaign_name):
+    client = MlflowClient(tracking_uri)
+    kind = "mlflow.experimentKind"
+    assert client.get_experiment(memory.experiment_id).tags[kind] == "custom_model_development"
+    client.delete_experiment_tag(memory.experiment_id, kind)  # a campaign created before the tag was set
+    Memory(tracking_uri, campaign_name, "minimize", "loss")  # ...resumed
+    assert client.get_experiment(memory.experiment_id).tags[kind] == "custom_model_development"
+    client.set_experiment_tag(memory.experiment_id, kind, "genai_development")  # the user's own choice stays
+    Memory(tracking_uri, campaign_name, "minimize", "loss")
+    assert client.get_experiment(memory.experiment_id).tags[kind] == "genai_development"
+    trial_page = f"http://h:5/#/experiments/{memory.experiment_id}/runs/abc?workflowType=machine_learning"
+    assert memory.ui_url("http://h:5", "abc") == trial_page

@@ -58,6 +58,15 @@ from overnight.trial import Outcome, TrialResult
 # overnight.repaired_by link a crashed trial and its repair.
 REPAIR_CALL, REPAIR_OF, REPAIRED_BY = "repair", "repair_of", "repaired_by"
 
+# MLflow's own record of an experiment's type: its UI's experiment-type selector writes this tag ("Machine learning" =
+# custom_model_development, "GenAI apps & agents" = genai_development). MLflow 3.17's UI does not read it while its
+# workflow-based navigation is on (hard-coded on in the OSS build): there the view follows the URL's
+# ?workflowType=machine_learning, else the browser's last choice of "GenAI" / "Model training" (GenAI at first), so
+# every link overnight prints carries that parameter (ui_url). The tag declares the campaign's type to the MLflow
+# builds and tools that do read it.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+ML_VIEW = "workflowType=machine_learning"
+
 
 class Memory:
     def __init__(
@@ -81,9 +90,13 @@ class Memory:
             ):
                 artifact_root.mkdir(parents=True, exist_ok=True)
                 location = artifact_root.resolve().as_uri()
-            experiment_id = self.client.create_experiment(campaign, artifact_location=location)
+            experiment_id = self.client.create_experiment(
+                campaign, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING}
+            )
         else:
             experiment_id = experiment.experiment_id
+            if experiment.tags.get(EXPERIMENT_KIND) is None:  # a campaign from before the tag was set
+                self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         self.experiment_id: str = experiment_id
 
     # --- writing -------------------------------------------------------------------------------------------------
@@ -639,8 +652,10 @@ class Memory:
             failure_logs={t.run_id: self.read_artifact(t.run_id, "log_tail.txt") for t in failed},
         )
 
-    def ui_url(self, base: str = "http://127.0.0.1:5000") -> str:
-        return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+    def ui_url(self, base: str = "http://127.0.0.1:5000", run_id: str = "") -> str:
+        """The campaign's runs table, or one run's page, in the MLflow UI's model-training view."""
+        page = f"runs/{run_id}" if run_id else "runs"
+        return f"{base}/#/experiments/{self.experiment_id}/{page}?{ML_VIEW}"
 
     # --- the store underneath ------------------------------------------------------------------------------------
 
