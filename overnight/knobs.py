@@ -45,6 +45,11 @@ def knob_table(config: CampaignConfig) -> list[dict]:
     current = knob_values(config.editable, files)
     source = "declared" if config.knobs else "guessed"
     return [
-        {**knob.model_dump(exclude_none=True), "current": current.get(knob.name), "source": source}
+        {**_shown(knob), "current": current.get(knob.name), "source": source}
         for knob in campaign_knobs(config, files)
     ]
+
+
+def _shown(knob: Knob) -> dict:
+    """A knob as show-config lists it: its keys that are set (powers_of_two only where it is true)."""
+    return {k: v for k, v in knob.model_dump(exclude_none=True).items() if k != "powers_of_two" or v}
