@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from overnight.config import CampaignConfig, ConfigError, Knob, parse_config
+from overnight.knobs import guess_knobs, left_out_constants
 from overnight.memory.records import TrialRecord
 from overnight.memory.snapshot import MemorySnapshot
 from overnight.planners import PlanContext, offline
@@ -179,3 +180,101 @@ def test_every_value_the_offline_planner_proposes_for_a_power_of_two_knob_is_one
     memory = MemorySnapshot("m", "minimize", tuple(history), history[0], (history[0],), (), {})
     later = planner.proposals(PlanContext(2, 6, files, memory), 6)
     assert later and all(p.params["BATCH"] & (p.params["BATCH"] - 1) == 0 for p in later)
+
+
+def ranges(source: str) -> dict[str, tuple]:
+    """The guessed knobs of a script: name -> (low, high, log, powers_of_two), or the choices."""
+    found = guess_knobs(["train.py"], {"train.py": source})
+    return {k.name: k.choices or (k.low, k.high, k.log, k.powers_of_two) for k in found}
+
+
+def test_the_guess_for_an_autoresearch_like_script():
+    assert ranges(AUTORESEARCH) == {
+        "DEPTH": (2, 32, True, False),  # a count of layers: 6 and 10 are fine depths
+        "ASPECT_RATIO": (16, 256, True, True),  # an int, not a fraction
+        "HEAD_DIM": (32, 512, True, True),
+        "TOTAL_BATCH_SIZE": (2**17, 2**21, True, True),
+        "DEVICE_BATCH_SIZE": (32, 512, True, True),
+        "EMBEDDING_LR": (0.06, 6.0, True, False),
+        "MATRIX_LR": (0.004, 0.4, True, False),
+        "LR": (6e-05, 0.006, True, False),
+        "WEIGHT_DECAY": (0.02, 2.0, True, False),  # not a fraction
+        "ADAM_BETAS[0]": (0.0, 0.98, False, False),
+        "ADAM_BETAS[1]": (0.5, 0.995, False, False),
+        "WARMUP_RATIO": (0.0, 0.5, False, False),
+        "WARMDOWN_RATIO": (0.0, 0.95, False, False),
+        "FINAL_LR_FRAC": (0.0, 0.5, False, False),
+    }
+
+
+def test_fractions_get_a_linear_range_inside_zero_to_one():
+    guessed = ranges(
+        "ADAM_BETA1 = 0.9\nADAM_BETA2 = 0.999\nMOMENTUM = 0.95\nEMA_DECAY = 0.9999\nDROPOUT = 0.1\n"
+        "WARMUP_FRAC = 0.05\nKEEP_RATIO = 0.97\nDROP_PATH = 0\nMLP_RATIO = 4.0\n"
+    )
+    assert guessed == {
+        "ADAM_BETA1": (0.0, 0.99, False, False),
+        "ADAM_BETA2": (0.99, 0.9999, False, False),  # 1 - v moves by up to 10x
+        "MOMENTUM": (0.5, 0.995, False, False),
+        "EMA_DECAY": (0.999, 0.99999, False, False),
+        "DROPOUT": (0.0, 0.5, False, False),  # from 0 to max(0.5, min(0.95, 2v))
+        "WARMUP_FRAC": (0.0, 0.5, False, False),
+        "KEEP_RATIO": (0.7, 0.997, False, False),  # 0.9 or more: near one, whatever the name
+        "DROP_PATH": (0.0, 0.5, False, False),  # a fraction written as the int 0
+        "MLP_RATIO": (0.4, 40.0, True, False),  # named a ratio, but not in [0, 1)
+    }
+
+
+def test_zero_floats_get_a_linear_range_from_zero_and_zero_ints_or_negatives_are_left_out():
+    source = "WEIGHT_DECAY = 0.0\nFINAL_LR_FRAC = 0.0\nN_EXTRA = 0\nSHIFT = -2\nLOG_MIN = -1.5\n"
+    assert ranges(source) == {
+        "WEIGHT_DECAY": (0.0, 1.0, False, False),
+        "FINAL_LR_FRAC": (0.0, 0.5, False, False),
+    }
+    left_out = {item.name: item.reason for item in left_out_constants(["train.py"], {"train.py": source})}
+    assert left_out == {
+        "N_EXTRA": "zero int: declare it to turn it",
+        "SHIFT": "negative: declare it to turn it",
+        "LOG_MIN": "only reports, logs or saves",  # the name's reason comes first
+    }
+
+
+def test_powers_of_two_stay_powers_of_two_unless_they_count():
+    guessed = ranges(
+        "BLOCK_SIZE = 2 ** 10\nWIDTH = 96\nN_HEAD = 4\nN_LAYER = 16\nNUM_STEPS = 1024\nONE = 1\n"
+    )
+    assert guessed == {
+        "BLOCK_SIZE": (256, 4096, True, True),
+        "WIDTH": (24, 384, True, False),
+        "N_HEAD": (1, 16, True, False),
+        "N_LAYER": (4, 64, True, False),
+        "NUM_STEPS": (256, 4096, True, False),
+        "ONE": (1, 4, True, False),
+    }
+
+
+def test_what_reports_describes_hardware_sets_the_budget_or_evaluates_is_left_out_with_the_reason():
+    source = (
+        "H100_BF16_PEAK_FLOPS = 989.5e12\nGPU_MEMORY_GB = 80\nTIME_BUDGET = 300\nTIME_LIMIT_S = 60.0\nSEED = 42\n"
+        "EVAL_BATCH_SIZE = 128\nVAL_TOKENS = 2**20\nPRINT_EVERY = 100\nLOG_INTERVAL = 10\nVERBOSE = True\n"
+        "PRINT_STATS = True\nACTIVATION = 'relu'\nLR = 0.01\n"
+    )
+    left_out = {item.name: item.reason for item in left_out_constants(["train.py"], {"train.py": source})}
+    assert left_out == {
+        "H100_BF16_PEAK_FLOPS": "describes hardware",
+        "GPU_MEMORY_GB": "describes hardware",
+        "TIME_BUDGET": "sets the time budget: turning it games the metric",
+        "TIME_LIMIT_S": "sets the time budget: turning it games the metric",
+        "SEED": "the seed: the engine sets OVERNIGHT_SEED",
+        "EVAL_BATCH_SIZE": "configures the evaluation",
+        "VAL_TOKENS": "configures the evaluation",
+        "PRINT_EVERY": "only reports, logs or saves",
+        "LOG_INTERVAL": "only reports, logs or saves",
+        "VERBOSE": "only reports, logs or saves",
+        "PRINT_STATS": "only reports, logs or saves",
+        "ACTIVATION": "a string: declare it as a choice to turn it",
+    }
+    assert list(ranges(source)) == ["LR"]
+    assert ranges("A100_HOURS = 3.0\nN_EMBD = 384\n") == {
+        "N_EMBD": (96, 1536, True, False)
+    }  # a model name alone
