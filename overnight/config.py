@@ -389,7 +389,21 @@ class CampaignConfig(_Strict):
     state_dir: Path = Field(
         Path(DEFAULT_STATE_DIR), description="where the local store and trial folders live"
     )
-    knobs: list[Knob] = Field(default_factory=list, description="what the offline planner may turn")
+    knobs: list[Knob] = Field(
+        default_factory=list,
+        description="what the offline planner turns; beside guessed knobs, one declared here replaces the guessed "
+        "one of its name",
+    )
+    guess_knobs: bool | None = Field(
+        None,
+        description="guess ranges around the editable scripts' constants (overnight/knobs.py): unset, only when no "
+        "knob is declared; true, also beside the declared knobs; false, never",
+    )
+    skip_knobs: list[str] = Field(
+        default_factory=list,
+        description="constants never guessed (NAME[i] for one element of a tuple, NAME for all of them); a declared "
+        "knob is still turned",
+    )
 
     @field_validator("name")
     @classmethod
@@ -409,6 +423,14 @@ class CampaignConfig(_Strict):
             path = Path(name)
             if path.is_absolute() or ".." in path.parts:
                 raise ValueError(f"{name!r} must be a path inside the program folder")
+        return value
+
+    @field_validator("skip_knobs")
+    @classmethod
+    def _skip_knobs_are_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if knob_name(name) is None:
+                raise ValueError(f"{name!r} must be an UPPER_CASE constant of the script, or NAME[i]")
         return value
 
     @model_validator(mode="after")
@@ -529,6 +551,12 @@ def parse_config(data: object, base_dir: Path, source: str = "config") -> Campai
             raise ConfigError(
                 f"{source}: knobs.{number}.name: {knob.name} is not an UPPER_CASE constant with a literal value, "
                 f"nor an element NAME[i] of a tuple of numbers, in the editable files ({', '.join(config.editable)}){_elements_hint(knob.name, files)}"
+            )
+    for number, name in enumerate(config.skip_knobs):
+        if name not in found and not any(knob_name(other)[0] == name for other in found):
+            raise ConfigError(
+                f"{source}: skip_knobs.{number}: {name} is not a constant (nor an element NAME[i] of a tuple) of "
+                f"the editable files ({', '.join(config.editable)})"
             )
     metric = _holdout_data_resolved(config.metric, base_dir, program, source)
     return config.model_copy(update={"program": program, "metric": metric})

@@ -1,6 +1,8 @@
-"""The knobs the offline planner turns: those declared in the config, and (unless told otherwise) ranges guessed
-around the constants of the editable scripts. `overnight show-config` lists them, and the constants left out with
-the reason; a campaign that would have nothing to turn is refused before anything runs.
+"""The knobs the offline planner turns: those declared in the config, and ranges guessed around the constants of
+the editable scripts (`guess_knobs` in the config: unset, only when no knob is declared; true, beside the declared
+ones, each declared knob replacing the guessed one of its name; false, never; `skip_knobs` are never guessed).
+`overnight show-config` lists them under knobs_turned, and the constants not turned with the reason under
+knobs_left_out; a campaign that would have nothing to turn is refused before anything runs.
 
 The guess, per constant (`program.knob_values`: each element of a tuple of numbers on its own, as `NAME[i]`):
 
@@ -62,8 +64,24 @@ class LeftOut:
 
 
 def campaign_knobs(config: CampaignConfig, files: dict[str, str]) -> list[Knob]:
-    """The declared knobs, or else the guessed ones (`guess_knobs`) of these files."""
-    return list(config.knobs) if config.knobs else guess_knobs(config.editable, files)
+    """The knobs the offline planner turns in these files: the declared ones, or, when the config guesses, the
+    guessed ones (but those in skip_knobs) in file order, each declared knob replacing the guessed one of its name
+    and added after them when there is none."""
+    if not guesses(config):
+        return list(config.knobs)
+    declared = {knob.name: knob for knob in config.knobs}
+    guessed = [k for k in guess_knobs(config.editable, files) if not _skipped(config, k.name)]
+    turned = [declared.pop(knob.name, knob) for knob in guessed]
+    return turned + list(declared.values())
+
+
+def guesses(config: CampaignConfig) -> bool:
+    """Whether ranges are guessed: guess_knobs, or when it is unset, whether no knob is declared."""
+    return config.guess_knobs if config.guess_knobs is not None else not config.knobs
+
+
+def _skipped(config: CampaignConfig, name: str) -> bool:
+    return name in config.skip_knobs or knob_name(name)[0] in config.skip_knobs
 
 
 def guess_knobs(editable: list[str], files: dict[str, str]) -> list[Knob]:
@@ -146,24 +164,61 @@ def _is(word: str, stem: str) -> bool:
 
 def check_something_to_turn(config: CampaignConfig, planner: str) -> None:
     """The offline planner with no knob would plan empty waves all night: refuse it, naming the two fixes."""
-    if planner != "offline" or campaign_knobs(config, read_files(config.program, config.editable)):
+    files = read_files(config.program, config.editable)
+    if planner != "offline" or campaign_knobs(config, files):
         return
+    if not guesses(config):
+        why = "no knobs are declared and guess_knobs is false"
+    else:
+        left_out = "; ".join(f"{item['name']}: {item['reason']}" for item in knobs_left_out(config))
+        why = (
+            f"no knobs are declared and the editable files ({', '.join(config.editable)}) have no numeric "
+            f"UPPER_CASE constant to guess a range around{f' (left out: {left_out})' if left_out else ''}"
+        )
     raise ConfigError(
-        f"the offline planner has nothing to turn: no knobs are declared and the editable files "
-        f"({', '.join(config.editable)}) have no numeric UPPER_CASE constant to guess a range around. Declare the "
-        "knobs in the config (knobs: [{name: LR, type: float, low: 1e-4, high: 1e-2, log: true}]), or set "
-        "ANTHROPIC_API_KEY so that Claude edits the code itself"
+        f"the offline planner has nothing to turn: {why}. Declare the knobs in the config (knobs: [{{name: LR, "
+        "type: float, low: 1e-4, high: 1e-2, log: true}]), or set ANTHROPIC_API_KEY so that Claude edits the code "
+        "itself"
     )
 
 
 def knob_table(config: CampaignConfig) -> list[dict]:
-    """The knobs the offline planner will turn, declared or guessed, with their ranges and current values."""
+    """The knobs the offline planner will turn, each with its range, its current value and its source: declared
+    (in the config, a guessed range replaced included) or guessed."""
     files = read_files(config.program, config.editable)
     current = knob_values(config.editable, files)
-    source = "declared" if config.knobs else "guessed"
+    declared = {knob.name for knob in config.knobs}
     return [
-        {**_shown(knob), "current": current.get(knob.name), "source": source}
+        {
+            **_shown(knob),
+            "current": current.get(knob.name),
+            "source": "declared" if knob.name in declared else "guessed",
+        }
         for knob in campaign_knobs(config, files)
+    ]
+
+
+def knobs_left_out(config: CampaignConfig) -> list[dict]:
+    """The constants of the editable scripts that the offline planner will not turn, in file order, each with its
+    current value and the reason: a rule of the guess (`left_out_constants`), skip_knobs, or no guessing."""
+    files = read_files(config.program, config.editable)
+    turned = {knob.name for knob in campaign_knobs(config, files)}
+    if guesses(config):
+        reasons = {item.name: item.reason for item in left_out_constants(config.editable, files)}
+        reasons.update(
+            {k.name: "in skip_knobs" for k in guess_knobs(config.editable, files) if _skipped(config, k.name)}
+        )
+    elif config.guess_knobs is False:
+        reasons = dict.fromkeys(knob_values(config.editable, files), "not declared, and guess_knobs is false")
+    else:
+        reasons = dict.fromkeys(
+            knob_values(config.editable, files),
+            "not declared (knobs are declared: guess_knobs: true guesses the rest)",
+        )
+    return [
+        {"name": name, "current": value, "reason": reasons[name]}
+        for name, value in knob_values(config.editable, files).items()
+        if name in reasons and name not in turned
     ]
 
 

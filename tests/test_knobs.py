@@ -1,14 +1,24 @@
 """What the offline planner turns in a program it was not told about: the constants it reads, the ranges it guesses
 around them, those it leaves out (and why), and how a config overrides the guess."""
 
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from overnight.config import CampaignConfig, ConfigError, Knob, parse_config
-from overnight.knobs import guess_knobs, left_out_constants
+from overnight.knobs import (
+    campaign_knobs,
+    check_something_to_turn,
+    guess_knobs,
+    knob_table,
+    knobs_left_out,
+    left_out_constants,
+)
 from overnight.memory.records import TrialRecord
 from overnight.memory.snapshot import MemorySnapshot
 from overnight.planners import PlanContext, offline
@@ -278,3 +288,77 @@ def test_what_reports_describes_hardware_sets_the_budget_or_evaluates_is_left_ou
     assert ranges("A100_HOURS = 3.0\nN_EMBD = 384\n") == {
         "N_EMBD": (96, 1536, True, False)
     }  # a model name alone
+
+
+def test_guess_knobs_true_guesses_beside_the_declared_knobs_each_replacing_the_guess_of_its_name(tmp_path):
+    declared = [
+        {"name": "MATRIX_LR", "type": "float", "low": 0.01, "high": 0.1, "log": True},
+        {"name": "EVAL_BATCH_SIZE", "type": "int", "low": 64, "high": 256},  # never guessed, but declared
+    ]
+    config = program(tmp_path, knobs=declared, guess_knobs=True, skip_knobs=["ADAM_BETAS", "DEPTH"])
+    files = read_files(config.program, config.editable)
+    turned = campaign_knobs(config, files)
+    assert [k.name for k in turned] == [
+        "ASPECT_RATIO", "HEAD_DIM", "TOTAL_BATCH_SIZE", "DEVICE_BATCH_SIZE", "EMBEDDING_LR", "MATRIX_LR", "LR",
+        "WEIGHT_DECAY", "WARMUP_RATIO", "WARMDOWN_RATIO", "FINAL_LR_FRAC", "EVAL_BATCH_SIZE",
+    ]  # fmt: skip
+    assert turned[5] == config.knobs[0]  # the declared range, in the guessed one's place
+    table = {row["name"]: row for row in knob_table(config)}
+    assert (table["MATRIX_LR"]["source"], table["MATRIX_LR"]["low"]) == ("declared", 0.01)
+    assert table["EVAL_BATCH_SIZE"]["source"] == "declared" and table["LR"]["source"] == "guessed"
+    assert table["TOTAL_BATCH_SIZE"]["powers_of_two"] is True and "powers_of_two" not in table["LR"]
+    left_out = {row["name"]: row["reason"] for row in knobs_left_out(config)}
+    assert left_out == {
+        "DEPTH": "in skip_knobs",
+        "EVAL_TOKENS": "configures the evaluation",
+        "ADAM_BETAS[0]": "in skip_knobs",  # the tuple's name skips every element
+        "ADAM_BETAS[1]": "in skip_knobs",
+        "H100_BF16_PEAK_FLOPS": "describes hardware",
+        "WINDOW_PATTERN": "a string: declare it as a choice to turn it",
+    }
+
+
+def test_unset_guesses_only_when_nothing_is_declared_and_false_never_guesses(tmp_path):
+    declared = [{"name": "LR", "type": "float", "low": 1e-4, "high": 1e-2, "log": True}]
+    files = {"train.py": AUTORESEARCH}
+    assert len(campaign_knobs(program(tmp_path), files)) == 14  # nothing declared: every guess
+    only = program(tmp_path, knobs=declared)
+    assert campaign_knobs(only, files) == only.knobs
+    assert {row["reason"] for row in knobs_left_out(only)} == {
+        "not declared (knobs are declared: guess_knobs: true guesses the rest)"
+    }
+    never = program(tmp_path, knobs=declared, guess_knobs=False)
+    assert campaign_knobs(never, files) == never.knobs
+    assert knobs_left_out(never)[0] == {
+        "name": "DEPTH",
+        "current": 8,
+        "reason": "not declared, and guess_knobs is false",
+    }
+    with pytest.raises(ConfigError, match="no knobs are declared and guess_knobs is false"):
+        check_something_to_turn(program(tmp_path, guess_knobs=False), "offline")
+    with pytest.raises(ConfigError, match=r"no numeric UPPER_CASE constant .*\(left out: SEED: the seed"):
+        check_something_to_turn(program(tmp_path, "SEED = 1\nEVAL_EVERY = 10\n"), "offline")
+
+
+def test_skip_knobs_must_name_constants_of_the_editable_scripts(tmp_path):
+    with pytest.raises(ConfigError, match=r"skip_knobs.1: ADAM_BETAS\[2\] is not a constant"):
+        program(tmp_path, skip_knobs=["ADAM_BETAS[1]", "ADAM_BETAS[2]"])
+    with pytest.raises(ConfigError, match=r"skip_knobs: 'lr' must be an UPPER_CASE constant"):
+        program(tmp_path, skip_knobs=["lr"])
+
+
+def test_show_config_lists_what_is_turned_and_what_is_left_out_with_why(tmp_path):
+    (tmp_path / "train.py").write_text(AUTORESEARCH)
+    (tmp_path / "campaign.yaml").write_text(
+        "name: c\nprogram: .\nmetric: {name: val_bpb}\nskip_knobs: [LR]\n"
+    )
+    command = [sys.executable, "-m", "overnight.cli", "show-config", str(tmp_path / "campaign.yaml")]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["guess_knobs"], shown["skip_knobs"]) == (None, ["LR"])
+    assert "LR" not in {row["name"] for row in shown["knobs_turned"]}
+    assert {"name": "LR", "current": 0.0006, "reason": "in skip_knobs"} in shown["knobs_left_out"]
+    assert {"name": "EVAL_BATCH_SIZE", "current": 128, "reason": "configures the evaluation"} in shown[
+        "knobs_left_out"
+    ]

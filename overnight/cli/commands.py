@@ -414,13 +414,14 @@ def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, Trial
 
 @app.command()
 def show_config(config: ConfigArg = None) -> None:
-    """Validate a campaign config and print it with every default filled in, and the knobs the offline planner will
-    turn (declared or guessed) with their ranges and current values."""
-    from overnight.knobs import knob_table
+    """Validate a campaign config and print it with every default filled in, the knobs the offline planner will
+    turn (declared or guessed) with their ranges and current values, and the constants it leaves out, with why."""
+    from overnight.knobs import knob_table, knobs_left_out
 
     campaign = load_campaign(config)
     shown = json.loads(campaign.model_dump_json())
     shown["knobs_turned"] = knob_table(campaign)
+    shown["knobs_left_out"] = knobs_left_out(campaign)
     console.print_json(json.dumps(shown, default=str))
 
 
