@@ -135,6 +135,8 @@ def deadline_after(start: datetime, text: str) -> datetime:
 
 
 class Knob(_Strict):
+    """A constant the offline planner turns, and the values it may take (`snap` gives the one it writes)."""
+
     name: str = Field(
         description="an UPPER_CASE constant of an editable script, or NAME[i]: element i of a tuple of numbers"
     )

@@ -63,7 +63,8 @@ class OfflinePlanner(Planner):
         return Plan(suggested[: context.n] + rest, note=" ".join(notes))
 
     def from_suggestion(self, text: str, files: dict[str, str]) -> tuple[Proposal | None, str]:
-        """A person's hypothesis turned into knob edits, when it names knobs this planner knows."""
+        """A person's hypothesis turned into knob edits, when it names knobs this planner knows (`ADAM_BETAS[1]`
+        too); a number the person gives is taken as written, outside the range or off a power of two included."""
         knobs = self.knobs(files)
         current = self._current_values(knobs, files)
         lowered = text.lower()
@@ -202,7 +203,8 @@ class OfflinePlanner(Planner):
         return grid
 
     def knobs(self, files: dict[str, str]) -> list[Knob]:
-        """The declared knobs, or else ranges guessed around the numeric constants of the editable scripts."""
+        """The declared knobs and, as the config says, ranges guessed around the constants of the editable scripts
+        (`overnight.knobs.campaign_knobs`)."""
         return campaign_knobs(self.config, files)
 
     def _current_values(self, knobs: list[Knob], files: dict[str, str]) -> dict[str, object]:
@@ -344,8 +346,8 @@ def _distribution(knob: Knob) -> BaseDistribution:
 
 
 def _neighbours(knob: Knob, value: object, steps: int = 1) -> list[object]:
-    """`steps` steps up and down from the current value, inside the knob's range (a step: a doubling on a log
-    scale, an eighth of the range otherwise)."""
+    """`steps` steps up and down from the current value, as the knob takes values (`Knob.snap`: inside its range,
+    a power of two where it keeps to them; a step: a doubling on a log scale, an eighth of the range otherwise)."""
     if knob.type == "choice":
         return [c for c in knob.choices if c != value][:2]
     if knob.log:
