@@ -150,10 +150,18 @@ class LocalBackend(Backend):
         return len(processes)
 
 
+_SHELL_SYNTAX = set("|&;<>()$`*?[]{}~!#\n") | {"="}
+
+
 def _argv(command: str) -> list[str]:
+    """A plain command (`python train.py`, `uv run train.py`) runs as it is, `python` being the interpreter
+    overnight runs in (with its torch); one with shell syntax (`A=1 python train.py`, `cd src && ...`) runs in
+    /bin/sh, with that interpreter's folder first on PATH so that its `python` is the same one."""
+    if _SHELL_SYNTAX & set(command):
+        return ["/bin/sh", "-c", f'PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"; {command}']
     argv = shlex.split(command)
     if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable  # the interpreter overnight runs in, with its torch
+        argv[0] = sys.executable
     return argv
 
 
