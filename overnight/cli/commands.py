@@ -36,6 +36,7 @@ from overnight.cli.common import (
     stop_on_interrupt,
 )
 from overnight.cli.display import ProgressDisplay, print_summary
+from overnight.cli.init_command import init
 
 app = typer.Typer(
     name="overnight",
@@ -45,6 +46,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
+app.command(name="init")(init)
 
 
 @app.command()
