@@ -137,7 +137,7 @@ def _markdown(memory: Memory, agent: AgentRunRecord, trials: list[TrialRecord], 
         "",
         "![progress](progress.png)",
         "",
-        f"MLflow: {memory.ui_url()} (agent run {agent.run_id})",
+        f"MLflow: {memory.ui_url()} (this agent run: {memory.ui_url(run_id=agent.run_id)})",
     ]
     flow_run = agent.params.get("prefect_flow_run_id", "-")
     if flow_run != "-":

@@ -57,6 +57,10 @@ def test_the_campaign_writes_a_report_whose_numbers_match_mlflow(prefect_api, qu
         f"Prefect: http://127.0.0.1:4200/runs/flow-run/{agent.data.params['prefect_flow_run_id']}"
         in written.markdown
     )
+    agent_page = (
+        f"#/experiments/{summary.experiment_id}/runs/{agent.info.run_id}?workflowType=machine_learning"
+    )
+    assert agent_page in written.markdown  # opens in MLflow's model-training view, not GenAI's
     kept = client.search_runs([summary.experiment_id], "tags.`overnight.decision` = 'keep'")
     for trial in kept:
         assert trial.data.tags["overnight.hypothesis"] in written.markdown
