@@ -82,14 +82,18 @@ def test_a_command_that_cannot_start_is_an_infra_error(program, tmp_path):
 def test_a_command_may_be_any_shell_command_line_and_python_is_still_this_interpreter(program, tmp_path):
     import sys
 
-    (program / "run.sh").write_text('python -c "import sys; print(sys.executable)"\npython train.py "$@"\n')
+    (program / "run.sh").write_text(
+        'python -c "import sys; print(\'prefix\', sys.prefix)"\npython train.py "$@"\n'
+    )
     backend = LocalBackend(program=program, work_root=tmp_path / "work", metric="loss")
     command = 'export GREETING=hi; sh run.sh --fast && echo "done: $GREETING"'
     spec = TrialSpec("t1", {"train.py": OK}, seed=7, command=command, time_budget_s=1, timeout_s=20)
     result = backend.run(spec)
     log = (tmp_path / "work" / "t1" / "run.log").read_text()
     assert result.outcome is Outcome.OK and result.metrics["loss"] == 0.5, log
-    assert sys.executable in log  # `python` inside the command line is the interpreter overnight runs in
+    assert (
+        f"prefix {sys.prefix}" in log
+    )  # `python` inside the command line is overnight's interpreter (its venv)
     assert "done: hi" in log  # the shell ran the whole line
 
 
