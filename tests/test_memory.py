@@ -297,3 +297,25 @@ def test_a_campaign_is_a_model_training_experiment_in_mlflow(memory, tracking_ur
     assert client.get_experiment(memory.experiment_id).tags[kind] == "genai_development"
     trial_page = f"http://h:5/#/experiments/{memory.experiment_id}/runs/abc?workflowType=machine_learning"
     assert memory.ui_url("http://h:5", "abc") == trial_page
+
+
+def test_a_trial_recorded_while_the_trials_are_read_is_left_for_the_next_read(memory):
+    """Pipelined waves record trials while another wave's planner reads them: each of the four queries of a read
+    chooses the runs anew, so a run recorded between them is chosen by the later ones only (a KeyError before)."""
+    agent = memory.start_agent_run("night 1", {"planner": "offline", "wave_size": 2})
+    wave = memory.start_wave(agent, 1)
+    add_trial(memory, agent, wave, "t0", 0.5)
+    path = store_sql.sqlite_file(memory.tracking_uri)
+    queries = []
+
+    def rows(query: str, values: dict) -> list:
+        with sqlite3.connect(path) as db:
+            found = db.execute(query, values).fetchall()
+        queries.append(query)
+        if len(queries) == 1:  # another wave records its trial between the first query and the next
+            add_trial(memory, agent, wave, "t1", 0.4)
+        return found
+
+    (read,) = store_sql.read_runs(rows, memory.experiment_id, {"overnight.kind": "trial"}, sqlite=True)
+    assert read.tags["overnight.trial_id"] == "t0" and read.metrics["loss"] == 0.5
+    assert [t.trial_id for t in memory.trials()] == ["t0", "t1"]  # the next read has both

@@ -80,20 +80,25 @@ def _read(rows: Rows, chosen: str, values: dict[str, object], scan: bool) -> lis
     }
     if not found:
         return []
+    # Each query runs `chosen` again: a run that a wave records meanwhile (pipelined waves plan and record at
+    # once) may be chosen by the later ones. The runs are those of the first query; later rows of others are not.
     for run_id, key, value in rows(
         f"SELECT run_uuid, key, value FROM tags{unindexed} WHERE key IN ({read}) AND run_uuid IN ({chosen})",
         values,
     ):
-        found[run_id].tags[key] = value
+        if run_id in found:
+            found[run_id].tags[key] = value
     for run_id, key, value in rows(
         f"SELECT run_uuid, key, value FROM params{unindexed} WHERE run_uuid IN ({chosen})", values
     ):
-        found[run_id].params[key] = value
+        if run_id in found:
+            found[run_id].params[key] = value
     for run_id, key, value, is_nan in rows(
         f"SELECT run_uuid, key, value, is_nan FROM latest_metrics{unindexed} WHERE run_uuid IN ({chosen})",
         values,
     ):
-        found[run_id].metrics[key] = math.nan if is_nan else value
+        if run_id in found:
+            found[run_id].metrics[key] = math.nan if is_nan else value
     return [  # a run without a name is named by its tag, as MLflow does
         run if run.name else dataclasses.replace(run, name=run.tags.get(RUN_NAME, ""))
         for run in found.values()
