@@ -28,8 +28,8 @@ def test_the_next_wave_is_planned_while_the_current_one_runs(prefect_api, tracki
         "state_dir": str(quadratic.parent / "state"),
         "pipeline": True,
         "wave_size": 2,
-        "budget.waves": 3,  # (each wave that crowns adds confirmation and re-measurement rounds of 6 s)
-        "trial.time_budget_s": 6,
+        "budget.waves": 3,  # (each wave that crowns adds confirmation and re-measurement rounds of 4 s)
+        "trial.time_budget_s": 4,
     }
     state = campaign_flow(
         config_path=str(quadratic / "campaign.yaml"), overrides=overrides, return_state=True
