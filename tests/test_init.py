@@ -120,6 +120,11 @@ def test_init_says_what_to_pass_when_no_printed_name_reads_as_a_metric(tmp_path)
         "name": "perf",
         "goal": "maximize",
     }
+    unrun = overnight("init", str(program), "--no-run", "--force", cwd=tmp_path)  # from the code alone
+    assert unrun.returncode == 2 and "with --no-run nothing is printed" in said(unrun)
+    unrun = overnight("init", str(program), "--no-run", "--force", "--metric", "val_loss", cwd=tmp_path)
+    assert unrun.returncode == 0 and "Running" not in said(unrun), said(unrun)
+    assert yaml.safe_load((program / "campaign.yaml").read_text())["metric"]["goal"] == "minimize"
 
 
 def test_a_program_that_crashes_in_its_brief_run_gets_its_own_last_lines_and_no_config(tmp_path):

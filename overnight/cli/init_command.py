@@ -41,7 +41,11 @@ def init(
     ] = Path("."),
     script: Annotated[str, typer.Option(help="The training script, inside the folder.")] = "train.py",
     command: Annotated[
-        str | None, typer.Option(help="How a trial runs it (default: python SCRIPT); any command line.")
+        str | None,
+        typer.Option(
+            help="How a trial runs it, any command line (default: uv run SCRIPT in a uv project where uv is "
+            "installed, else python SCRIPT)."
+        ),
     ] = None,
     metric: Annotated[
         str | None, typer.Option(help="The printed `name: value` to optimise (default: guessed).")
@@ -103,6 +107,8 @@ def _check_paths(program: Path, script: str, out: Path, force: bool, goal: str |
 def _survey(program, script, command, metric, goal, time_budget, run, timeout) -> Findings:
     facts = static_facts(program, [script])
     budget_s, budget_note, warnings = budget_findings(facts, script, time_budget)
+    if not run and metric is None:
+        raise ConfigError("with --no-run nothing is printed to find the metric in: pass --metric NAME")
     probes = _probe_runs(program, script, command, facts, budget_s, timeout) if run else []
     printed = list(probes[0].metrics) if probes else []
     summary = summary_names(probes[0].log) if probes else []
