@@ -58,8 +58,8 @@ def test_init_on_an_autoresearch_layout_writes_a_config_that_runs_as_it_is(prefe
 
     env = {"PREFECT_API_URL": PREFECT_API_URL.value()}
     ran = overnight(
-        "run", "autoresearch_like/campaign.yaml", "--waves", "1", "--wave-size", "2", cwd=tmp_path, env=env
-    )
+        "run", "autoresearch_like/campaign.yaml", "--waves", "1", cwd=tmp_path, env=env
+    )  # README's
     output = said(ran)
     assert ran.returncode == 0, output
     assert "metric val_bpb (minimize)" in output and "3 s per trial" in output
