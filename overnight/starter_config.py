@@ -15,7 +15,7 @@ import yaml
 
 from overnight.config import Knob, parse_config
 from overnight.knobs import guess_knobs, left_out_constants
-from overnight.program import knob_values
+from overnight.program import knob_name, knob_values
 from overnight.survey import BUDGET_ENV, SEED_ENV, MetricChoice, ProbeRun, StaticFacts, read_summary
 
 
@@ -53,8 +53,7 @@ def found_knobs(facts: StaticFacts, editable: list[str]) -> tuple[list[TurnedKno
     current = knob_values(list(files), files)
     turned = []
     for knob in guess_knobs(editable, files):
-        base = knob.name.split("[")[0]
-        reads = facts.reads.get(base, [])
+        reads = facts.reads.get(knob_name(knob.name)[0], [])  # ADAM_BETAS[1] is read where ADAM_BETAS is
         if not reads:
             left_out.append((knob.name, "never read: turning it changes nothing"))
             continue

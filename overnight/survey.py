@@ -86,7 +86,7 @@ def static_facts(program: Path, editable: list[str]) -> StaticFacts:
 def fixed_budget(files: dict[str, str]) -> FixedBudget | None:
     """The first numeric constant named like a time budget (TIME_BUDGET, TIME_LIMIT, ...), in any file."""
     for path, text in files.items():
-        for constant in _constants_or_none(text):
+        for constant in _constants_of(text):
             value = constant.value
             if _BUDGET_NAME.search(constant.name) and isinstance(value, (int, float)) and value > 0:
                 return FixedBudget(path, constant.name, float(value))
@@ -103,7 +103,8 @@ def fixed_seeds(files: dict[str, str]) -> list[str]:
     ]
 
 
-def _constants_or_none(text: str) -> list:
+def _constants_of(text: str) -> list:
+    """The constants of a file, or none for a file that does not parse (it is not ours to judge)."""
     try:
         return list(constants(text).values())
     except SyntaxError:
