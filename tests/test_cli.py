@@ -12,9 +12,11 @@ from helpers import alive, configure_campaign, night_in_flight, start_campaign
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def overnight(*args, cwd, env=None, timeout=300):
+def overnight(*args, cwd, env=None, timeout=300, unset=()):
+    """The CLI in its own process, as a user runs it, with `env` added and the `unset` variables removed."""
     command = [sys.executable, "-m", "overnight.cli", *args]
     environment = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", **(env or {})}
+    environment = {k: v for k, v in environment.items() if k not in unset}
     return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
@@ -84,14 +86,9 @@ def test_a_program_with_nothing_to_turn_and_no_claude_is_refused_before_anything
     program.mkdir()
     (program / "train.py").write_text('print("loss: 1.0")\n')  # no constant to guess a range around
     (program / "campaign.yaml").write_text("name: bare\nprogram: .\nmetric: {name: loss}\n")
-    env = {k: v for k, v in without_key().items() if k != "ANTHROPIC_BASE_URL"}
-    result = subprocess.run(
-        [sys.executable, "-m", "overnight.cli", "run", str(program / "campaign.yaml")],
-        cwd=tmp_path,
-        env={**env, "COLUMNS": "300"},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    unset = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+    result = overnight(
+        "run", str(program / "campaign.yaml"), cwd=tmp_path, env={"COLUMNS": "300"}, unset=unset
     )
     assert result.returncode == 2, result.stdout + result.stderr
     said = " ".join(result.stdout.split())
