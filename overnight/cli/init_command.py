@@ -104,12 +104,22 @@ def _check_paths(program: Path, script: str, out: Path, force: bool, goal: str |
         raise ConfigError(f"--goal is {goal!r}: use minimize or maximize")
 
 
-def _survey(program, script, command, metric, goal, time_budget, run, timeout) -> Findings:
+def _survey(
+    program: Path,
+    script: str,
+    command: str,
+    metric: str | None,
+    goal: str | None,
+    time_budget: float,
+    run: bool,
+    timeout: float | None,
+) -> Findings:
+    """What the code says, then what the brief runs print, as the findings the config is written from."""
     facts = static_facts(program, [script])
     budget_s, budget_note, warnings = budget_findings(facts, script, time_budget)
     if not run and metric is None:
         raise ConfigError("with --no-run nothing is printed to find the metric in: pass --metric NAME")
-    probes = _probe_runs(program, script, command, facts, budget_s, timeout) if run else []
+    probes = _probe_runs(program, command, facts, budget_s, timeout) if run else []
     printed = list(probes[0].metrics) if probes else []
     summary = summary_names(probes[0].log) if probes else []
     choice = choose_metric(printed, summary, metric, goal) or _ask_metric(printed, summary, metric)
@@ -131,7 +141,9 @@ def _survey(program, script, command, metric, goal, time_budget, run, timeout) -
     )
 
 
-def _probe_runs(program, script, command, facts: StaticFacts, budget_s, timeout) -> list[ProbeRun]:
+def _probe_runs(
+    program: Path, command: str, facts: StaticFacts, budget_s: float, timeout: float | None
+) -> list[ProbeRun]:
     """One brief run; a second with another seed where the script reads OVERNIGHT_SEED (does it change the
     metric?). Each is said before it starts, with how long it should take."""
     brief = min(PROBE_BUDGET_S, budget_s) if facts.reads_budget else budget_s
