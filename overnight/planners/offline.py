@@ -79,14 +79,14 @@ class OfflinePlanner(Planner):
                 number = re.match(r"\s*(?:=|to|of|at)?\s*(-?\d+(?:\.\d*)?(?:e-?\d+)?)", after)
                 if knob.type == "choice":
                     named = [c for c in knob.choices if str(c).lower() in lowered and c != current[knob.name]]
-                    values[knob.name] = named[0] if named else _neighbours(knob, current[knob.name])[0]
+                    values[knob.name] = named[0] if named else neighbours(knob, current[knob.name])[0]
                 elif number:
                     value = float(number[1])
                     values[knob.name] = round(value) if knob.type == "int" else value
                 else:
                     before = lowered[max(0, at - 30) : at]
                     down = any(word in before for word in LOWER_WORDS)
-                    moves = _neighbours(knob, current[knob.name])
+                    moves = neighbours(knob, current[knob.name])
                     pick = [m for m in moves if (m < current[knob.name]) == down]
                     if pick:
                         values[knob.name] = pick[0]
@@ -219,7 +219,7 @@ class OfflinePlanner(Planner):
             for knob in knobs:
                 if knob.name not in current or (steps > 1 and knob.type == "choice"):
                     continue
-                for value in _neighbours(knob, current[knob.name], steps):
+                for value in neighbours(knob, current[knob.name], steps):
                     old = format_literal(current[knob.name])
                     yield {knob.name: value}, f"{knob.name} {old} -> {format_literal(value)}"
 
@@ -345,7 +345,7 @@ def _distribution(knob: Knob) -> BaseDistribution:
     return CategoricalDistribution(list(knob.choices))
 
 
-def _neighbours(knob: Knob, value: object, steps: int = 1) -> list[object]:
+def neighbours(knob: Knob, value: object, steps: int = 1) -> list[object]:
     """`steps` steps up and down from the current value, as the knob takes values (`Knob.snap`: inside its range,
     a power of two where it keeps to them; a step: a doubling on a log scale, an eighth of the range otherwise)."""
     if knob.type == "choice":
