@@ -19,7 +19,8 @@ floats minimised with L-BFGS-B from 2 starts; ~3 s; 7 random starts near the bes
 
 What it tests: noise whose size scales with the gap (a run at the defaults varies by a factor of e either way), so
 means mislead and single runs are unreliable, on a curved, non-separable valley that a quadratic fits badly.
-Defaults: every variable at 0 (LR 3.16e-3, decay 0.01, dropout 0.25, depth 11, warmup 500); true score ≈ 1476.32 (LR rounded to 3.16e-3 puts it a hair off 0).
+Defaults: every variable at 0 (LR 3.16e-3, decay 0.01, dropout 0.25, depth 11, warmup 500); true score ≈ 1476.32
+(the LR rounded to 3.16e-3 puts it a hair off 0).
 
 Model check (`verify_noise()`, 2001 draws each, 10/50/90% quantiles, this model vs COCO's real f110):
     x = 0:                            547 / 1484 / 4870    vs  489 / 1403 / 5097
