@@ -133,9 +133,10 @@ def champion_values(body: dict) -> dict[str, str]:
 def planner_standin(workers: int, delay_s: float):
     """The Messages API stand-in. Each plan, after `delay_s`, is `workers` one-knob changes of the champion:
     the first HITS_PER_WAVE move knobs with an effect that the champion has not moved yet (taken in turn from one
-    plan to the next), the others knobs without one; every value is new, so no proposal repeats a trial."""
+    plan to the next), the others knobs without one; every value is new, so no proposal repeats a trial.
+    Each plan and each reflection is one call."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from standins.messages_api import MessagesAPI, tool_answer
+    from standins.messages_api import MessagesAPI, tool_answer, tool_calls
 
     values = itertools.count(2)
     plans = itertools.count()
@@ -174,6 +175,9 @@ def planner_standin(workers: int, delay_s: float):
 
     api = MessagesAPI()
     api.script("WaveAnswer", tool_answer(wave))
+    # The research round (memory tools offered, none forced) routes to the first memory tool's queue: answered
+    # there at once with the wave, as a model that queries nothing would, so each plan is one call.
+    api.script_default(tool_calls(lambda body: [("WaveAnswer", wave(body))]))
     api.script("Insights", tool_answer(insights))
     return api
 
