@@ -321,7 +321,7 @@ def spread(values: list[float], form: str) -> str:
     text = form.format(mid)
     if len(values) == 1:
         return text
-    unit = "%" if form.endswith("%}") else ""
+    unit = "%" if form.endswith("%") else ""
     return f"{text} ({form.format(low).rstrip('%')}-{form.format(high).rstrip('%')}{unit})"
 
 
