@@ -35,6 +35,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 ASKS_PER_PROPOSAL = 20  # how often Optuna may suggest a point already tried before we give up on it
 KNOBS_PER_MOVE = 2  # knobs TPE may move at once around the champion
+# Outcomes that say the setting itself fails (not the backend, the proposal or the clock): the surrogate learns them.
+SETTING_FAILED = frozenset({Outcome.CRASH, Outcome.NAN, Outcome.TIMEOUT, Outcome.OVER_LIMIT})
 # Words before a knob's name in a suggestion that mean "make it smaller" (otherwise: larger).
 LOWER_WORDS = ("lower", "smaller", "less", "decrease", "reduce", "fewer", "narrower", "shallower", "shorter")
 
@@ -237,17 +239,24 @@ class OfflinePlanner(Planner):
             return
         distributions = {a.knob.name: _distribution(a.knob) for a in axes}
         sign = 1.0 if self.goal == "minimize" else -1.0
-        observations, groups = [], {}
+        observations, failed, groups = [], [], {}
         for trial in context.history:
-            if trial.outcome is not Outcome.OK or trial.metric is None or not math.isfinite(trial.metric):
-                continue
             params = _decode(trial.params, [a.knob for a in axes], distributions)
             if params is None:
                 continue
             condition = (trial.hardware, trial.budget_s)
+            if trial.outcome in SETTING_FAILED:
+                failed.append((params, condition))
+            if trial.outcome is not Outcome.OK or trial.metric is None or not math.isfinite(trial.metric):
+                continue
             observations.append((params, condition, sign * trial.metric))
             if trial.unbiased:
                 groups.setdefault((trial.fingerprint, *condition), []).append(trial.metric)
+        if (
+            observations
+        ):  # a setting that crashed or diverged counts as the worst run seen, so the model avoids it
+            worst = max(value for *_, value in observations)
+            observations += [(params, condition, worst) for params, condition in failed]
         floor = stats.noise_floor(list(groups.values()))
         model = surrogate.fit(
             axes, observations, (champion.hardware, champion.budget_s), floor.sigma if floor else None

@@ -149,3 +149,21 @@ def test_a_wave_planned_while_the_first_one_runs_goes_on_screening():
     }  # pending trials are not repeated
     assert second[0].hypothesis == "BATCH_SIZE 16 -> 64"  # the two-step moves the first wave had no room for
     assert all(len(p.params) == 1 for p in second[:9])
+
+
+def test_the_surrogate_steers_away_from_settings_that_crashed():
+    # The truth rewards a higher learning rate (its best is 3e-3), but every run above 1e-3 crashed: a program that
+    # diverges there. A model fitted to the finished runs alone reads the lower rates' losses as "go up".
+    campaign, planner = Campaign(), OfflinePlanner(CONFIG)
+    for proposal in planner.propose(campaign.context(1, 16)).proposals:
+        run = campaign.run(
+            apply_proposal(FILES, proposal, CONFIG.editable), "candidate", 1, proposal.hypothesis
+        )
+        if float(run.params["LEARNING_RATE"]) > 1e-3:
+            campaign.history[-1] = replace(run, outcome=Outcome.CRASH, metric=None)
+    assert sum(t.outcome is Outcome.CRASH for t in campaign.history) == 2  # LEARNING_RATE 0.002 and 0.004
+    second = planner.propose(campaign.context(2, 16)).proposals
+    rates = [float(p.params.get("LEARNING_RATE", 1e-3)) for p in second]
+    assert max(rates) <= 1e-3, [
+        p.hypothesis for p in second if float(p.params.get("LEARNING_RATE", 0)) > 1e-3
+    ]
