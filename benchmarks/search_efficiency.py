@@ -541,7 +541,7 @@ def engine_pipelined(landscape: Landscape, seed: int, workers: int, waves: int) 
                     (campaign.champion_files, "champion", None, campaign.champion.run_id, again.stage)
                     for _ in (again.seeds if again else ())
                 ]
-                kept = fresh + [run for run in planned if run[1] != "candidate"]
+                kept = (fresh + [run for run in planned if run[1] != "candidate"])[:room]
                 planned = kept + [run for run in planned if run[1] == "candidate"][: max(0, room - len(kept))]
         screened = [t for t in ran if t.role == "candidate"]
         screening = policy.screen(
