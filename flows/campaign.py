@@ -56,8 +56,11 @@ def campaign_flow(config_path: str, overrides: dict | None = None) -> agent_run.
 
     def run_wave(wave: int, size: int, pipeline: Pipeline | None = None) -> dict:
         # Never more trials at once than a wave has (the baseline's copies included): runs compared with each other
-        # share the machine alike. A pipelined campaign's worker slots hold the same limit.
-        runner = ThreadPoolTaskRunner(max_workers=max(1, min(size, config.wave_size)))
+        # share the machine alike. A pipelined campaign's worker slots hold that limit, so its threads must not: a
+        # finished trial keeps its thread while the next one launches on its worker (Slot.let_others_start), and
+        # a batch larger than the wave (confirmations) would wait for a thread that waits for it (5 s each time).
+        threads = None if pipeline else max(1, min(size, config.wave_size))  # None: one per task submitted
+        runner = ThreadPoolTaskRunner(max_workers=threads)
         left = budget_left(config, memory, agent_run_id, wave - 1, deadline_ts) if wave else ""
         return wave_flow.with_options(task_runner=runner)(
             config=config,
