@@ -733,6 +733,31 @@ def landscape_facts(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
+def check_landscape(path: str, samples: int = 2000) -> str:
+    """What a new landscape file should be checked for: its defaults' true score against its noise, the noise the
+    runs really show there, how often a random setting fails, how fast a run is, and that no random setting beats
+    its OPTIMUM (which must be the lower bound)."""
+    land = load_landscape(path)
+    bench, draw = Bench(land, seed=0), random.Random(0)
+    started = time.perf_counter()
+    runs = [bench.measure(land.defaults) for _ in range(200)]
+    per_run = (time.perf_counter() - started) / 200
+    values = [value for outcome, value in runs if outcome is Outcome.OK]
+    settings = [random_setting(land, draw) for _ in range(samples)]
+    failed = sum(bench.measure(setting)[0] is not Outcome.OK for setting in settings)
+    best = min(land.sign * land.true_score({**land.defaults, **s}) for s in settings)
+    gap = land.sign * (land.true_score(land.defaults) - land.optimum)
+    lines = [
+        f"{land.name}: true score of the defaults {land.true_score(land.defaults):.6g}, OPTIMUM {land.optimum:.6g}"
+        f" (gap {gap:.4g})",
+        f"  200 runs of the defaults: {len(values)} finished, median {statistics.median(values):.6g}, sd"
+        f" {statistics.stdev(values):.4g} ({statistics.stdev(values) / gap:.1%} of the gap); {per_run * 1e6:.0f} µs a run",
+        f"  {samples} random settings: {failed / samples:.1%} crash or NaN; the best true score"
+        f" {land.sign * best:.6g} ({'no better than' if best >= land.sign * land.optimum - EPSILON else 'BETTER THAN'} OPTIMUM)",
+    ]
+    return "\n".join(lines)
+
+
 def write_section(text: str) -> None:
     """Replace (or add) this benchmark's section of RESULTS.md, leaving the other sections as they are."""
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
@@ -763,8 +788,17 @@ def main(argv: list[str] | None = None) -> None:
         "--jobs", type=int, default=os.cpu_count() or 1, help="processes (one seed of one landscape each)"
     )
     parser.add_argument("--no-write", action="store_true", help="print the tables, leave RESULTS.md alone")
+    parser.add_argument(
+        "--check", action="store_true", help="check the landscape files and stop (no strategies)"
+    )
     args = parser.parse_args(argv)
     paths = [str(p) for p in (args.landscape or sorted(LANDSCAPES.glob("*.py")))]
+    if args.check:
+        try:
+            print("\n".join(check_landscape(path) for path in paths))
+        except LandscapeError as error:
+            raise SystemExit(f"search_efficiency: {error}") from None
+        return
     try:
         facts = landscape_facts(paths)
     except LandscapeError as error:

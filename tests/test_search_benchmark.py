@@ -129,3 +129,12 @@ def test_a_broken_landscape_file_says_what_is_wrong(tmp_path, change, message):
 def test_the_command_names_a_missing_landscape_without_a_stack_trace(tmp_path):
     with pytest.raises(SystemExit, match="no such landscape file"):
         main(["--landscape", str(tmp_path / "absent.py"), "--no-write"])
+
+
+def test_check_reports_a_landscapes_noise_failures_and_optimum(landscape_file, capsys):
+    main(["--check", "--landscape", str(landscape_file)])
+    out = capsys.readouterr().out
+    assert "width_rate: true score of the defaults 1.06, OPTIMUM 1 (gap 0.06)" in out
+    assert "200 finished" in out and "(no better than OPTIMUM)" in out
+    share = float(out.split("random settings: ")[1].split("%")[0])
+    assert 10 < share < 90  # the region above 4x the best rate fails, and only that region
