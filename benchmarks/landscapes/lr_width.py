@@ -133,43 +133,8 @@ def grid_minimum() -> float:
     return best
 
 
-if __name__ == "__main__":
-    import statistics
-    import time
-
-    from overnight.config import Knob
-
-    knobs = [Knob(**k) for k in KNOBS]
-    assert all(k.snap(DEFAULTS[k.name]) == DEFAULTS[k.name] for k in knobs)
+if (
+    __name__ == "__main__"
+):  # this landscape's own facts; the generic ones: search_efficiency.py --check --landscape
     assert math.isclose(true_score(BEST), OPTIMUM)
-    start = time.perf_counter()
-    for seed in range(20000):
-        score(DEFAULTS, seed)
-    per_call = (time.perf_counter() - start) / 20000
-    draws = [score(DEFAULTS, seed) for seed in range(200)]
-    rng = random.Random(0)
-
-    def sample():
-        return {
-            k.name: rng.choice(k.choices)
-            if k.type == "choice"
-            else k.snap(
-                math.exp(rng.uniform(math.log(k.low), math.log(k.high)))
-                if k.log
-                else rng.uniform(k.low, k.high)
-            )
-            for k in knobs
-        }
-
-    settings = [sample() for _ in range(2000)]
-    outcomes = [_outcome(s)[0] for s in settings]
-    best = min(true_score(s) for s in settings)
-    truth = true_score(DEFAULTS)
-    print(f"true(DEFAULTS) {truth:.4f}  OPTIMUM {OPTIMUM}  gap {truth - OPTIMUM:.4f}")
-    print(f"mean of 200 scores {statistics.mean(draws):.4f} ± {statistics.stdev(draws) / 200**0.5:.4f}")
-    print(f"σ at defaults {statistics.stdev(draws):.4f}  score {per_call * 1e6:.1f} µs/call")
-    print(
-        f"random settings: crash {outcomes.count('crash') / 2000:.1%}, NaN {outcomes.count('nan') / 2000:.1%}"
-    )
-    print(f"best true score of 2000 random settings {best:.4f} (>= OPTIMUM: {best >= OPTIMUM})")
     print(f"dense-grid minimum {grid_minimum():.6f} (OPTIMUM {OPTIMUM})")
