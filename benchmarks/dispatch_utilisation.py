@@ -398,17 +398,6 @@ machine. Modes: `pipeline: true` (the next wave planned while this one runs) and
 turn)."""
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace (or add) this benchmark's section of RESULTS.md, leaving the other sections as they are."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[16, 64])
@@ -487,7 +476,9 @@ Issue 8: at 16 and 64 workers, T = 30 s, a planner as slow as a model call (10% 
 
 {chr(10).join(lines)}
 """
-        write_section(section, args.results)
+        from benchmarks.results import write_section  # the repository root is on sys.path (see the end)
+
+        write_section(SECTION, section, args.results)
         print(f"\nwrote {SECTION!r} in {args.results}")
 
 

@@ -25,15 +25,14 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
+from benchmarks.results import write_section
 from overnight import stats
 from overnight.config import CampaignConfig
 from overnight.memory.records import TrialRecord
 from overnight.policy import Decision, DecisionPolicy, RunsWanted
 from overnight.trial import Outcome
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## 5. Verdicts over a night"
 BUDGET = 300.0
 
@@ -342,19 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(text)
-
-
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it)."""
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = current.find(SECTION)
-    if start == -1:
-        RESULTS.write_text(current.rstrip() + "\n\n" + text + "\n")
-        return
-    end = current.find("\n## ", start + len(SECTION))
-    rest = current[end:] if end != -1 else "\n"
-    RESULTS.write_text(current[:start] + text + rest)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,6 @@ import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
-import re  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -63,6 +62,7 @@ from pathlib import Path  # noqa: E402
 
 import optuna  # noqa: E402
 
+from benchmarks.results import write_section  # noqa: E402
 from overnight.config import CampaignConfig, Knob  # noqa: E402
 from overnight.memory.records import TrialRecord  # noqa: E402
 from overnight.memory.snapshot import MemorySnapshot  # noqa: E402
@@ -79,7 +79,6 @@ warnings.filterwarnings("ignore", message=".*x0.*deprecated", category=FutureWar
 
 ROOT = Path(__file__).resolve().parents[1]
 LANDSCAPES = Path(__file__).resolve().parent / "landscapes"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## 2. Search efficiency"
 EPSILON = 1e-9  # float slack when comparing true scores
 
@@ -758,17 +757,6 @@ def check_landscape(path: str, samples: int = 2000) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Replace (or add) this benchmark's section of RESULTS.md, leaving the other sections as they are."""
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(updated.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -854,7 +842,7 @@ than its {args.waves} waves allow is cut off, so these are lower figures.
 
 CPU seconds per strategy, all landscapes and seeds: {", ".join(f"{name} {seconds:.0f}" for name, seconds in cpu.items())}.
 """
-    write_section(section)
+    write_section(SECTION, section)
 
 
 if __name__ == "__main__":
