@@ -67,7 +67,7 @@ from overnight.config import CampaignConfig, Knob  # noqa: E402
 from overnight.memory.records import TrialRecord  # noqa: E402
 from overnight.memory.snapshot import MemorySnapshot  # noqa: E402
 from overnight.planners.base import PlanContext  # noqa: E402
-from overnight.planners.offline import OfflinePlanner, neighbours  # noqa: E402
+from overnight.planners.offline import OfflinePlanner, neighbours, optuna_distribution  # noqa: E402
 from overnight.policy import DecisionPolicy, RunsWanted  # noqa: E402
 from overnight.program import constants, format_literal  # noqa: E402
 from overnight.proposals import Proposal, ProposalError, apply_proposal, change_as_edits, fingerprint  # noqa: E402
@@ -290,14 +290,6 @@ def random_search(landscape: Landscape, seed: int, workers: int, waves: int) -> 
     return trace
 
 
-def _distribution(knob: Knob) -> optuna.distributions.BaseDistribution:
-    if knob.type == "float":
-        return optuna.distributions.FloatDistribution(knob.low, knob.high, log=knob.log)
-    if knob.type == "int":
-        return optuna.distributions.IntDistribution(int(knob.low), int(knob.high), log=knob.log)
-    return optuna.distributions.CategoricalDistribution(list(knob.choices))
-
-
 def optuna_sampler(kind: str, landscape: Landscape, seed: int) -> optuna.samplers.BaseSampler:
     """Optuna's sampler as a user would start it; CMA-ES starts at the defaults (its numeric knobs)."""
     if kind == "tpe":
@@ -314,7 +306,7 @@ def optuna_search(landscape: Landscape, seed: int, workers: int, waves: int, kin
     """An Optuna sampler over every knob: N trials asked per wave, then told their scores (a failed run as a
     failed trial); the recommendation is the best measured trial. It is told the defaults' run first."""
     bench = Bench(landscape, seed)
-    distributions = {knob.name: _distribution(knob) for knob in landscape.knobs}
+    distributions = {knob.name: optuna_distribution(knob) for knob in landscape.knobs}
     study = optuna.create_study(direction="minimize", sampler=optuna_sampler(kind, landscape, seed))
     study.enqueue_trial(dict(landscape.defaults))
     _tell(study, study.ask(distributions), bench)

@@ -100,7 +100,7 @@ def test_the_offline_planner_turns_an_element_and_reads_it_back_from_the_mlflow_
     params = wave_plan.knob_values(config, {"train.py": changed})
     assert params["ADAM_BETAS.0"] == 0.8 and params["ADAM_BETAS.1"] == moves[0][0]["ADAM_BETAS[1]"]
     recorded = {name: str(value) for name, value in params.items()}  # MLflow keeps params as text
-    distributions = {k.name: offline._distribution(k) for k in config.knobs}
+    distributions = {k.name: offline.optuna_distribution(k) for k in config.knobs}
     assert offline._decode(recorded, config.knobs, distributions) == moves[0][0]
     suggested, _ = planner.from_suggestion("set adam_betas[1] to 0.98", files)  # a person names an element
     assert suggested.params == {"ADAM_BETAS[1]": 0.98}

@@ -237,7 +237,7 @@ class OfflinePlanner(Planner):
         champion = context.champion
         if not axes or champion is None:
             return
-        distributions = {a.knob.name: _distribution(a.knob) for a in axes}
+        distributions = {a.knob.name: optuna_distribution(a.knob) for a in axes}
         sign = 1.0 if self.goal == "minimize" else -1.0
         observations, failed, groups = [], [], {}
         for trial in context.history:
@@ -281,7 +281,7 @@ class OfflinePlanner(Planner):
         small moves around the champion keep what it has already won.
         """
         current = self._current_values(knobs, context.champion_files)
-        distributions = {k.name: _distribution(k) for k in knobs if k.name in current}
+        distributions = {k.name: optuna_distribution(k) for k in knobs if k.name in current}
         seed = hash((self.config.planner.seed, len(context.history))) % 2**31
         tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=1, multivariate=True, constant_liar=True)
         direction = "minimize" if self.goal == "minimize" else "maximize"
@@ -346,7 +346,8 @@ def _moves(current: dict[str, object], changed: dict[str, object]) -> str:
     )
 
 
-def _distribution(knob: Knob) -> BaseDistribution:
+def optuna_distribution(knob: Knob) -> BaseDistribution:
+    """The Optuna distribution a knob's values are drawn from (its range, its scale, its choices)."""
     if knob.type == "float":
         return FloatDistribution(knob.low, knob.high, log=knob.log)
     if knob.type == "int":
