@@ -73,6 +73,15 @@ class TrialSettings(_Strict):
     max_disk_mb: Annotated[float, Field(gt=0)] | None = Field(
         None, description="local: a trial whose folder grows past this is killed (over_limit)"
     )
+    sandbox: Literal["auto", "bubblewrap", "none"] = Field(
+        "auto",
+        description="local: `bubblewrap` runs each trial in a box that can write only inside its own folder (and a "
+        "private /tmp), and fails the campaign where bwrap is missing; `auto` does so where bwrap is installed and "
+        "warns once where it is not; `none` runs trials unboxed",
+    )
+    network: bool = Field(
+        True, description="local: false gives every trial no network (needs bubblewrap)"
+    )
     budget_tolerance: Annotated[float, Field(ge=0)] = Field(
         0.1,
         description="a trial whose training (its own training_seconds) ran past time_budget_s by more than this "
@@ -387,6 +396,11 @@ class CampaignConfig(_Strict):
     backend: BackendSettings = Field(default_factory=BackendSettings)
     tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default: SQLite under .overnight/"
+    )
+    prefect_api_url: str | None = Field(
+        None,
+        description="the Prefect server the campaign reports to (a team's, e.g. on PostgreSQL); default: "
+        "PREFECT_API_URL, else Prefect's local API",
     )
     state_dir: Path = Field(
         Path(DEFAULT_STATE_DIR), description="where the local store and trial folders live"
