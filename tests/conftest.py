@@ -55,3 +55,44 @@ def messages_api(monkeypatch):
         monkeypatch.setenv("ANTHROPIC_API_KEY", TEST_KEY)
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL for the session (about 1 s to start), with the databases `mlflow` and `prefect`;
+    skipped, naming what is missing, where it cannot run."""
+    from servers import PostgresServer, postgres_problem
+
+    problem = postgres_problem()
+    if problem:
+        pytest.skip(problem)
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_tracking_server(postgres, tmp_path_factory):
+    """An MLflow tracking server on the session's PostgreSQL (about 7 s to start); tests may kill and restart it."""
+    from servers import TrackingServer
+
+    server = TrackingServer(tmp_path_factory.mktemp("mlflow-pg"), postgres.url("mlflow"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_prefect_server(postgres, tmp_path_factory):
+    """A Prefect server on the session's PostgreSQL (about 9 s to start); tests may kill and restart it."""
+    from servers import PrefectServer
+
+    server = PrefectServer(
+        tmp_path_factory.mktemp("prefect-pg"), postgres.url("prefect", "postgresql+asyncpg")
+    )
+    server.start()
+    yield server
+    server.stop()
