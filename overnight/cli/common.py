@@ -80,6 +80,8 @@ def tracking_problem(uri: str) -> str:
                 f"the tracking server {uri} does not answer ({getattr(error, 'reason', error)}). Start it "
                 "(mlflow/server.sh), or unset MLFLOW_TRACKING_URI and tracking_uri to use the local SQLite store."
             )
+    elif uri.startswith("postgresql"):
+        return database_problem(uri)
     elif uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
         try:
@@ -87,6 +89,25 @@ def tracking_problem(uri: str) -> str:
         except OSError as error:
             return f"cannot create the folder {folder} for the SQLite store: {error}"
     return ""
+
+
+def database_problem(uri: str) -> str:
+    """Why MLflow cannot use the database server at `uri` (no driver, no answer), or "" when it connects."""
+    import sqlalchemy
+
+    shown = sqlalchemy.engine.make_url(uri).render_as_string(hide_password=True)
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 5})
+    except (ModuleNotFoundError, sqlalchemy.exc.NoSuchModuleError) as error:
+        return f"the driver for {shown} is not installed ({error}): pip install -e '.[team]'"
+    try:
+        with engine.connect():
+            return ""
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        return f"the database {shown} does not answer ({reason})."
+    finally:
+        engine.dispose()
 
 
 def stop_on_interrupt(signum, frame) -> None:
@@ -101,10 +122,34 @@ def stop_on_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def prepare_prefect_env() -> None:
-    """Offline-friendly defaults for Prefect's local API, set only where the user has not chosen."""
+def prepare_prefect_env(api_url: str | None = None) -> None:
+    """Offline-friendly defaults for Prefect's local API, set only where the user has not chosen; with `api_url`
+    (the config's prefect_api_url) the campaign reports to that server instead. Set before Prefect is first used:
+    exits 2 naming the URL when the server does not answer."""
+    url = api_url or os.environ.get("PREFECT_API_URL")
+    problem = prefect_problem(url) if url else ""
+    if problem:
+        console.print(f"[red]Prefect is not usable:[/red] {problem}")
+        raise typer.Exit(2)
+    if api_url:
+        os.environ["PREFECT_API_URL"] = api_url
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def prefect_problem(api_url: str) -> str:
+    """Why the Prefect API at `api_url` cannot be used, or "" when its health check answers."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=5) as answer:
+            answer.read()
+    except (OSError, ValueError) as error:
+        return (
+            f"the Prefect server {api_url} does not answer ({getattr(error, 'reason', error)}). Start it "
+            "(deployments/prefect-server.sh), or unset prefect_api_url and PREFECT_API_URL to use a local one."
+        )
+    return ""
 
 
 def quiet_libraries() -> None:
