@@ -4,6 +4,7 @@ Prefect, and only lazily (importing Prefect costs seconds, which `--help` should
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -84,8 +85,13 @@ def run(
     model = f" ({campaign.planner.model})" if planner == "claude" else ""
     console.print(f"Planner: {planner}{model}, because {why}.")
     console.print(f"Backend: {campaign.backend.kind}. MLflow: {campaign.resolved_tracking_uri()}")
-    prepare_prefect_env()
-    console.print("[dim]Starting Prefect (a local API on first use takes ~15-30 s)...[/dim]")
+    prepare_prefect_env(campaign.prefect_api_url)
+    prefect_api = os.environ.get("PREFECT_API_URL")
+    console.print(
+        f"Prefect: {prefect_api}"
+        if prefect_api
+        else "[dim]Starting Prefect (a local API on first use takes ~15-30 s)...[/dim]"
+    )
     from flows.campaign import campaign_flow
 
     quiet_libraries()  # after the import: MLflow sets its own log level when it loads
@@ -131,7 +137,7 @@ def serve(
     """Serve the campaign on a schedule from this machine, no work pool needed (Ctrl-C stops serving)."""
     path = (config or default_config_path()).resolve()
     campaign = load_campaign(path, planner=True, store=True, backend=True)
-    prepare_prefect_env()
+    prepare_prefect_env(campaign.prefect_api_url)
     from prefect.schedules import Cron
 
     from flows.campaign import campaign_flow
@@ -393,7 +399,8 @@ def status(config: ConfigArg = None) -> None:
 
 def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, TrialRecord | None, str]:
     """What runs now, and the champion and the last night's improvement when nothing runs. A SQLite store is read directly, read-only, with the
-    stdlib: importing MLflow and opening the store through it cost about 2 s, ten times the queries."""
+    stdlib, and a PostgreSQL store with SQLAlchemy alone: importing MLflow and opening the store through it cost
+    about 2 s, ten times the queries."""
     import sqlite3
 
     from overnight.memory import sql as store_sql
@@ -404,6 +411,24 @@ def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, Trial
             return store_sql.read_status(path, campaign.name, campaign.metric.name)
         except sqlite3.Error:
             pass  # not a store these queries know (e.g. one MLflow has yet to upgrade): MLflow reads it below
+    uri = campaign.resolved_tracking_uri()
+    # A team's PostgreSQL: read with SQLAlchemy alone, as the SQLite file above.
+    if uri.startswith("postgresql"):
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(uri)
+        try:
+            with engine.connect() as db:
+                return store_sql.status_of(
+                    lambda query, values: db.execute(sqlalchemy.text(query), values).all(),
+                    campaign.name,
+                    campaign.metric.name,
+                    sqlite=False,
+                )
+        except sqlalchemy.exc.ProgrammingError:
+            pass  # not a store these queries know (e.g. one MLflow has yet to create): MLflow reads it below
+        finally:
+            engine.dispose()
     from overnight import agent_run
 
     memory = agent_run.open_memory(campaign)

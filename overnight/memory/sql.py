@@ -6,8 +6,9 @@ the latest metrics as tuples. They take any `rows(query, values) -> list of tupl
 sqlite3 module's own `execute`, or SQLAlchemy's `text()` for a database server (whose drivers spell parameters
 their own way).
 
-No MLflow import here: `overnight status` reads a SQLite store through `read_status` with the stdlib alone, since
-importing MLflow and letting it check the store's schema cost about 2 s before the first query.
+No MLflow import here: `overnight status` reads a SQLite store through `read_status` with the stdlib alone (and a
+PostgreSQL store through `status_of` with SQLAlchemy alone), since importing MLflow and letting it check the store's
+schema cost about 2 s before the first query.
 """
 
 from __future__ import annotations
@@ -142,19 +143,24 @@ def read_status(
         return None, None, ""
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-
-        def rows(query: str, values: dict) -> list:
-            return db.execute(query, values).fetchall()
-
-        experiment = experiment_id(rows, campaign)
-        if experiment is None:
-            return None, None, ""
-        now = campaign_status(lambda match: read_runs(rows, experiment, match, sqlite=True), metric)
-        if now is not None:
-            return now, None, ""
-        champion = experiment_tag(rows, experiment, CHAMPION_TAG)
-        run = read_run(rows, champion) if champion else None
-        night = last_night(lambda match: read_runs(rows, experiment, match, sqlite=True))
-        return None, trial_record(run, metric) if run else None, night
+        return status_of(
+            lambda query, values: db.execute(query, values).fetchall(), campaign, metric, sqlite=True
+        )
     finally:
         db.close()
+
+
+def status_of(
+    rows: Rows, campaign: str, metric: str, sqlite: bool
+) -> tuple[CampaignStatus | None, TrialRecord | None, str]:
+    """`read_status` on any SQL store `rows` reads (a SQLite file, a PostgreSQL database)."""
+    experiment = experiment_id(rows, campaign)
+    if experiment is None:
+        return None, None, ""
+    now = campaign_status(lambda match: read_runs(rows, experiment, match, sqlite=sqlite), metric)
+    if now is not None:
+        return now, None, ""
+    champion = experiment_tag(rows, experiment, CHAMPION_TAG)
+    run = read_run(rows, champion) if champion else None
+    night = last_night(lambda match: read_runs(rows, experiment, match, sqlite=sqlite))
+    return None, trial_record(run, metric) if run else None, night
