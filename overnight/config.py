@@ -79,8 +79,11 @@ class TrialSettings(_Strict):
         "private /tmp), and fails the campaign where bwrap is missing; `auto` does so where bwrap is installed and "
         "warns once where it is not; `none` runs trials unboxed",
     )
-    network: bool = Field(
-        True, description="local: false gives every trial no network (needs bubblewrap)"
+    network: bool = Field(True, description="local: false gives every trial no network (needs bubblewrap)")
+    writable_paths: list[Path] = Field(
+        default_factory=list,
+        description="local, in the box: folders a trial may write besides its own (a shared dataset or compile "
+        "cache, `~/.triton`); relative to the config file; each must exist",
     )
     budget_tolerance: Annotated[float, Field(ge=0)] = Field(
         0.1,
@@ -575,7 +578,11 @@ def parse_config(data: object, base_dir: Path, source: str = "config") -> Campai
                 f"the editable files ({', '.join(config.editable)})"
             )
     metric = _holdout_data_resolved(config.metric, base_dir, program, source)
-    return config.model_copy(update={"program": program, "metric": metric})
+    writable = [(base_dir / path.expanduser()).resolve() for path in config.trial.writable_paths]
+    if missing := [str(path) for path in writable if not path.is_dir()]:
+        raise ConfigError(f"{source}: trial.writable_paths: no such folder: {', '.join(missing)}")
+    trial = config.trial.model_copy(update={"writable_paths": writable})
+    return config.model_copy(update={"program": program, "metric": metric, "trial": trial})
 
 
 def _elements_hint(name: str, files: dict[str, str]) -> str:

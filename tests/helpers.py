@@ -1,5 +1,6 @@
 """Small helpers shared by tests."""
 
+import os
 from pathlib import Path
 
 
@@ -10,6 +11,21 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def processes_with(token: str) -> list[int]:
+    """Live processes whose command line or environment carries `token` (a trial id, a marker argument): how a
+    test finds a trial's processes from outside its box, where the pids it saw of itself mean nothing."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                seen = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if token.encode() in seen and alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
 
 
 def configure_campaign(program: Path, **changes) -> Path:

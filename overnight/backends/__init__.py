@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from overnight.backends.base import Backend, interrupt_all, register, unregister
-from overnight.config import CampaignConfig
+from overnight.backends.box import Box, make_box
+from overnight.config import CampaignConfig, ConfigError
 
 
 def make_backend(config: CampaignConfig, work_root: Path) -> Backend:
@@ -18,21 +19,41 @@ def make_backend(config: CampaignConfig, work_root: Path) -> Backend:
             work_root=work_root,
             metric=config.metric.name,
             simulate_hardware=config.backend.simulate_hardware,
+            box=trial_box(config),
         )
     elif config.backend.kind == "skypilot":
         from overnight.backends.skypilot import SkyPilotBackend
 
+        _no_box_on_clusters(config)
         backend = SkyPilotBackend(config, work_root)
     else:
         raise ValueError(f"backend.kind: unknown backend {config.backend.kind!r}")
     return register(backend)
 
 
+def trial_box(config: CampaignConfig) -> Box:
+    """The box local trials run in (overnight/backends/box.py); ConfigError when the config asks for one that
+    cannot be had here."""
+    return make_box(config.trial.sandbox, config.trial.network, config.trial.writable_paths)
+
+
+def _no_box_on_clusters(config: CampaignConfig) -> None:
+    if not config.trial.network or config.trial.sandbox == "bubblewrap":
+        raise ConfigError(
+            "trial.network: false and trial.sandbox: bubblewrap box local trials; a SkyPilot trial runs alone on "
+            "its cluster (set backend.kind: local, or remove them)"
+        )
+
+
 def check_backend(config: CampaignConfig) -> None:
-    """Fail before anything starts when the backend cannot work: not installed, or bad resources (ConfigError)."""
+    """Fail before anything starts when the backend cannot work: not installed, a box that cannot be had, or bad
+    resources (ConfigError)."""
+    if config.backend.kind == "local":
+        trial_box(config)
     if config.backend.kind == "skypilot":
         from overnight.backends.skypilot import check_resources, stage_resources
 
+        _no_box_on_clusters(config)
         check_resources(stage_resources(config))
 
 

@@ -1,4 +1,6 @@
-"""Local backend: one process per trial, in its own folder and process group, killed as a group on timeout."""
+"""Local backend: one process per trial, in its own folder and process group, killed as a group on timeout, and in
+a box (overnight/backends/box.py) where bubblewrap is installed: it writes only inside its folder, and every process
+it started ends with it."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from overnight.backends.base import (
@@ -24,25 +27,31 @@ from overnight.backends.base import (
     trial_env,
     trial_result,
 )
+from overnight.backends.box import UNBOXED, Box, refused_writes, stop_strays
 from overnight.program import changed_files, file_hashes
-from overnight.trial import TrialFacts, TrialResult, TrialSpec
+from overnight.trial import Outcome, TrialFacts, TrialResult, TrialSpec
 
 KILL_GRACE_S = 5.0
 RUN_LOG, RESULT_FILE = "run.log", ".overnight_result.json"
-PID_FILE = (
-    ".overnight_pid"  # the trial's process group, so a resumed campaign can stop what a dead one left running
-)
+BOX_TMP = ".tmp"  # a boxed trial's TMPDIR: inside its folder, the one place it may write
+PID_FILE = ".overnight_pid"  # the trial's process group, for whoever looks at a running trial
 
 
 class LocalBackend(Backend):
     name = "local"
 
     def __init__(
-        self, program: Path, work_root: Path, metric: str, simulate_hardware: dict[str, int] | None = None
+        self,
+        program: Path,
+        work_root: Path,
+        metric: str,
+        simulate_hardware: dict[str, int] | None = None,
+        box: Box = UNBOXED,
     ):
         self.program = program
         self.work_root = work_root
         self.metric = metric
+        self.box = box
         # The program's files as the campaign found them: a run that changes a read-only one is invalid.
         self.fingerprints = file_hashes(program)
         # A simulated mixed pool (tests, demos): each trial takes a worker of one type and is told its type.
@@ -84,18 +93,21 @@ class LocalBackend(Backend):
     def _run(self, spec: TrialSpec, hardware: str, worker_env: dict[str, str] | None = None) -> TrialResult:
         workdir = self.trial_dir(spec.trial_id)
         started = time.monotonic()
-        _kill_orphan(workdir)  # a resumed trial's process may outlive the campaign that started it
+        result_path = workdir / RESULT_FILE
+        stop_strays(result_path)  # a resumed trial's processes may outlive the campaign that started them
         if reason := prepare_trial_folder(self.program, workdir, spec.files):
             return infra_error(spec, started, reason)
 
-        result_path = workdir / RESULT_FILE
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         env.update(trial_env(spec, **(worker_env or {}), OVERNIGHT_RESULT=str(result_path)))
+        if self.box.bwrap:
+            (workdir / BOX_TMP).mkdir()
+            env["TMPDIR"] = str(workdir / BOX_TMP)
         log_path = workdir / RUN_LOG
         try:
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
-                    _argv(spec.command),
+                    self.box.wrap(_argv(spec.command), workdir),
                     cwd=workdir,
                     env=env,
                     stdout=log,
@@ -116,6 +128,7 @@ class LocalBackend(Backend):
                 finally:
                     wall_s = time.monotonic() - process_started  # the script's run, from start to end
                     _kill_leftovers(process.pid)
+                    stop_strays(result_path)  # and those that left its process group
                     with self._live_lock:
                         self._live.pop(process.pid, None)
         except OSError as error:
@@ -132,7 +145,23 @@ class LocalBackend(Backend):
             changed_read_only=tuple(self.changed_read_only_files(workdir, editable=set(spec.files))),
             wall_s=wall_s,
         )
-        return trial_result(spec, self.metric, facts, started, {"hardware": hardware})
+        placement = {"hardware": hardware, "sandbox": self.box.kind}
+        return self._with_refused_writes(
+            trial_result(spec, self.metric, facts, started, placement), facts.log
+        )
+
+    def _with_refused_writes(self, result: TrialResult, log: str) -> TrialResult:
+        """A boxed trial that tried to write outside its folder says so: a tag, and its reason when it failed."""
+        refused = refused_writes(log) if self.box.bwrap else []
+        if not refused:
+            return result
+        placement = {**result.placement, "refused_writes": " | ".join(refused)}
+        reason = result.reason
+        if result.outcome is not Outcome.OK:
+            reason = (
+                f"{reason}; it tried to write outside its folder, which the sandbox refuses ({refused[0]})"
+            )
+        return replace(result, placement=placement, reason=reason)
 
     def changed_read_only_files(self, workdir: Path, editable: set[str]) -> list[str]:
         """Files of the program, other than the editable ones, that the run modified or removed."""
@@ -230,17 +259,6 @@ def _folder_mb(folder: Path) -> float:
             except OSError:
                 pass
     return total / 2**20
-
-
-def _kill_orphan(workdir: Path) -> None:
-    """A trial started by a campaign process that died may still run: stop its process group first."""
-    try:
-        pgid = int((workdir / PID_FILE).read_text())
-        # Only if that process still runs in this folder: a pid reused by something else is left alone.
-        if Path(f"/proc/{pgid}/cwd").resolve() == workdir.resolve():
-            os.killpg(pgid, signal.SIGKILL)
-    except (OSError, ValueError):
-        pass  # no pid file, or that group is gone
 
 
 def _kill_leftovers(pgid: int) -> None:
