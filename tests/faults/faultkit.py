@@ -12,9 +12,13 @@ TERMINAL = {"FINISHED", "FAILED", "KILLED"}
 
 
 def write_program(folder: Path, train: str, config: dict) -> Path:
-    """A program folder with its train.py and campaign.yaml; returns the config's path."""
+    """A program folder with its train.py and campaign.yaml; returns the config's path. A trial may write its
+    marks (`trial.env`'s FAULT_MARKS folder) from inside its box: that folder is one of its writable paths."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.py").write_text(train)
+    trial = config.get("trial", {})
+    if "FAULT_MARKS" in trial.get("env", {}):
+        config = {**config, "trial": {"writable_paths": [trial["env"]["FAULT_MARKS"]], **trial}}
     path = folder / "campaign.yaml"
     path.write_text(yaml.safe_dump({"program": ".", "editable": ["train.py"], **config}, sort_keys=False))
     return path

@@ -1,5 +1,6 @@
 """End to end: a real campaign flow on the real default program, read back from MLflow and from Prefect's API."""
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -91,6 +92,13 @@ def test_a_tiny_campaign_on_the_default_program(prefect_api, tmp_path):
             assert "LEARNING_RATE" in trial.data.params
     outcomes = Counter(t.data.tags["overnight.outcome"] for t in trials)
     assert outcomes["ok"] >= 3, outcomes
+    # Each trial ran in the box where bubblewrap is installed (trial.sandbox: auto), and the program never needed
+    # to write outside its folder.
+    box = "bubblewrap" if shutil.which("bwrap") else "none"
+    assert {t.data.tags["overnight.sandbox"] for t in trials} == {box}
+    assert [
+        t.data.tags["overnight.refused_writes"] for t in trials if "overnight.refused_writes" in t.data.tags
+    ] == []
 
     # The night's one number: the champion's fresh runs against the baseline's copies, the same in MLflow.
     assert agent.data.metrics["improvement"] == pytest.approx(summary.improvement)
