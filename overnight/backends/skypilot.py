@@ -260,6 +260,17 @@ class SkyPilotBackend(Backend):
                 spec, started, f"the job ended {state} on {placement['cluster']}", placement, tail(text)
             )
         facts = self._facts(text, state, timed_out, job_seconds)
+        if facts.ended_early and not timed_out and not self._stopping.is_set():
+            # The engine cancels a job only past its timeout or on Ctrl-C; any other end before the script's is the
+            # infrastructure's doing (a scancel, a node lost, a preemption), not the experiment's: run it again.
+            return infra_error(
+                spec,
+                started,
+                f"the job ended {facts.ended_early} on {placement['cluster']} before the script finished, "
+                "and the engine did not cancel it (killed from outside: scancel, a lost node, a preemption)",
+                placement,
+                tail(facts.log),
+            )
         return trial_result(spec, self.metric, facts, started, placement, cost_usd)
 
     def _facts(self, text: str, state: str, timed_out: bool, wall_s: float | None = None) -> TrialFacts:

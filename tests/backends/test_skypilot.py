@@ -294,3 +294,15 @@ def test_skypilots_colours_and_line_prefixes_do_not_hide_the_metric(program, tmp
         spec(), text, "SUCCEEDED", False, time.monotonic(), {"cluster": "c"}
     )
     assert result.outcome is Outcome.OK and result.metrics["loss"] == 0.75 and result.exit_code == 0
+
+
+def test_a_job_killed_from_outside_before_the_script_finished_is_an_infra_error_not_a_crash(
+    program, tmp_path
+):
+    """The engine cancels a job only past its timeout (or on Ctrl-C): a job that ended before its wrapper's last line
+    otherwise was ended by the infrastructure (a scancel, a node gone), so the trial is run again."""
+    pilot = backend(program, tmp_path)
+    result = pilot._result(spec(), "step 1\n", "FAILED", False, time.monotonic(), {"cluster": "c"})
+    assert result.outcome is Outcome.INFRA_ERROR
+    assert "ended FAILED on c before the script finished" in result.reason
+    assert "step 1" in result.log_tail  # what it printed before, for the person who reads why
