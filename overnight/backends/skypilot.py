@@ -365,7 +365,8 @@ def _state_name(status) -> str:
 
 
 def _one_line(error: Exception) -> str:
-    text = " ".join(str(error).split())
+    """The error in one line, without the colours SkyPilot puts in its messages (they reach MLflow's reason)."""
+    text = " ".join(_ANSI.sub("", str(error)).split())
     return f"{type(error).__name__}: {text[:500]}" if text else type(error).__name__
 
 

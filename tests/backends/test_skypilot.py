@@ -21,6 +21,7 @@ sky = pytest.importorskip("sky", reason="SkyPilot is an optional extra: pip inst
 
 from overnight.backends.skypilot import (  # noqa: E402 - after the importorskip
     SkyPilotBackend,
+    _one_line,
     clean_log,
     cluster_names,
     trial_task_config,
@@ -306,3 +307,8 @@ def test_a_job_killed_from_outside_before_the_script_finished_is_an_infra_error_
     assert result.outcome is Outcome.INFRA_ERROR
     assert "ended FAILED on c before the script finished" in result.reason
     assert "step 1" in result.log_tail  # what it printed before, for the person who reads why
+
+
+def test_skypilots_colours_do_not_reach_an_infra_errors_reason():
+    error = RuntimeError("Cloud access is not set up. Run: \x1b[1msky check\x1b[0m")
+    assert _one_line(error) == "RuntimeError: Cloud access is not set up. Run: sky check"
