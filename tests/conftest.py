@@ -95,4 +95,11 @@ def pg_prefect_server(postgres, tmp_path_factory):
     )
     server.start()
     yield server
+    # This process's Prefect log and event workers send what they hold before the server goes (else they retry
+    # a server that is gone, at exit, for a minute or more).
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+    EventsWorker.drain_all(timeout=30)
     server.stop()
