@@ -1,5 +1,6 @@
-"""The tracking server dies (SIGKILL of its process group) while a wave's trials run, and comes back on the same port
-and store: the campaign completes, and every trial's record is there exactly once."""
+"""A team's servers die (SIGKILL of the process group) while a wave's trials run, and come back on the same port and
+PostgreSQL database: the MLflow tracking server in wave 1, the Prefect server in wave 2. The campaign completes,
+every trial's record is in MLflow exactly once, and the flow run is in Prefect afterwards."""
 
 import contextvars
 import threading
@@ -8,12 +9,13 @@ import time
 import pytest
 from faultkit import check_books, write_program
 from mlflow.tracking import MlflowClient
+from prefect_books import campaign_runs
 
 from flows.campaign import campaign_flow
 
 pytestmark = pytest.mark.slow
 
-TRAIN = '''"""Sleeps long enough for the tracking server to die and come back, and marks when it starts."""
+TRAIN = '''"""Sleeps long enough for a server to die and come back, and marks when it starts."""
 
 import os
 import time
@@ -27,7 +29,9 @@ print(f"loss: {(X - 3.0) ** 2 + 0.001 * int(os.environ['OVERNIGHT_SEED'])}")
 '''
 
 
-def test_a_campaign_survives_its_tracking_server_restarting(prefect_api, tracking_server, tmp_path):
+def test_a_campaign_survives_its_servers_restarting(pg_tracking_server, pg_prefect_server, tmp_path):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     marks = tmp_path / "marks"
     marks.mkdir()
     path = write_program(
@@ -43,35 +47,44 @@ def test_a_campaign_survives_its_tracking_server_restarting(prefect_api, trackin
             "decision": {"confirm_runs": 1, "confirm_top": 1},
             "planner": {"kind": "offline"},
             "knobs": [{"name": "X", "type": "float", "low": 0.1, "high": 10, "log": True}],
-            "tracking_uri": tracking_server.uri,
+            "tracking_uri": pg_tracking_server.uri,
             "state_dir": str(tmp_path / "state"),
         },
     )
     outcome: dict = {}
 
     def run() -> None:
-        outcome["state"] = campaign_flow(config_path=str(path), return_state=True)
+        with temporary_settings({PREFECT_API_URL: pg_prefect_server.api_url}):
+            outcome["state"] = campaign_flow(config_path=str(path), return_state=True)
 
-    # The flow runs in a thread of its own (with this test's Prefect settings) while the test kills the server.
+    def restart_in(wave: str, server) -> float:
+        """Once a trial of `wave` runs, kill the server and start it again; returns how long it was down."""
+        deadline = time.monotonic() + 180
+        while not any(f"-w{wave}-" in m.name for m in marks.iterdir()):
+            assert campaign.is_alive() and time.monotonic() < deadline, f"wave {wave} never started"
+            time.sleep(0.1)
+        server.kill()  # the wave's trials are running; they end while the server is down
+        killed = time.monotonic()
+        time.sleep(2)
+        server.start()
+        return time.monotonic() - killed
+
+    # The flow runs in a thread of its own while the test kills the servers under it.
     campaign = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
     campaign.start()
-    deadline = time.monotonic() + 120
-    while not any("-w1-" in m.name for m in marks.iterdir()):
-        assert campaign.is_alive() and time.monotonic() < deadline, "wave 1 never started"
-        time.sleep(0.1)
-    tracking_server.kill()  # wave 1's trials are running; they end while the server is down
-    killed = time.monotonic()
-    time.sleep(2)
-    tracking_server.start()
-    down_s = time.monotonic() - killed
+    mlflow_down_s = restart_in("1", pg_tracking_server)
+    prefect_down_s = restart_in("2", pg_prefect_server)
     campaign.join(timeout=300)
-    assert not campaign.is_alive(), "the campaign hung after the server came back"
+    assert not campaign.is_alive(), "the campaign hung after the servers came back"
     state = outcome["state"]
     assert state.is_completed(), state
     summary = state.result()
-    print(f"\nserver down {down_s:.1f} s; {summary.trials} trials, outcomes {summary.outcomes}")
+    print(
+        f"\nMLflow down {mlflow_down_s:.1f} s in wave 1, Prefect down {prefect_down_s:.1f} s in wave 2; "
+        f"{summary.trials} trials, outcomes {summary.outcomes}"
+    )
 
-    client = MlflowClient(tracking_server.uri)
+    client = MlflowClient(pg_tracking_server.uri)
     books = check_books(client, summary.experiment_id, summary.agent_run_id)
     trials = books["trials"]
     started = {m.name for m in marks.iterdir()}
@@ -82,3 +95,8 @@ def test_a_campaign_survives_its_tracking_server_restarting(prefect_api, trackin
         names = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"diff.patch", "files", "log_tail.txt"} <= names
     assert len(books["waves"]) == 3 and all(w.info.status == "FINISHED" for w in books["waves"])
+
+    prefect = campaign_runs(pg_prefect_server.api_url, str(path))
+    (flow_run,) = prefect["flows"]
+    assert flow_run["state_type"] == "COMPLETED", flow_run["state"]
+    assert len(prefect["subflows"]) == 3  # the baseline and both waves
