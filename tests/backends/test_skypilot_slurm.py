@@ -213,23 +213,28 @@ RESULTS_HEADING = "## 7. Faults on a real Slurm cluster"
 def write_fault_results(faults: dict[str, int], figures: dict[str, int], retried: list[str]) -> None:
     """benchmarks/RESULTS.md's section of this test's figures, with the machine, the date and the command."""
     import platform
+    import shlex
     from datetime import datetime, timezone
 
     sys.path.insert(0, str(Path(__file__).parents[2]))
     from benchmarks.results import write_section
 
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    reasons = "\n".join(
-        f"- `{line.split('InfraError(', 1)[1].split(' - Retry ')[0][:220]}`" for line in retried
-    )
+    reasons = "\n".join(f"- {_retried_reason(line)}" for line in retried)
     text = f"""{RESULTS_HEADING}
 
 One campaign (two baseline copies, a wave of two, a pool of two SkyPilot clusters on the one-node Slurm cluster of
-scripts/slurm/up.sh) through the faults a real cluster has: the login node unreachable for the first launches
-(its sshd and open sessions killed: {faults["launch"]}), a held trial's job step killed with `scancel`
-({faults["scancel"]}), the node set DOWN with its slurmd stopped under the other held trial, back 15 s later
-({faults["node_down"]}). Each fault ends the trials it hits as infra_error; Prefect retries them with backoff
-(retry_delay_seconds in tasks/dispatch.py) on a relaunched cluster, and every trial ends ok, recorded once.
+scripts/slurm/up.sh, tests/backends/test_skypilot_slurm.py) through three faults a real cluster has, injected by
+the test at their moments and put right as the cluster would come back:
+
+- the login node unreachable for the first launches (its sshd and open ssh sessions killed; up again after the first
+  failed launch): {faults["launch"]};
+- the job step running a held baseline trial killed with `scancel <allocation>.<step>`: {faults["scancel"]};
+- the node set DOWN and its slurmd stopped under the other held trial (every cluster's allocation gone), back 15 s
+  later: {faults["node_down"]}.
+
+Each ends the trials it hits as infra_error, never crash; Prefect retries them with backoff (retry_delay_seconds
+[5, 30] in tasks/dispatch.py) on a relaunched cluster, and every trial ends ok, recorded once in MLflow.
 
 | faults injected | infra_errors seen | retries | trials recorded | duplicates | crashes | campaign wall s |
 |---|---|---|---|---|---|---|
@@ -243,7 +248,14 @@ Machine: {platform.platform()}, {os.cpu_count()} CPUs, {memory_gib:.0f} GiB; Slu
 Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with:
 
 ```
-OVERNIGHT_WRITE_RESULTS=1 pytest tests/backends/test_skypilot_slurm.py -k faults -s
+OVERNIGHT_WRITE_RESULTS=1 pytest {shlex.join(sys.argv[1:])}
 ```
 """
     write_section(RESULTS_HEADING, text)
+
+
+def _retried_reason(line: str) -> str:
+    """The infra_error's reason and Prefect's delay, from its retry line."""
+    reason, _, retry = line.split("InfraError(", 1)[1].partition(") - Retry ")
+    delay = retry.split(" will start ", 1)[-1].removesuffix(" from now")
+    return f"`{reason.strip(chr(39) + chr(34))[:200]}` (retry {retry.split()[0]} after {delay})"
