@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run against this checkout, not an installed copy
 
-SECTION = "## 7. Memory at scale on PostgreSQL"  # --results --postgres writes this section of RESULTS.md
+SECTION = "## 8. Memory at scale on PostgreSQL"  # --results --postgres writes this section of RESULTS.md
 # fmt: off
 CAMPAIGN = "memory-scale"     # the experiment's name
 METRIC = "val_bpb"            # the trials' metric (minimize)
@@ -274,6 +274,7 @@ def write_config(store: Path) -> Path:
         .read_text()
         .replace("name: tiny-gpt-shakespeare", f"name: {CAMPAIGN}")
         .replace("program: .", f"program: {PROGRAM}")
+        .replace("holdout_data: ../", f"holdout_data: {PROGRAM.parent}/")  # it was relative to the program
         + f"tracking_uri: {store_uri(store)}\nstate_dir: {store / 'state'}\n"
     )
     return path
