@@ -207,7 +207,7 @@ def test_ctrl_c_stops_the_jobs_and_takes_the_clusters_down(sky_env, tmp_path):
     assert runs and all(r.info.status != "RUNNING" for r in runs)
 
 
-RESULTS_HEADING = "## 8. Faults on a real Slurm cluster"
+RESULTS_HEADING = "## 7. Faults on a real Slurm cluster"
 
 
 def write_fault_results(faults: dict[str, int], figures: dict[str, int], retried: list[str]) -> None:
