@@ -2,16 +2,15 @@
 PostgreSQL database: the MLflow tracking server in wave 1, the Prefect server in wave 2. The campaign completes,
 every trial's record is in MLflow exactly once, and the flow run is in Prefect afterwards."""
 
-import contextvars
-import threading
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 from faultkit import check_books, write_program
 from mlflow.tracking import MlflowClient
 from prefect_books import campaign_runs
-
-from flows.campaign import campaign_flow
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +29,6 @@ print(f"loss: {(X - 3.0) ** 2 + 0.001 * int(os.environ['OVERNIGHT_SEED'])}")
 
 
 def test_a_campaign_survives_its_servers_restarting(pg_tracking_server, pg_prefect_server, tmp_path):
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     marks = tmp_path / "marks"
     marks.mkdir()
     path = write_program(
@@ -48,20 +45,16 @@ def test_a_campaign_survives_its_servers_restarting(pg_tracking_server, pg_prefe
             "planner": {"kind": "offline"},
             "knobs": [{"name": "X", "type": "float", "low": 0.1, "high": 10, "log": True}],
             "tracking_uri": pg_tracking_server.uri,
+            "prefect_api_url": pg_prefect_server.api_url,
             "state_dir": str(tmp_path / "state"),
         },
     )
-    outcome: dict = {}
-
-    def run() -> None:
-        with temporary_settings({PREFECT_API_URL: pg_prefect_server.api_url}):
-            outcome["state"] = campaign_flow(config_path=str(path), return_state=True)
 
     def restart_in(wave: str, server) -> float:
         """Once a trial of `wave` runs, kill the server and start it again; returns how long it was down."""
         deadline = time.monotonic() + 180
         while not any(f"-w{wave}-" in m.name for m in marks.iterdir()):
-            assert campaign.is_alive() and time.monotonic() < deadline, f"wave {wave} never started"
+            assert campaign.poll() is None and time.monotonic() < deadline, f"wave {wave} never started"
             time.sleep(0.1)
         server.kill()  # the wave's trials are running; they end while the server is down
         killed = time.monotonic()
@@ -69,27 +62,38 @@ def test_a_campaign_survives_its_servers_restarting(pg_tracking_server, pg_prefe
         server.start()
         return time.monotonic() - killed
 
-    # The flow runs in a thread of its own while the test kills the servers under it.
-    campaign = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
-    campaign.start()
-    mlflow_down_s = restart_in("1", pg_tracking_server)
-    prefect_down_s = restart_in("2", pg_prefect_server)
-    campaign.join(timeout=300)
-    assert not campaign.is_alive(), "the campaign hung after the servers came back"
-    state = outcome["state"]
-    assert state.is_completed(), state
-    summary = state.result()
-    print(
-        f"\nMLflow down {mlflow_down_s:.1f} s in wave 1, Prefect down {prefect_down_s:.1f} s in wave 2; "
-        f"{summary.trials} trials, outcomes {summary.outcomes}"
+    # `overnight run` in a process of its own, as a team runs it, while the test kills the servers under it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    campaign = subprocess.Popen(
+        [sys.executable, "-m", "overnight.cli", "run", str(path)],
+        cwd=tmp_path,
+        env={**env, "PREFECT_HOME": str(tmp_path / "prefect-home"), "COLUMNS": "200", "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
+    try:
+        mlflow_down_s = restart_in("1", pg_tracking_server)
+        prefect_down_s = restart_in("2", pg_prefect_server)
+        output, _ = campaign.communicate(timeout=300)
+    finally:
+        if campaign.poll() is None:
+            campaign.kill()
+    assert campaign.returncode == 0, output[-6000:]
+    assert "Traceback" not in output, output[-6000:]
 
     client = MlflowClient(pg_tracking_server.uri)
-    books = check_books(client, summary.experiment_id, summary.agent_run_id)
+    experiment = client.get_experiment_by_name("server-restart").experiment_id
+    (agent,) = client.search_runs([experiment], "tags.`overnight.kind` = 'agent_run'")
+    books = check_books(client, experiment, agent.info.run_id)
     trials = books["trials"]
+    print(
+        f"\nMLflow down {mlflow_down_s:.1f} s in wave 1, Prefect down {prefect_down_s:.1f} s in wave 2; "
+        f"{len(trials)} trials recorded"
+    )
     started = {m.name for m in marks.iterdir()}
     assert set(trials) == started  # every trial that ran has its record, and no record lacks a run
-    assert summary.outcomes == {"ok": len(trials)}
+    assert {r.data.tags["overnight.outcome"] for r in trials.values()} == {"ok"}
     for run in trials.values():
         assert "loss" in run.data.metrics and run.data.metrics["duration_s"] >= 4
         names = {a.path for a in client.list_artifacts(run.info.run_id)}
