@@ -6,8 +6,12 @@ tracking server and a Prefect server, both on PostgreSQL, as a team runs them.
 so a slow machine makes the wave slower, never smaller. A trial that waited minutes in vain prints a marker, and the
 test fails saying how many were started together: that is the engine not running them at once."""
 
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 from faultkit import check_books, write_program
@@ -52,9 +56,10 @@ def train(wave: int, knobs: list[str]) -> str:
     )
 
 
-def load_campaign(tmp_path, wave: int, store: str, uri: str):
-    """A campaign whose first wave screens wave/2 knobs up and down: `wave` trials at once. Returns its summary,
-    the trials' (up, end) spans by trial id, and the campaign's seconds."""
+def load_campaign(tmp_path, wave: int, store: str, uri: str, prefect_api_url: str = ""):
+    """A campaign whose first wave screens wave/2 knobs up and down: `wave` trials at once; with a Prefect API URL,
+    through `overnight run` in a process of its own (as a team runs it: one process, one Prefect server). Returns
+    its summary, the trials' (up, end) spans by trial id, the campaign's seconds and its config's path."""
     knobs = [f"K{i:03d}" for i in range(wave // 2)]
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -73,10 +78,14 @@ def load_campaign(tmp_path, wave: int, store: str, uri: str):
             "knobs": [{"name": k, "type": "float", "low": 0.1, "high": 10, "log": True} for k in knobs],
             "tracking_uri": uri,
             "state_dir": str(tmp_path / "state"),
+            **({"prefect_api_url": prefect_api_url} if prefect_api_url else {}),
         },
     )
     started = time.monotonic()
-    state = campaign_flow(config_path=str(path), return_state=True)
+    if prefect_api_url:
+        summary, state = run_cli(path, tmp_path, uri), None
+    else:
+        state = campaign_flow(config_path=str(path), return_state=True)
     elapsed = time.monotonic() - started
     gave_up = {m.stem: int(m.read_text()) for m in marks.glob("*.gave-up")}
     if gave_up:
@@ -84,13 +93,40 @@ def load_campaign(tmp_path, wave: int, store: str, uri: str):
             f"only {max(gave_up.values())} of {wave} trials were started at once — the engine did not run "
             f"them together ({len(gave_up)} waited {BARRIER_S} s at the barrier)"
         )
-    assert state.is_completed(), state
+    if state is not None:
+        assert state.is_completed(), state
+        summary = state.result()
     spans = {
         m.name: tuple(map(float, m.read_text().split()))
         for m in marks.iterdir()
         if m.suffix not in (".up", ".gave-up") and m.name != "go"
     }
-    return state.result(), spans, elapsed, path
+    return summary, spans, elapsed, path
+
+
+def run_cli(path, cwd, uri: str) -> SimpleNamespace:
+    """`overnight run` to its end; what the test needs of its summary, read back from MLflow."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    done = subprocess.run(
+        [sys.executable, "-m", "overnight.cli", "run", str(path)],
+        cwd=cwd,
+        env={**env, "PREFECT_HOME": str(cwd / "prefect-home"), "COLUMNS": "200", "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=2 * BARRIER_S + 300,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return campaign_summary(MlflowClient(uri), path)
+
+
+def campaign_summary(client: MlflowClient, path) -> SimpleNamespace:
+    """The experiment and the (one) agent run of the campaign at `path`."""
+    import yaml
+
+    name = yaml.safe_load(path.read_text())["name"]
+    experiment = client.get_experiment_by_name(name).experiment_id
+    (agent,) = client.search_runs([experiment], "tags.`overnight.kind` = 'agent_run'")
+    return SimpleNamespace(experiment_id=experiment, agent_run_id=agent.info.run_id)
 
 
 def check_load(uri: str, wave: int, store: str, summary, spans: dict, elapsed: float) -> None:
@@ -146,11 +182,11 @@ def test_64_trials_in_flight_on_sqlite_all_reach_mlflow(prefect_api, tmp_path):
 def test_256_trials_in_flight_through_team_servers_all_reach_mlflow_and_prefect(
     pg_tracking_server, pg_prefect_server, tmp_path
 ):
-    from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect_books import campaign_runs
 
-    with temporary_settings({PREFECT_API_URL: pg_prefect_server.api_url}):
-        summary, spans, elapsed, path = load_campaign(tmp_path, 256, "postgresql", pg_tracking_server.uri)
+    summary, spans, elapsed, path = load_campaign(
+        tmp_path, 256, "postgresql", pg_tracking_server.uri, pg_prefect_server.api_url
+    )
     check_load(pg_tracking_server.uri, 256, "postgresql", summary, spans, elapsed)
     prefect = campaign_runs(pg_prefect_server.api_url, str(path))
     (flow_run,) = prefect["flows"]
