@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prefect import task
 from prefect.cache_policies import NONE
 from prefect.runtime import task_run
@@ -55,6 +57,8 @@ def run_trial(
     result = core.run_trial(config, memory, backend, trial, deadline_ts, slot.started if slot else None)
     if result.outcome is Outcome.INFRA_ERROR and task_run.run_count <= INFRA_RETRIES:
         raise InfraError(result.reason)  # retried on the worker it holds
+    if task_run.run_count > 1:  # infrastructure errors came first: the record says how many attempts it took
+        result = replace(result, placement={**result.placement, "attempts": str(task_run.run_count)})
     if slot is not None:
         slot.release()
         slot.let_others_start()

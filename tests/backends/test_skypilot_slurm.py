@@ -165,6 +165,8 @@ def test_a_campaign_runs_every_wave_on_the_cluster_pool_through_faults_and_leave
         retried
     )  # each fault: at least one retried trial
     assert figures["duplicates"] == 0 and figures["crashes"] == 0
+    # MLflow's record of each trial says how many attempts it took, so the morning shows what the night survived.
+    assert sum(int(t.data.tags.get("overnight.attempts", "1")) - 1 for t in trials) == figures["retries"]
     assert not output.matching(r": infra_error\b")  # no trial ended as one: its retries succeeded
     if os.environ.get("OVERNIGHT_WRITE_RESULTS") == "1":
         write_fault_results(faults, figures, retried)
