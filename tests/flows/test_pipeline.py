@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import alive, most_at_once, start_campaign, trial_span
+from helpers import most_at_once, processes_with, start_campaign, trial_span
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
@@ -115,7 +115,7 @@ def test_ctrl_c_stops_every_wave_in_flight_and_leaves_nothing_running(prefect_ap
     assert process.returncode == 130, output
     assert "The campaign was interrupted" in output
     time.sleep(0.5)
-    assert not any(alive(int(p.read_text())) for p in pid_files)
+    assert [processes_with(f"OVERNIGHT_TRIAL_ID={p.parent.name}\0") for p in pid_files] == [[], []]
 
     runs = client.search_runs([client.get_experiment_by_name("quadratic").experiment_id], max_results=1000)
     assert all(r.info.status != "RUNNING" for r in runs)
