@@ -22,6 +22,16 @@ With --postgres the MLflow store is that PostgreSQL database (created empty with
 --store) and `overnight status` reads it with SQLAlchemy alone; --writers N writes the nights in N processes at
 once (each through `Memory`: real MLflow rows), so that 100,000 trials take less long; --results writes the tables
 to the PostgreSQL section of benchmarks/RESULTS.md.
+
+Writing through `Memory` runs at about 15 trials/s on a small machine (100,000 trials: two hours), so a store that
+large is grown from one written through `Memory`:
+
+    python benchmarks/memory_scale.py --trials 10000 --postgres URI --writers 4 --replicate-to 100000
+
+copies its finished nights inside PostgreSQL (INSERT ... SELECT over runs, tags, params, metrics, latest_metrics)
+until it holds 100,000 trials: copy c of a night is that night c days before the oldest one, its runs with new ids
+(md5(old id || ':' || c)) and every tag naming a run of the night remapped, so MLflow, `Memory` and `overnight
+status` read the copies as older nights of the same campaign (see replicate_nights).
 """
 
 from __future__ import annotations
@@ -280,6 +290,154 @@ def write_config(store: Path) -> Path:
     return path
 
 
+# --- growing the store in SQL (PostgreSQL) ---------------------------------------------------------------------------
+
+DAY_MS = 86_400_000
+# Every table whose rows belong to a run (column run_uuid), and what a copy's row changes: its run id, a tag value
+# that names a run of the night (remapped), a time (shifted). `m` is the copy's row of copy_map, `x` the run a tag
+# value names (NULL when it names none). MLflow's other run-keyed tables (inputs, logged models, assessments, model
+# versions) hold no rows in this store: replicate_nights refuses a store where they do.
+COPIED_TABLES = {
+    "runs": {
+        "run_uuid": "m.new",
+        "name": "CASE WHEN t.run_uuid = m.root THEN t.name || ' copy ' || m.c "
+        "ELSE replace(t.name, left(m.root, 8), left(m.new_root, 8)) END",
+        "start_time": "t.start_time - m.shift",
+        "end_time": "t.end_time - m.shift",
+    },
+    "tags": {
+        "run_uuid": "m.new",
+        "value": "COALESCE(x.new, CASE WHEN t.key = 'mlflow.runName' AND t.run_uuid = m.root "
+        "THEN t.value || ' copy ' || m.c ELSE replace(t.value, left(m.root, 8), left(m.new_root, 8)) END)",
+    },
+    "params": {"run_uuid": "m.new"},
+    "metrics": {"run_uuid": "m.new", "timestamp": "t.timestamp - m.shift"},
+    "latest_metrics": {"run_uuid": "m.new", "timestamp": "t.timestamp - m.shift"},
+}
+UNCOPIED_TABLES = ("inputs", "logged_models", "logged_model_metrics", "assessments", "model_versions")
+
+
+def replicate_nights(target: int) -> dict:
+    """Grow the PostgreSQL store to `target` trials by copying its finished nights (agent runs with their waves and
+    trials) inside PostgreSQL: copy c of a night is that night c days earlier, every run of it given the run id
+    md5(old id || ':' || c), every tag value naming a run of the night (mlflow.parentRunId, overnight.agent_run_id,
+    overnight.parent_champion, ...) remapped to the copy's run, the night's 8-character prefix in trial ids and run
+    names replaced by its copy's, and the agent run named '<name> copy c'. The copies keep their original's
+    artifact_uri (they read its files). The newest night, the one left running, stays the newest."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(POSTGRES)
+    started = time.perf_counter()
+    with engine.begin() as db:
+        rows = lambda query, **values: db.execute(sqlalchemy.text(query), values).all()  # noqa: E731
+        _refuse_uncopied(rows)
+        experiment = rows("SELECT experiment_id FROM experiments WHERE name = :n", n=CAMPAIGN)[0][0]
+        nights, have, copies_made = _finished_nights(rows, experiment)
+        plan = _copy_plan(nights, have, target, copies_made)
+        if not plan:
+            return {"copied_trials": 0, "copy_s": 0.0}
+        _make_copy_map(db, rows, plan)
+        for table, changed in COPIED_TABLES.items():
+            db.execute(sqlalchemy.text(_copy_rows_sql(rows, table, changed)))
+            print(f"  copied the {table} rows, {time.perf_counter() - started:.0f} s", flush=True)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+        db.execute(sqlalchemy.text("ANALYZE"))  # the planner's statistics, as autovacuum would soon have them
+    engine.dispose()
+    copied = sum(trials for _, trials, _, _ in plan)
+    return {
+        "copied_trials": copied,
+        "night_copies": len(plan),
+        "copy_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def _refuse_uncopied(rows) -> None:
+    for table in UNCOPIED_TABLES:
+        if rows(f"SELECT count(*) FROM {table}")[0][0]:
+            sys.exit(f"the store has rows in {table}, which --replicate-to does not copy")
+
+
+def _finished_nights(rows, experiment: int) -> tuple[list[tuple[str, int, int]], int, int]:
+    """The finished agent runs as (run id, its trials, its start time), oldest first; the experiment's trials; and
+    how many night copies the store holds already (the copies' numbers go on from there)."""
+    trials_by_agent = dict(
+        rows(
+            "SELECT a.value, count(*) FROM tags a JOIN tags k ON k.run_uuid = a.run_uuid AND k.key = 'overnight.kind' "
+            "AND k.value = 'trial' JOIN runs r ON r.run_uuid = a.run_uuid AND r.experiment_id = :e "
+            "WHERE a.key = 'overnight.agent_run_id' GROUP BY a.value",
+            e=experiment,
+        )
+    )
+    agents = rows(
+        "SELECT r.run_uuid, r.start_time, r.name LIKE '% copy %' FROM runs r JOIN tags k ON k.run_uuid = r.run_uuid "
+        "AND k.key = 'overnight.kind' AND k.value = 'agent_run' JOIN tags s ON s.run_uuid = r.run_uuid "
+        "AND s.key = 'overnight.status' AND s.value = 'finished' WHERE r.experiment_id = :e ORDER BY r.start_time",
+        e=experiment,
+    )
+    originals = [(run, trials_by_agent.get(run, 0), start) for run, start, copy in agents if not copy]
+    return originals, sum(trials_by_agent.values()), sum(copy for _, _, copy in agents)
+
+
+def _copy_plan(nights, have: int, target: int, copies_made: int) -> list[tuple[str, int, int, int]]:
+    """(night's agent run, its trials, copy number, shift in ms) for each night copy, the nights in turn, until the
+    store holds `target` trials. Copy c starts c days before the oldest night."""
+    if not sum(trials for _, trials, _ in nights):
+        return []
+    plan, c = [], copies_made
+    earliest = min(start for _, _, start in nights)
+    while have < target:
+        for agent, trials, start in nights:
+            if have >= target:
+                break
+            c += 1
+            plan.append((agent, trials, c, start - earliest + c * DAY_MS))
+            have += trials
+    return plan
+
+
+def _make_copy_map(db, rows, plan) -> None:
+    """copy_map(old, new, c, shift, root, new_root): every run of every night copy (a night: its agent run and the
+    runs below it by mlflow.parentRunId)."""
+    import sqlalchemy
+
+    db.execute(sqlalchemy.text("CREATE TEMP TABLE copy_nights (agent varchar(32), c int, shift bigint)"))
+    db.execute(
+        sqlalchemy.text("INSERT INTO copy_nights VALUES (:a, :c, :s)"),
+        [{"a": agent, "c": c, "s": shift} for agent, _, c, shift in plan],
+    )
+    db.execute(
+        sqlalchemy.text(
+            "CREATE TEMP TABLE copy_map AS WITH RECURSIVE tree(run_uuid, root) AS ("
+            "SELECT DISTINCT agent, agent FROM copy_nights UNION ALL SELECT p.run_uuid, tree.root FROM tags p "
+            "JOIN tree ON p.key = 'mlflow.parentRunId' AND p.value = tree.run_uuid) "
+            "SELECT tree.run_uuid AS old, md5(tree.run_uuid || ':' || n.c) AS new, n.c, n.shift, tree.root, "
+            "md5(tree.root || ':' || n.c) AS new_root FROM tree JOIN copy_nights n ON n.agent = tree.root"
+        )
+    )
+    db.execute(sqlalchemy.text("CREATE INDEX ON copy_map (old, c)"))
+    db.execute(sqlalchemy.text("ANALYZE copy_map"))
+    print(
+        f"  {rows('SELECT count(*) FROM copy_map')[0][0]} runs to copy in {len(plan)} night copies",
+        flush=True,
+    )
+
+
+def _copy_rows_sql(rows, table: str, changed: dict[str, str]) -> str:
+    """INSERT ... SELECT of a table's rows for every copied run, its columns as MLflow's schema has them."""
+    columns = [
+        name
+        for (name,) in rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
+            "AND table_name = :t ORDER BY ordinal_position",
+            t=table,
+        )
+    ]
+    values = ", ".join(changed.get(column, f"t.{column}") for column in columns)
+    names = ", ".join(f'"{column}"' for column in columns)
+    named_run = " LEFT JOIN copy_map x ON x.old = t.value AND x.c = m.c" if table == "tags" else ""
+    return f"INSERT INTO {table} ({names}) SELECT {values} FROM {table} t JOIN copy_map m ON m.old = t.run_uuid{named_run}"
+
+
 # --- timing ----------------------------------------------------------------------------------------------------------
 
 
@@ -429,6 +587,49 @@ def time_cli(store: Path, repeats: int) -> dict[str, float]:
     return results
 
 
+def replicate(store: Path, info: dict, target: int) -> dict:
+    """--replicate-to: grow the store in SQL to `target` trials; what was copied is added to layout.json."""
+    if not POSTGRES:
+        sys.exit("--replicate-to copies nights inside PostgreSQL: give --postgres")
+    print(f"Copying nights in SQL until the store holds {target} trials...")
+    copied = replicate_nights(target)
+    info = {
+        **info,
+        "copied_trials": info.get("copied_trials", 0) + copied["copied_trials"],
+        "night_copies": info.get("night_copies", 0) + copied.get("night_copies", 0),
+        "copy_s": round(info.get("copy_s", 0) + copied["copy_s"], 1),
+    }
+    (store / "layout.json").write_text(json.dumps(info, indent=2))
+    print(f"Copied {copied['copied_trials']} trials in {copied['copy_s']:.0f} s.")
+    return info
+
+
+def section_text(record: dict, store: dict, args, tables: str) -> str:
+    """Section 8 of RESULTS.md: how the store was built, where and when it was timed, and the tables."""
+    written, copied = store.get("writers", 1), store.get("copied_trials", 0)
+    built = (
+        f"{store['trials']:,} trials ({store['nights']} nights x {store['waves']} waves x {store['per_wave']} "
+        f"trials), written through `Memory` by {written} process(es) in {store['write_s']:.0f} s "
+        f"({store['trials'] / store['write_s']:.0f} trials/s)"
+    )
+    if copied:
+        built = (
+            f"{store['trials'] + copied:,} trials: {built}; then {copied:,} more copied inside PostgreSQL "
+            f"(`--replicate-to`: {store['night_copies']} copies of its finished nights, each a distinct older night "
+            f"of the campaign with new run ids and its run-id tags remapped) in {store['copy_s']:.0f} s"
+        )
+    replicated = f" --replicate-to {args.replicate_to}" if args.replicate_to else ""
+    return (
+        f"{SECTION}\n\n"
+        f"- **Machine**: {record['machine']}, shared with other work; PostgreSQL 15 on the same machine.\n"
+        f"- **Date**: {record['date']}.\n"
+        f"- **Store**: {built}.\n"
+        f"- **Command**: `nice -n 19 .venv/bin/python benchmarks/memory_scale.py --trials {args.trials} "
+        f"--postgres postgresql://USER@127.0.0.1:PORT/DB --writers {written}{replicated} --repeats {args.repeats} "
+        f"--results`\n\n{tables}\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=10_000, help="trials to write (default 10000)")
@@ -439,6 +640,12 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=1, help="processes writing the nights at once")
     parser.add_argument("--write-nights", default="", help=argparse.SUPPRESS)  # a writer process's nights
     parser.add_argument("--results", action="store_true", help="write the tables to benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--replicate-to",
+        type=int,
+        default=0,
+        help="with --postgres: grow the store to this many trials in SQL",
+    )
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     global POSTGRES
@@ -462,6 +669,8 @@ def main() -> None:
             else write_store(store, args.trials)
         )
         print(f"Written in {existing['write_s']:.0f} s.")
+    if args.replicate_to:
+        existing = replicate(store, existing, args.replicate_to)
     print(f"Timing (median of {args.repeats})...")
     results = {**time_queries(store, args.repeats), **time_cli(store, args.repeats)}
     record = {
@@ -488,19 +697,7 @@ def main() -> None:
     if args.results and POSTGRES:  # the SQLite section (3) is written by hand, with its before/after figures
         from benchmarks.results import write_section  # the repository root is on sys.path (above)
 
-        written = existing.get("writers", 1)
-        write_section(
-            SECTION,
-            f"{SECTION}\n\n"
-            f"- **Machine**: {record['machine']}, shared with other work; PostgreSQL 15 on the same machine.\n"
-            f"- **Date**: {record['date']}.\n"
-            f"- **Store**: {existing['trials']:,} trials ({existing['nights']} nights x {existing['waves']} waves x "
-            f"{existing['per_wave']} trials), written through `Memory` by {written} process(es) in "
-            f"{existing['write_s']:.0f} s ({existing['trials'] / existing['write_s']:.0f} trials/s).\n"
-            f"- **Command**: `nice -n 19 .venv/bin/python benchmarks/memory_scale.py --trials {args.trials} "
-            f"--postgres postgresql://USER@127.0.0.1:PORT/DB --writers {written} --repeats {args.repeats} "
-            f"--results`\n\n{tables}\n",
-        )
+        write_section(SECTION, section_text(record, existing, args, tables))
         print(f"Wrote the section '{SECTION}' of benchmarks/RESULTS.md.")
 
 
