@@ -123,10 +123,12 @@ def constants(source: str) -> dict[str, Constant]:
         except ValueError:
             continue
         line = lines[node.lineno - 1]
-        literal = ast.get_source_segment(source, node.value) or repr(value)
+        # From its one line: ast.get_source_segment splits the whole source again for each constant.
+        start, end = span = _span(line, node.value)
+        literal = line[start:end] or repr(value)
         parts = node.value.elts if isinstance(node.value, ast.Tuple) else []
         elements = tuple(_span(line, part) for part in parts)
-        found[name] = Constant(name, value, line, literal, _span(line, node.value), elements)
+        found[name] = Constant(name, value, line, literal, span, elements)
     return found
 
 
