@@ -29,9 +29,10 @@ large is grown from one written through `Memory`:
     python benchmarks/memory_scale.py --trials 10000 --postgres URI --writers 4 --replicate-to 100000
 
 copies its finished nights inside PostgreSQL (INSERT ... SELECT over runs, tags, params, metrics, latest_metrics)
-until it holds 100,000 trials: copy c of a night is that night c days before the oldest one, its runs with new ids
-(md5(old id || ':' || c)) and every tag naming a run of the night remapped, so MLflow, `Memory` and `overnight
-status` read the copies as older nights of the same campaign (see replicate_nights).
+until it holds 100,000 trials: copy c holds every finished night (the last copy the oldest ones only) moved c
+spans earlier, its runs with new ids (md5(old id || ':' || c)) and every tag naming a run remapped to the copy's, so
+MLflow, `Memory` and `overnight status` read the copies as older nights of the same campaign (see
+replicate_nights).
 """
 
 from __future__ import annotations
@@ -319,11 +320,13 @@ UNCOPIED_TABLES = ("inputs", "logged_models", "logged_model_metrics", "assessmen
 
 def replicate_nights(target: int) -> dict:
     """Grow the PostgreSQL store to `target` trials by copying its finished nights (agent runs with their waves and
-    trials) inside PostgreSQL: copy c of a night is that night c days earlier, every run of it given the run id
-    md5(old id || ':' || c), every tag value naming a run of the night (mlflow.parentRunId, overnight.agent_run_id,
-    overnight.parent_champion, ...) remapped to the copy's run, the night's 8-character prefix in trial ids and run
-    names replaced by its copy's, and the agent run named '<name> copy c'. The copies keep their original's
-    artifact_uri (they read its files). The newest night, the one left running, stays the newest."""
+    trials) inside PostgreSQL. Copy c holds every finished night (the last copy the oldest ones only), moved c spans
+    earlier (a span: the days the nights started in, plus one), so the copies are older nights, in their order; every
+    run gets the id md5(old id || ':' || c), every tag value naming a copied run (mlflow.parentRunId,
+    overnight.agent_run_id, overnight.parent_champion, overnight.champion_parent across nights, ...) names its copy
+    c, the night's 8-character prefix in trial ids and run names is replaced by its copy's, and the agent run is
+    named '<name> copy c'. The copies keep their original's artifact_uri (they read its files). The night left
+    running is not copied."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(POSTGRES)
@@ -347,6 +350,7 @@ def replicate_nights(target: int) -> dict:
     return {
         "copied_trials": copied,
         "night_copies": len(plan),
+        "copies": plan[-1][2] - copies_made,
         "copy_s": round(time.perf_counter() - started, 1),
     }
 
@@ -359,7 +363,7 @@ def _refuse_uncopied(rows) -> None:
 
 def _finished_nights(rows, experiment: int) -> tuple[list[tuple[str, int, int]], int, int]:
     """The finished agent runs as (run id, its trials, its start time), oldest first; the experiment's trials; and
-    how many night copies the store holds already (the copies' numbers go on from there)."""
+    the highest copy number in the store (a new copy's number goes on from there)."""
     trials_by_agent = dict(
         rows(
             "SELECT a.value, count(*) FROM tags a JOIN tags k ON k.run_uuid = a.run_uuid AND k.key = 'overnight.kind' "
@@ -369,28 +373,33 @@ def _finished_nights(rows, experiment: int) -> tuple[list[tuple[str, int, int]],
         )
     )
     agents = rows(
-        "SELECT r.run_uuid, r.start_time, r.name LIKE '% copy %' FROM runs r JOIN tags k ON k.run_uuid = r.run_uuid "
+        "SELECT r.run_uuid, r.start_time, substring(r.name from ' copy ([0-9]+)$') FROM runs r JOIN tags k ON k.run_uuid = r.run_uuid "
         "AND k.key = 'overnight.kind' AND k.value = 'agent_run' JOIN tags s ON s.run_uuid = r.run_uuid "
         "AND s.key = 'overnight.status' AND s.value = 'finished' WHERE r.experiment_id = :e ORDER BY r.start_time",
         e=experiment,
     )
     originals = [(run, trials_by_agent.get(run, 0), start) for run, start, copy in agents if not copy]
-    return originals, sum(trials_by_agent.values()), sum(copy for _, _, copy in agents)
+    return (
+        originals,
+        sum(trials_by_agent.values()),
+        max((int(copy) for _, _, copy in agents if copy), default=0),
+    )
 
 
 def _copy_plan(nights, have: int, target: int, copies_made: int) -> list[tuple[str, int, int, int]]:
-    """(night's agent run, its trials, copy number, shift in ms) for each night copy, the nights in turn, until the
-    store holds `target` trials. Copy c starts c days before the oldest night."""
+    """(night's agent run, its trials, copy number, shift in ms) for each night copied, until the store holds
+    `target` trials: each copy the finished nights oldest first, copy c moved c spans earlier."""
     if not sum(trials for _, trials, _ in nights):
         return []
+    starts = [start for _, _, start in nights]
+    span_ms = ((max(starts) - min(starts)) // DAY_MS + 1) * DAY_MS
     plan, c = [], copies_made
-    earliest = min(start for _, _, start in nights)
     while have < target:
-        for agent, trials, start in nights:
+        c += 1
+        for agent, trials, _ in nights:
             if have >= target:
                 break
-            c += 1
-            plan.append((agent, trials, c, start - earliest + c * DAY_MS))
+            plan.append((agent, trials, c, c * span_ms))
             have += trials
     return plan
 
@@ -597,6 +606,7 @@ def replicate(store: Path, info: dict, target: int) -> dict:
         **info,
         "copied_trials": info.get("copied_trials", 0) + copied["copied_trials"],
         "night_copies": info.get("night_copies", 0) + copied.get("night_copies", 0),
+        "copies": info.get("copies", 0) + copied.get("copies", 0),
         "copy_s": round(info.get("copy_s", 0) + copied["copy_s"], 1),
     }
     (store / "layout.json").write_text(json.dumps(info, indent=2))
@@ -615,8 +625,9 @@ def section_text(record: dict, store: dict, args, tables: str) -> str:
     if copied:
         built = (
             f"{store['trials'] + copied:,} trials: {built}; then {copied:,} more copied inside PostgreSQL "
-            f"(`--replicate-to`: {store['night_copies']} copies of its finished nights, each a distinct older night "
-            f"of the campaign with new run ids and its run-id tags remapped) in {store['copy_s']:.0f} s"
+            f"(`--replicate-to`: {store['copies']} copies of its finished nights, {store['night_copies']} nights "
+            f"in all, each a distinct older night of the campaign with new run ids and its run-id tags remapped) "
+            f"in {store['copy_s']:.0f} s"
         )
     replicated = f" --replicate-to {args.replicate_to}" if args.replicate_to else ""
     return (
