@@ -148,3 +148,25 @@ def start_campaign(config: Path, cwd: Path, env: dict):
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def write_results(heading: str, body: str, where: str) -> bool:
+    """With OVERNIGHT_WRITE_RESULTS=1, replace benchmarks/RESULTS.md's section `heading` with `body`, the machine
+    (`where`: what else ran on it), the date and the pytest command that printed it; True when it wrote."""
+    if os.environ.get("OVERNIGHT_WRITE_RESULTS") != "1":
+        return False
+    import platform
+    import shlex
+    import sys
+    from datetime import datetime, timezone
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from benchmarks.results import write_section
+
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    machine = f"{platform.platform()}, {os.cpu_count()} CPUs, {memory_gib:.0f} GiB; {where}"
+    command = f"OVERNIGHT_WRITE_RESULTS=1 pytest {shlex.join(sys.argv[1:])}"
+    text = f"{heading}\n\n{body.strip()}\n\nMachine: {machine}.\n"
+    text += f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with:\n\n```\n{command}\n```\n"
+    write_section(heading, text)
+    return True

@@ -6,7 +6,6 @@ it. Everything runs in subprocesses with their own HOME, because SkyPilot keeps 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import slurm_faults
 import yaml
+from helpers import write_results
 from mlflow.tracking import MlflowClient
 from slurm_trials import INFRA, sky_status
 
@@ -168,8 +168,7 @@ def test_a_campaign_runs_every_wave_on_the_cluster_pool_through_faults_and_leave
     # MLflow's record of each trial says how many attempts it took, so the morning shows what the night survived.
     assert sum(int(t.data.tags.get("overnight.attempts", "1")) - 1 for t in trials) == figures["retries"]
     assert not output.matching(r": infra_error\b")  # no trial ended as one: its retries succeeded
-    if os.environ.get("OVERNIGHT_WRITE_RESULTS") == "1":
-        write_fault_results(faults, figures, retried)
+    write_fault_results(faults, figures, retried)  # with OVERNIGHT_WRITE_RESULTS=1
 
 
 def test_ctrl_c_stops_the_jobs_and_takes_the_clusters_down(sky_env, tmp_path):
@@ -213,19 +212,9 @@ RESULTS_HEADING = "## 7. Faults on a real Slurm cluster"
 
 
 def write_fault_results(faults: dict[str, int], figures: dict[str, int], retried: list[str]) -> None:
-    """benchmarks/RESULTS.md's section of this test's figures, with the machine, the date and the command."""
-    import platform
-    import shlex
-    from datetime import datetime, timezone
-
-    sys.path.insert(0, str(Path(__file__).parents[2]))
-    from benchmarks.results import write_section
-
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    """benchmarks/RESULTS.md's section of this test's figures (tests/helpers.py adds the machine, date, command)."""
     reasons = "\n".join(f"- {_retried_reason(line)}" for line in retried)
-    text = f"""{RESULTS_HEADING}
-
-One campaign (two baseline copies, a wave of two, a pool of two SkyPilot clusters on the one-node Slurm cluster of
+    body = f"""One campaign (two baseline copies, a wave of two, a pool of two SkyPilot clusters on the one-node Slurm cluster of
 scripts/slurm/up.sh, tests/backends/test_skypilot_slurm.py) through three faults a real cluster has, injected by
 the test at their moments and put right as the cluster would come back:
 
@@ -245,15 +234,8 @@ Each ends the trials it hits as infra_error, never crash; Prefect retries them w
 The retried attempts' reasons, as Prefect logged them:
 
 {reasons}
-
-Machine: {platform.platform()}, {os.cpu_count()} CPUs, {memory_gib:.0f} GiB; Slurm and SkyPilot on the same machine.
-Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with:
-
-```
-OVERNIGHT_WRITE_RESULTS=1 pytest {shlex.join(sys.argv[1:])}
-```
 """
-    write_section(RESULTS_HEADING, text)
+    write_results(RESULTS_HEADING, body, "Slurm and SkyPilot on the same machine")
 
 
 def _retried_reason(line: str) -> str:

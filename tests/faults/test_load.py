@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from faultkit import check_books, write_program
-from helpers import most_at_once
+from helpers import most_at_once, write_results
 from mlflow.tracking import MlflowClient
 
 from flows.campaign import campaign_flow
@@ -129,8 +129,8 @@ def campaign_summary(client: MlflowClient, path) -> SimpleNamespace:
     return SimpleNamespace(experiment_id=experiment, agent_run_id=agent.info.run_id)
 
 
-def check_load(uri: str, wave: int, store: str, summary, spans: dict, elapsed: float) -> None:
-    """No record lost or doubled; the figures in one line."""
+def check_load(uri: str, wave: int, store: str, summary, spans: dict, elapsed: float) -> str:
+    """No record lost or doubled; the figures in one line, printed and returned."""
     client = MlflowClient(uri)
     runs = client.search_runs(
         [summary.experiment_id],
@@ -150,11 +150,12 @@ def check_load(uri: str, wave: int, store: str, summary, spans: dict, elapsed: f
     at_once = most_at_once(
         [spans[i] for i in {r.data.tags["overnight.trial_id"] for r in wave_1} if i in spans]
     )
-    print(
-        f"\n{store}: {at_once} of {wave} trials in flight at once; records lost {len(lost)}, duplicated "
+    figures = (
+        f"{store}: {at_once} of {wave} trials in flight at once; records lost {len(lost)}, duplicated "
         f"{duplicated}, without a run {len(unran)}; wave 1 {wave_s:.1f} s for trials of {SLEEP_S} s; "
         f"campaign {elapsed:.1f} s"
     )
+    print(f"\n{figures}")
     books = check_books(
         client, summary.experiment_id, summary.agent_run_id
     )  # once each, ended, counts add up
@@ -171,6 +172,7 @@ def check_load(uri: str, wave: int, store: str, summary, spans: dict, elapsed: f
     )
     assert len({r.data.params["K000"] + r.data.tags["overnight.hypothesis"] for r in wave_1.values()}) == wave
     assert at_once == wave
+    return figures
 
 
 def test_64_trials_in_flight_on_sqlite_all_reach_mlflow(prefect_api, tmp_path):
@@ -187,9 +189,18 @@ def test_256_trials_in_flight_through_team_servers_all_reach_mlflow_and_prefect(
     summary, spans, elapsed, path = load_campaign(
         tmp_path, 256, "postgresql", pg_tracking_server.uri, pg_prefect_server.api_url
     )
-    check_load(pg_tracking_server.uri, 256, "postgresql", summary, spans, elapsed)
+    figures = check_load(pg_tracking_server.uri, 256, "postgresql", summary, spans, elapsed)
     prefect = campaign_runs(pg_prefect_server.api_url, str(path))
     (flow_run,) = prefect["flows"]
     assert flow_run["state_type"] == "COMPLETED", flow_run["state"]
     trial_tasks = Counter(t["state_type"] for t in prefect["tasks"] if t["task_key"].startswith("run_trial"))
     assert trial_tasks == {"COMPLETED": len(spans)}
+    write_results(  # with OVERNIGHT_WRITE_RESULTS=1
+        "## 9. Trials in flight at once through a team's servers",
+        "One `overnight run` whose first wave screens 128 knobs up and down: 256 trials that sleep, each held at a "
+        'barrier until all 256 have started (so "at once" is true by construction; a trial that waits in vain '
+        "fails the test), reporting to an MLflow server and a Prefect server, both on one PostgreSQL 15 "
+        "(tests/faults/test_load.py). Lost: a trial that ran without a record; duplicated: a trial recorded "
+        f"twice; Prefect: every trial's task run COMPLETED ({trial_tasks['COMPLETED']}).\n\n- {figures}",
+        "PostgreSQL, both servers, the campaign and its 256 trials on the same machine",
+    )

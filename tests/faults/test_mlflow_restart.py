@@ -9,6 +9,7 @@ import time
 
 import pytest
 from faultkit import check_books, write_program
+from helpers import write_results
 from mlflow.tracking import MlflowClient
 from prefect_books import campaign_runs
 
@@ -87,10 +88,11 @@ def test_a_campaign_survives_its_servers_restarting(pg_tracking_server, pg_prefe
     (agent,) = client.search_runs([experiment], "tags.`overnight.kind` = 'agent_run'")
     books = check_books(client, experiment, agent.info.run_id)
     trials = books["trials"]
-    print(
-        f"\nMLflow down {mlflow_down_s:.1f} s in wave 1, Prefect down {prefect_down_s:.1f} s in wave 2; "
-        f"{len(trials)} trials recorded"
+    figures = (
+        f"MLflow server down {mlflow_down_s:.1f} s in wave 1, Prefect server down {prefect_down_s:.1f} s in wave 2; "
+        f"{len(trials)} trials ran, {len(trials)} recorded once, all ok"
     )
+    print(f"\n{figures}")
     started = {m.name for m in marks.iterdir()}
     assert set(trials) == started  # every trial that ran has its record, and no record lacks a run
     assert {r.data.tags["overnight.outcome"] for r in trials.values()} == {"ok"}
@@ -104,3 +106,13 @@ def test_a_campaign_survives_its_servers_restarting(pg_tracking_server, pg_prefe
     (flow_run,) = prefect["flows"]
     assert flow_run["state_type"] == "COMPLETED", flow_run["state"]
     assert len(prefect["subflows"]) == 3  # the baseline and both waves
+    write_results(  # with OVERNIGHT_WRITE_RESULTS=1
+        "## 10. A team's servers restarted mid-wave",
+        "One `overnight run` (a baseline and two waves of trials that sleep 4 s) reporting to an MLflow server and a "
+        "Prefect server, both on one PostgreSQL 15; the test kills each server's process group with SIGKILL while "
+        "a wave's trials run (MLflow in wave 1, Prefect in wave 2) and starts it again on the same port and "
+        "database (tests/faults/test_mlflow_restart.py). The campaign completes, its flow run is COMPLETED in "
+        f"Prefect with its {len(prefect['subflows'])} wave subflows, and every trial that ran has one record with "
+        f"its metric and artifacts.\n\n- {figures}",
+        "PostgreSQL, both servers and the campaign on the same machine",
+    )
