@@ -412,11 +412,23 @@ def _read_status(campaign: CampaignConfig) -> tuple[CampaignStatus | None, Trial
         except sqlite3.Error:
             pass  # not a store these queries know (e.g. one MLflow has yet to upgrade): MLflow reads it below
     uri = campaign.resolved_tracking_uri()
-    # A team's database: read with SQLAlchemy alone, as the SQLite file above.
+    # A team's PostgreSQL: read with SQLAlchemy alone, as the SQLite file above.
     if uri.startswith("postgresql"):
-        found = store_sql.read_status_postgres(uri, campaign.name, campaign.metric.name)
-        if found is not None:
-            return found
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(uri)
+        try:
+            with engine.connect() as db:
+                return store_sql.status_of(
+                    lambda query, values: db.execute(sqlalchemy.text(query), values).all(),
+                    campaign.name,
+                    campaign.metric.name,
+                    sqlite=False,
+                )
+        except sqlalchemy.exc.ProgrammingError:
+            pass  # not a store these queries know (e.g. one MLflow has yet to create): MLflow reads it below
+        finally:
+            engine.dispose()
     from overnight import agent_run
 
     memory = agent_run.open_memory(campaign)

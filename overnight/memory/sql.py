@@ -150,28 +150,6 @@ def read_status(
         db.close()
 
 
-def read_status_postgres(
-    uri: str, campaign: str, metric: str
-) -> tuple[CampaignStatus | None, TrialRecord | None, str] | None:
-    """`read_status` on a PostgreSQL store with SQLAlchemy alone; None when its tables are not ones these queries
-    know (a store MLflow has yet to create or upgrade), for MLflow to read instead."""
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(uri)
-    try:
-        with engine.connect() as db:
-            return status_of(
-                lambda query, values: db.execute(sqlalchemy.text(query), values).all(),
-                campaign,
-                metric,
-                sqlite=False,
-            )
-    except sqlalchemy.exc.ProgrammingError:
-        return None
-    finally:
-        engine.dispose()
-
-
 def status_of(
     rows: Rows, campaign: str, metric: str, sqlite: bool
 ) -> tuple[CampaignStatus | None, TrialRecord | None, str]:
